@@ -1,0 +1,51 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { hasCommand, isRoot } from '../support/env.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const entry = 'src/bin/firezone-gateway.ts';
+
+function runBinary(args: string[], prefix: string[] = [], env: Record<string, string> = {}) {
+  const command = [...prefix, process.execPath, '--import', 'tsx', entry, ...args];
+  const result = spawnSync(command[0]!, command.slice(1), {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 20_000,
+    env: { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env },
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('the firezone-gateway binary', () => {
+  test('--help lists the visible options with their env vars', () => {
+    const { code, stdout } = runBinary(['--help']);
+    assert.equal(code, 0);
+    for (const text of ['--firezone-name', 'FIREZONE_NAME', '--firezone-id', 'FIREZONE_ID', '--no-telemetry', '--no-check', '--tun-threads', 'FIREZONE_TOKEN']) {
+      assert.ok(stdout.includes(text), `help mentions ${text}`);
+    }
+  });
+
+  test('--version', () => {
+    assert.deepEqual(runBinary(['--version']), { code: 0, stdout: 'firezone-gateway 1.4.13\n', stderr: '' });
+  });
+
+  test('without a token: exit 2', () => {
+    const { code, stderr } = runBinary([]);
+    assert.equal(code, 2);
+    assert.match(stderr, /the following required arguments were not provided/);
+  });
+
+  const unprivileged = !isRoot ? 'needs root to drop to an unprivileged user' : !hasCommand('setpriv') ? 'needs setpriv (util-linux)' : undefined;
+  test('as an unprivileged user: the permission message and exit 1', { skip: unprivileged }, () => {
+    const { code, stderr, stdout } = runBinary(['tok'], ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all']);
+    assert.equal(code, 1);
+    assert.equal(stdout, '');
+    assert.equal(
+      stderr,
+      'firezone-gateway needs to be executed as `root` or with the `CAP_NET_ADMIN` capability.\n' +
+        'See https://www.firezone.dev/kb/deploy/gateways#permissions for details.\n',
+    );
+  });
+});
