@@ -1,0 +1,972 @@
+// A development portal: speaks the gateway channel (Phoenix V1 JSON over WebSocket) the way the Firezone portal
+// does at the commit we match (portal-protocol §1.6-§3), plus two small JSON APIs:
+//   /admin/...    for tests and the demo (resources, clients, policies, relays, authorizations, pushes, log);
+//   /clients/...  for a headless test client (request a flow, exchange ICE candidates).
+// One HTTP server carries all three. This is a tool, not part of the gateway: it uses real timers and the clock.
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { RawData, WebSocket } from 'ws';
+import { systemRandom } from '../../src/util/random.ts';
+import type { RandomSource } from '../../src/util/random.ts';
+import { allocateTunnelAddresses } from './addresses.ts';
+import { deriveIceCredentials, encodeKey, isValidKey, relayCredentials } from './credentials.ts';
+import type { IceCredentials, RelayCredentialScheme } from './credentials.ts';
+import {
+  addressFamilyOrder,
+  checkRelay,
+  checkResource,
+  isObject,
+  isUuid,
+  renderResource,
+} from './model.ts';
+import type { ClientRecord, GatewayRecord, Policy, RelayConfig, Resource } from './model.ts';
+
+export interface DevPortalOptions {
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** Default 0 (ephemeral). */
+  readonly port?: number;
+  /** Gateway tokens accepted on `/gateway/websocket`. */
+  readonly tokens: readonly string[];
+  readonly accountSlug?: string;
+  readonly relays?: readonly RelayConfig[];
+  /** Default `coturn` (coturn's `use-auth-secret`). */
+  readonly relayCredentialScheme?: RelayCredentialScheme;
+  /** Default 90 days, as the portal. */
+  readonly relayCredentialLifetimeSeconds?: number;
+  /** The portal closes a socket after 37 s without inbound data. */
+  readonly idleTimeoutMs?: number;
+  /** How long a flow request waits for `flow_authorized`. Default 10 s. */
+  readonly flowTimeoutMs?: number;
+  /** Include `authorizations` in `init` (the portal starts doing so the day after our commit). Default false. */
+  readonly sendInitAuthorizations?: boolean;
+  readonly resources?: readonly Resource[];
+  readonly clients?: readonly { id: string; publicKey: string; ipv4?: string; ipv6?: string }[];
+  readonly policies?: readonly Policy[];
+  /** Fixed portal ids for gateways by `external_id` (others get a random UUID on first connect). */
+  readonly gatewayIds?: Readonly<Record<string, string>>;
+  readonly random?: RandomSource;
+  /** Wall clock in Unix milliseconds. */
+  readonly now?: () => number;
+  readonly log?: (line: string) => void;
+}
+
+/** One Phoenix frame as seen on the wire. */
+export interface Frame {
+  readonly topic: string;
+  readonly event: string;
+  readonly payload: unknown;
+  readonly ref: number | string | null;
+}
+
+export interface ReceivedFrame {
+  readonly gatewayId: string;
+  /** Unix milliseconds. */
+  readonly at: number;
+  readonly frame: Frame;
+}
+
+export interface FlowGrant {
+  readonly flow_id: string;
+  readonly resource: Record<string, unknown>;
+  readonly gateway_id: string;
+  readonly gateway_public_key: string;
+  readonly gateway_ipv4: string;
+  readonly gateway_ipv6: string;
+  readonly client: { readonly id: string; readonly ipv4: string; readonly ipv6: string };
+  readonly client_ice_credentials: IceCredentials;
+  readonly gateway_ice_credentials: IceCredentials;
+  readonly preshared_key: string;
+  readonly expires_at: number | null;
+  readonly authorized: boolean;
+}
+
+export interface DevPortal {
+  /** `http://host:port`, the base of the admin and client APIs. */
+  readonly url: string;
+  /** What to pass to the gateway as `--api-url` / `FIREZONE_API_URL`. */
+  readonly apiUrl: string;
+  readonly port: number;
+  /** Frames received from gateways, oldest first. */
+  received(event?: string): ReceivedFrame[];
+  /** Ids of gateways whose channel is joined. */
+  connectedGateways(): string[];
+  close(): Promise<void>;
+}
+
+const NINETY_DAYS_S = 90 * 24 * 3600;
+const MAX_RECEIVED = 10_000;
+const GATEWAY_TOPIC = 'gateway';
+const PHOENIX_TOPIC = 'phoenix';
+
+interface Flow {
+  readonly id: string;
+  readonly ref: string;
+  readonly clientId: string;
+  readonly resourceId: string;
+  readonly gatewayId: string;
+  readonly grant: FlowGrant;
+  /** Granted through the client API under a policy (so deleting the policy revokes it). */
+  readonly viaPolicy: boolean;
+  /** The gateway's answer: `flow_authorized`, or `connection_ready` for the legacy `request_connection`. */
+  readonly answer: 'flow_authorized' | 'connection_ready';
+  /** The `gateway_payload` of a `connection_ready`. */
+  gatewayPayload: unknown;
+  authorized: boolean;
+  readonly waiters: ((authorized: boolean) => void)[];
+}
+
+interface GatewaySession {
+  readonly ws: WebSocket;
+  readonly gateway: GatewayRecord;
+  readonly token: string;
+  joined: boolean;
+  /** Resources this channel authorized a flow for: they get `resource_updated` (subscriptions die with the socket). */
+  readonly subscribedResources: Set<string>;
+  idleTimer: NodeJS.Timeout | undefined;
+}
+
+interface CandidateEvent {
+  readonly seq: number;
+  readonly kind: 'candidates' | 'invalidated';
+  readonly gateway_id: string;
+  readonly candidates: readonly string[];
+}
+
+export async function startDevPortal(options: DevPortalOptions): Promise<DevPortal> {
+  const portal = new DevPortalServer(options);
+  return portal.listen();
+}
+
+class DevPortalServer {
+  private readonly random: RandomSource;
+  private readonly now: () => number;
+  private readonly log: (line: string) => void;
+  private readonly tokens: Set<string>;
+  private readonly resources = new Map<string, Resource>();
+  private readonly clients = new Map<string, ClientRecord>();
+  private readonly policies = new Map<string, Policy>();
+  private readonly relays = new Map<string, RelayConfig>();
+  private readonly gatewaysByExternalId = new Map<string, GatewayRecord>();
+  private readonly sessions = new Map<string, GatewaySession>();
+  private readonly flows = new Map<string, Flow>();
+  private readonly flowsByRef = new Map<string, Flow>();
+  private readonly receivedFrames: ReceivedFrame[] = [];
+  private readonly candidateEvents = new Map<string, CandidateEvent[]>();
+  private readonly candidateWaiters = new Map<string, (() => void)[]>();
+  private candidateSeq = 0;
+  private readonly usedAddresses = new Set<string>();
+  private readonly http: Server;
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+
+  constructor(private readonly options: DevPortalOptions) {
+    this.random = options.random ?? systemRandom();
+    this.now = options.now ?? Date.now;
+    this.log = options.log ?? (() => {});
+    this.tokens = new Set(options.tokens);
+    for (const relay of options.relays ?? []) this.relays.set(relay.id, relay);
+    for (const resource of options.resources ?? []) this.resources.set(resource.id, resource);
+    for (const policy of options.policies ?? []) this.policies.set(policy.id, policy);
+    for (const client of options.clients ?? []) this.upsertClient(client.id, client.publicKey, client.ipv4, client.ipv6);
+    this.http = createServer((req, res) => void this.handleHttp(req, res));
+    this.http.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
+  }
+
+  async listen(): Promise<DevPortal> {
+    const host = this.options.host ?? '127.0.0.1';
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.options.port ?? 0, host, () => resolve());
+    });
+    const { port } = this.http.address() as AddressInfo;
+    const hostForUrl = host.includes(':') ? `[${host}]` : host;
+    return {
+      url: `http://${hostForUrl}:${port}`,
+      apiUrl: `ws://${hostForUrl}:${port}`,
+      port,
+      received: (event) => this.receivedFrames.filter((r) => event === undefined || r.frame.event === event),
+      connectedGateways: () => [...this.sessions.values()].filter((s) => s.joined).map((s) => s.gateway.id),
+      close: () => this.close(),
+    };
+  }
+
+  private async close(): Promise<void> {
+    for (const session of this.sessions.values()) {
+      clearTimeout(session.idleTimer);
+      session.ws.terminate();
+    }
+    for (const flow of this.flows.values()) this.settleFlow(flow, false);
+    for (const waiters of this.candidateWaiters.values()) for (const wake of waiters) wake();
+    this.candidateWaiters.clear();
+    this.wss.close();
+    this.http.closeAllConnections();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+  }
+
+  // --- Gateway WebSocket (§1.6) ---
+
+  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'http://portal');
+    if (url.pathname !== '/gateway/websocket') return rejectUpgrade(socket, 404, 'Not Found', 'Not Found');
+    const origin = req.headers.origin;
+    if (origin !== undefined && new URL(origin, 'http://invalid').host !== req.headers.host) {
+      return rejectUpgrade(socket, 403, 'Forbidden', 'Origin not allowed');
+    }
+    const token = url.searchParams.get('token');
+    if (token === null || token === '') return rejectUpgrade(socket, 401, 'Unauthorized', 'Missing token');
+    if (!this.tokens.has(token)) return rejectUpgrade(socket, 401, 'Unauthorized', 'Invalid token');
+
+    const problems: string[] = [];
+    const externalId = url.searchParams.get('external_id') ?? '';
+    const name = (url.searchParams.get('name') ?? '').trim();
+    const publicKey = url.searchParams.get('public_key') ?? '';
+    const userAgent = req.headers['user-agent'] ?? '';
+    const version = connlibVersion(userAgent);
+    if (externalId === '') problems.push("external_id: can't be blank");
+    if (name === '' || name.length > 255) problems.push('name: should be 1 to 255 characters');
+    if (!isValidKey(publicKey)) problems.push('public_key: is invalid');
+    if (version === undefined) problems.push('last_seen_user_agent: is invalid');
+    if (problems.length > 0) {
+      return rejectUpgrade(socket, 422, 'Unprocessable Entity', `Invalid or missing connection parameters: ${problems.join('\n')}`);
+    }
+
+    const gateway = this.upsertGateway(externalId, name, publicKey, userAgent, version!);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptGateway(ws, gateway, token));
+  }
+
+  private upsertGateway(externalId: string, name: string, publicKey: string, userAgent: string, version: string): GatewayRecord {
+    const existing = this.gatewaysByExternalId.get(externalId);
+    if (existing !== undefined) {
+      existing.name = name;
+      existing.publicKey = publicKey;
+      existing.userAgent = userAgent;
+      existing.version = version;
+      return existing;
+    }
+    const addresses = allocateTunnelAddresses(this.random, this.usedAddresses);
+    this.usedAddresses.add(addresses.ipv4).add(addresses.ipv6);
+    const id = this.options.gatewayIds?.[externalId] ?? this.newId();
+    const gateway: GatewayRecord = { id, externalId, name, publicKey, userAgent, version, ...addresses };
+    this.gatewaysByExternalId.set(externalId, gateway);
+    return gateway;
+  }
+
+  private acceptGateway(ws: WebSocket, gateway: GatewayRecord, token: string): void {
+    const previous = this.sessions.get(gateway.id);
+    if (previous !== undefined) previous.ws.terminate();
+    const session: GatewaySession = { ws, gateway, token, joined: false, subscribedResources: new Set(), idleTimer: undefined };
+    this.sessions.set(gateway.id, session);
+    this.log(`gateway ${gateway.id} connected (${gateway.userAgent})`);
+    this.armIdleTimer(session);
+    ws.on('message', (data: RawData) => this.handleFrame(session, data));
+    ws.on('close', () => {
+      clearTimeout(session.idleTimer);
+      if (this.sessions.get(gateway.id) === session) this.sessions.delete(gateway.id);
+      this.log(`gateway ${gateway.id} disconnected`);
+    });
+    ws.on('error', () => ws.terminate());
+  }
+
+  private armIdleTimer(session: GatewaySession): void {
+    clearTimeout(session.idleTimer);
+    session.idleTimer = setTimeout(() => session.ws.close(), this.options.idleTimeoutMs ?? 37_000);
+  }
+
+  private handleFrame(session: GatewaySession, data: RawData): void {
+    this.armIdleTimer(session);
+    const frame = parseFrame(data);
+    if (frame === undefined) return;
+    this.receivedFrames.push({ gatewayId: session.gateway.id, at: this.now(), frame });
+    if (this.receivedFrames.length > MAX_RECEIVED) this.receivedFrames.shift();
+
+    if (frame.topic === PHOENIX_TOPIC) {
+      if (frame.event === 'heartbeat') this.reply(session, frame, 'ok', {});
+      return;
+    }
+    if (frame.topic !== GATEWAY_TOPIC) {
+      this.reply(session, frame, 'error', { reason: 'unmatched topic' });
+      return;
+    }
+    if (frame.event === 'phx_join') {
+      this.join(session, frame);
+      return;
+    }
+    if (!session.joined) {
+      this.reply(session, frame, 'error', { reason: 'unmatched topic' });
+      return;
+    }
+    this.handleChannelMessage(session, frame);
+  }
+
+  private join(session: GatewaySession, frame: Frame): void {
+    if (session.joined) this.send(session, { topic: GATEWAY_TOPIC, event: 'phx_close', payload: {}, ref: null });
+    session.joined = true;
+    session.subscribedResources.clear();
+    this.reply(session, frame, 'ok', {});
+    this.push(session, 'init', this.initPayload(session.gateway));
+    this.log(`gateway ${session.gateway.id} joined`);
+  }
+
+  private handleChannelMessage(session: GatewaySession, frame: Frame): void {
+    const payload = isObject(frame.payload) ? frame.payload : {};
+    switch (frame.event) {
+      case 'flow_authorized':
+      case 'connection_ready': {
+        const flow = typeof payload['ref'] === 'string' ? this.flowsByRef.get(payload['ref']) : undefined;
+        if (flow === undefined || flow.gatewayId !== session.gateway.id || flow.answer !== frame.event) {
+          this.reply(session, frame, 'error', { reason: 'invalid_ref' });
+          return;
+        }
+        this.reply(session, frame, 'ok', {});
+        flow.gatewayPayload = payload['gateway_payload'];
+        this.settleFlow(flow, true);
+        return;
+      }
+      case 'broadcast_ice_candidates':
+      case 'broadcast_invalidated_ice_candidates': {
+        const clientIds = payload['client_ids'];
+        const candidates = payload['candidates'];
+        if (!isStringArray(clientIds) || !isStringArray(candidates)) return;
+        const kind = frame.event === 'broadcast_ice_candidates' ? 'candidates' : 'invalidated';
+        for (const clientId of clientIds) this.queueCandidates(clientId, kind, session.gateway.id, candidates);
+        return;
+      }
+      default:
+        this.reply(session, frame, 'error', { reason: 'unknown_message' });
+    }
+  }
+
+  private initPayload(gateway: GatewayRecord): Record<string, unknown> {
+    const payload: Record<string, unknown> = {
+      account_slug: this.options.accountSlug ?? 'dev',
+      interface: { ipv4: gateway.ipv4, ipv6: gateway.ipv6 },
+      relays: this.renderRelays(gateway, [...this.relays.values()]),
+      config: { ipv4_masquerade_enabled: true, ipv6_masquerade_enabled: true },
+    };
+    if (this.options.sendInitAuthorizations) {
+      payload['authorizations'] = [...this.flows.values()]
+        .filter((f) => f.gatewayId === gateway.id && f.authorized)
+        .map((f) => ({ client_id: f.clientId, resource_id: f.resourceId }));
+    }
+    return payload;
+  }
+
+  /** One `turn` entry per relay address, IPv4 first, credentials salted with the gateway's public key (§4.4). */
+  private renderRelays(gateway: GatewayRecord, relays: readonly RelayConfig[]): Record<string, unknown>[] {
+    const lifetime = this.options.relayCredentialLifetimeSeconds ?? NINETY_DAYS_S;
+    const expiresAt = Math.floor(this.now() / 1000) + lifetime;
+    const scheme = this.options.relayCredentialScheme ?? 'coturn';
+    return relays.flatMap((relay) => {
+      const credentials = relayCredentials(scheme, relay.secret, gateway.publicKey, expiresAt);
+      return [...relay.addresses].sort(addressFamilyOrder).map((addr) => ({
+        id: relay.id,
+        type: 'turn',
+        addr,
+        username: credentials.username,
+        password: credentials.password,
+        expires_at: credentials.expiresAt,
+      }));
+    });
+  }
+
+  // --- Flows ---
+
+  /** Pushes `authorize_flow` (§2.2) and resolves once the gateway answers `flow_authorized` or the wait ends. */
+  private async authorizeFlow(
+    client: ClientRecord,
+    resource: Resource,
+    expiresAt: number | null,
+    gatewayId: string | undefined,
+    wait: boolean,
+    viaPolicy: boolean,
+  ): Promise<{ status: number; body: unknown }> {
+    const session = this.pickGateway(gatewayId);
+    if (session === undefined) return { status: 503, body: { error: 'no gateway connected' } };
+    const gateway = session.gateway;
+    const ice = deriveIceCredentials(client.id, client.publicKey, gateway.id, gateway.publicKey);
+    const psk = new Uint8Array(32);
+    this.random.fill(psk);
+    const refBytes = new Uint8Array(32);
+    this.random.fill(refBytes);
+    const flowId = this.newId();
+    const ref = `SFMyNTY.${Buffer.from(refBytes).toString('base64url')}`;
+    const grant: FlowGrant = {
+      flow_id: flowId,
+      resource: renderResource(resource),
+      gateway_id: gateway.id,
+      gateway_public_key: gateway.publicKey,
+      gateway_ipv4: gateway.ipv4,
+      gateway_ipv6: gateway.ipv6,
+      client: { id: client.id, ipv4: client.ipv4, ipv6: client.ipv6 },
+      client_ice_credentials: ice.client,
+      gateway_ice_credentials: ice.gateway,
+      preshared_key: encodeKey(psk),
+      expires_at: expiresAt,
+      authorized: false,
+    };
+    const flow: Flow = { id: flowId, ref, clientId: client.id, resourceId: resource.id, gatewayId: gateway.id, grant, viaPolicy, answer: 'flow_authorized', gatewayPayload: undefined, authorized: false, waiters: [] };
+    this.flows.set(flowId, flow);
+    this.flowsByRef.set(ref, flow);
+    session.subscribedResources.add(resource.id);
+    this.push(session, 'authorize_flow', {
+      ref,
+      flow_id: flowId,
+      actor: { id: client.id },
+      resource: renderResource(resource),
+      gateway_ice_credentials: ice.gateway,
+      client: { id: client.id, public_key: client.publicKey, preshared_key: grant.preshared_key, ipv4: client.ipv4, ipv6: client.ipv6 },
+      client_ice_credentials: ice.client,
+      expires_at: expiresAt,
+    });
+    if (!wait) return { status: 202, body: grant };
+    const authorized = await this.waitForFlow(flow);
+    if (!authorized) return { status: 504, body: { error: 'the gateway did not answer flow_authorized', flow_id: flowId } };
+    return { status: 200, body: { ...grant, authorized: true } };
+  }
+
+  /**
+   * The deprecated pushes still sent to flows of clients older than 1.4 (§2.7, §2.8): `request_connection`
+   * (answered by `connection_ready`, whose `gateway_payload` is returned) and `allow_access` (never answered).
+   */
+  private async legacyPush(
+    event: 'request_connection' | 'allow_access',
+    client: ClientRecord,
+    resource: Resource,
+    input: Record<string, unknown>,
+    wait: boolean,
+  ): Promise<{ status: number; body: unknown }> {
+    const session = this.pickGateway(optionalString(input['gateway_id']));
+    if (session === undefined) return { status: 503, body: { error: 'no gateway connected' } };
+    const flowId = this.newId();
+    const ref = `SFMyNTY.${Buffer.from(this.randomBytes(32)).toString('base64url')}`;
+    const presharedKey = encodeKey(this.randomBytes(32));
+    const expiresAt = typeof input['expires_at'] === 'number' ? input['expires_at'] : null;
+    const domain = isObject(input['domain']) ? input['domain'] : undefined;
+    session.subscribedResources.add(resource.id);
+    if (event === 'allow_access') {
+      this.push(session, 'allow_access', {
+        ref,
+        flow_id: flowId,
+        client_id: client.id,
+        resource: renderResource(resource),
+        expires_at: expiresAt,
+        ...(domain === undefined ? {} : { payload: domain }),
+        client_ipv4: client.ipv4,
+        client_ipv6: client.ipv6,
+      });
+      return { status: 202, body: { ref, flow_id: flowId } };
+    }
+    const iceParameters = isObject(input['ice_parameters'])
+      ? input['ice_parameters']
+      : { username: this.randomToken(16), password: this.randomToken(32) };
+    const flow: Flow = {
+      id: flowId,
+      ref,
+      clientId: client.id,
+      resourceId: resource.id,
+      gatewayId: session.gateway.id,
+      grant: {
+        flow_id: flowId,
+        resource: renderResource(resource),
+        gateway_id: session.gateway.id,
+        gateway_public_key: session.gateway.publicKey,
+        gateway_ipv4: session.gateway.ipv4,
+        gateway_ipv6: session.gateway.ipv6,
+        client: { id: client.id, ipv4: client.ipv4, ipv6: client.ipv6 },
+        client_ice_credentials: iceParameters as unknown as IceCredentials,
+        gateway_ice_credentials: { username: '', password: '' },
+        preshared_key: presharedKey,
+        expires_at: expiresAt,
+        authorized: false,
+      },
+      viaPolicy: false,
+      answer: 'connection_ready',
+      gatewayPayload: undefined,
+      authorized: false,
+      waiters: [],
+    };
+    this.flows.set(flowId, flow);
+    this.flowsByRef.set(ref, flow);
+    this.push(session, 'request_connection', {
+      ref,
+      flow_id: flowId,
+      actor: { id: client.id },
+      resource: renderResource(resource),
+      client: {
+        id: client.id,
+        peer: { public_key: client.publicKey, preshared_key: presharedKey, ipv4: client.ipv4, ipv6: client.ipv6, persistent_keepalive: 25 },
+        payload: { ice_parameters: iceParameters, ...(domain === undefined ? {} : { domain }) },
+      },
+      expires_at: expiresAt,
+    });
+    if (!wait) return { status: 202, body: { ref, flow_id: flowId } };
+    if (!(await this.waitForFlow(flow))) return { status: 504, body: { error: 'the gateway did not answer connection_ready', flow_id: flowId } };
+    return { status: 200, body: { ref, flow_id: flowId, preshared_key: presharedKey, gateway_public_key: session.gateway.publicKey, gateway_payload: flow.gatewayPayload } };
+  }
+
+  private randomBytes(length: number): Uint8Array {
+    const bytes = new Uint8Array(length);
+    this.random.fill(bytes);
+    return bytes;
+  }
+
+  /** Letters only, like the ICE parameters old clients generate. */
+  private randomToken(length: number): string {
+    const letters = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+    let out = '';
+    for (let i = 0; i < length; i++) out += letters[this.random.u32() % letters.length];
+    return out;
+  }
+
+  private waitForFlow(flow: Flow): Promise<boolean> {
+    if (flow.authorized) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), this.options.flowTimeoutMs ?? 10_000);
+      flow.waiters.push((authorized) => {
+        clearTimeout(timer);
+        resolve(authorized);
+      });
+    });
+  }
+
+  private settleFlow(flow: Flow, authorized: boolean): void {
+    if (authorized) flow.authorized = true;
+    for (const wake of flow.waiters.splice(0)) wake(authorized);
+  }
+
+  /** Pushes `reject_access` (§2.3) for every flow of (client, resource); returns how many flows were revoked. */
+  private revoke(clientId: string | undefined, resourceId: string | undefined): number {
+    return this.revokeWhere(
+      (flow) => (clientId === undefined || flow.clientId === clientId) && (resourceId === undefined || flow.resourceId === resourceId),
+    );
+  }
+
+  private revokeWhere(matches: (flow: Flow) => boolean): number {
+    let revoked = 0;
+    for (const flow of [...this.flows.values()]) {
+      if (!matches(flow)) continue;
+      this.flows.delete(flow.id);
+      this.flowsByRef.delete(flow.ref);
+      this.settleFlow(flow, false);
+      revoked++;
+      const session = this.sessions.get(flow.gatewayId);
+      if (session?.joined) {
+        this.push(session, 'reject_access', { flow_id: flow.id, client_id: flow.clientId, resource_id: flow.resourceId });
+      }
+    }
+    return revoked;
+  }
+
+  private pickGateway(gatewayId: string | undefined): GatewaySession | undefined {
+    if (gatewayId !== undefined) {
+      const session = this.sessions.get(gatewayId);
+      return session?.joined ? session : undefined;
+    }
+    for (const session of this.sessions.values()) if (session.joined) return session;
+    return undefined;
+  }
+
+  private queueCandidates(clientId: string, kind: CandidateEvent['kind'], gatewayId: string, candidates: readonly string[]): void {
+    let events = this.candidateEvents.get(clientId);
+    if (events === undefined) {
+      events = [];
+      this.candidateEvents.set(clientId, events);
+    }
+    events.push({ seq: ++this.candidateSeq, kind, gateway_id: gatewayId, candidates: [...candidates] });
+    const waiters = this.candidateWaiters.get(clientId) ?? [];
+    this.candidateWaiters.delete(clientId);
+    for (const wake of waiters) wake();
+  }
+
+  private async candidatesAfter(clientId: string, after: number, waitMs: number): Promise<CandidateEvent[]> {
+    const pending = (): CandidateEvent[] => (this.candidateEvents.get(clientId) ?? []).filter((e) => e.seq > after);
+    if (pending().length > 0 || waitMs <= 0) return pending();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, waitMs);
+      const waiters = this.candidateWaiters.get(clientId) ?? [];
+      waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.candidateWaiters.set(clientId, waiters);
+    });
+    return pending();
+  }
+
+  /** Forwards a client's candidates to every gateway it has a flow with (or the one named). */
+  private forwardClientCandidates(clientId: string, event: 'ice_candidates' | 'invalidate_ice_candidates', candidates: string[], gatewayId: string | undefined): number {
+    const gatewayIds = new Set<string>();
+    if (gatewayId !== undefined) gatewayIds.add(gatewayId);
+    else for (const flow of this.flows.values()) if (flow.clientId === clientId) gatewayIds.add(flow.gatewayId);
+    let sent = 0;
+    for (const id of gatewayIds) {
+      const session = this.sessions.get(id);
+      if (!session?.joined) continue;
+      this.push(session, event, { client_id: clientId, candidates });
+      sent++;
+    }
+    return sent;
+  }
+
+  // --- Frames ---
+
+  private push(session: GatewaySession, event: string, payload: unknown): void {
+    this.send(session, { topic: GATEWAY_TOPIC, event, payload, ref: null });
+  }
+
+  private reply(session: GatewaySession, request: Frame, status: 'ok' | 'error', response: Record<string, unknown>): void {
+    if (request.ref === null) return;
+    this.send(session, { topic: request.topic, event: 'phx_reply', payload: { status, response }, ref: request.ref });
+  }
+
+  private send(session: GatewaySession, frame: Frame): void {
+    session.ws.send(JSON.stringify({ topic: frame.topic, event: frame.event, payload: frame.payload, ref: frame.ref }));
+  }
+
+  // --- HTTP APIs ---
+
+  private async handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://portal');
+    let body: unknown;
+    try {
+      body = await readJson(req);
+    } catch {
+      return sendJson(res, 400, { error: 'body must be JSON' });
+    }
+    let result: { status: number; body: unknown };
+    try {
+      result = await this.route(req.method ?? 'GET', url, body);
+    } catch (error) {
+      this.log(`admin request ${req.method} ${url.pathname} failed: ${String(error)}`);
+      result = { status: 500, body: { error: String(error) } };
+    }
+    if (!res.headersSent) sendJson(res, result.status, result.body);
+  }
+
+  private async route(method: string, url: URL, body: unknown): Promise<{ status: number; body: unknown }> {
+    const path = url.pathname.replace(/\/+$/, '');
+    const parts = path.split('/').slice(1);
+    const input = isObject(body) ? body : {};
+    const key = `${method} /${parts.map((p, i) => (i > 0 && isParam(parts, i) ? ':id' : p)).join('/')}`;
+    const id = parts.find((_, i) => i > 0 && isParam(parts, i));
+
+    switch (key) {
+      case 'GET /admin/state':
+        return ok(this.snapshot());
+      case 'GET /admin/received': {
+        const event = url.searchParams.get('event') ?? undefined;
+        return ok(this.receivedFrames.filter((r) => event === undefined || r.frame.event === event));
+      }
+      case 'POST /admin/resources':
+      case 'PUT /admin/resources/:id':
+        return this.putResource(id, input);
+      case 'DELETE /admin/resources/:id': {
+        if (!this.resources.delete(id!)) return notFound('resource');
+        return ok({ revoked: this.revoke(undefined, id) });
+      }
+      case 'POST /admin/clients': {
+        const clientId = input['id'] ?? this.newId();
+        if (!isUuid(clientId)) return bad('id must be a UUID');
+        const publicKey = input['public_key'] ?? randomKey(this.random);
+        if (typeof publicKey !== 'string' || !isValidKey(publicKey)) return bad('public_key must be a base64 32-byte key');
+        return ok(this.upsertClient(clientId, publicKey, optionalString(input['ipv4']), optionalString(input['ipv6'])));
+      }
+      case 'POST /admin/policies': {
+        const resourceId = input['resource_id'];
+        const clientIds = input['client_ids'];
+        if (typeof resourceId !== 'string' || !this.resources.has(resourceId)) return bad('resource_id must name a resource');
+        if (clientIds !== undefined && !isStringArray(clientIds)) return bad('client_ids must be a list of ids');
+        const policy: Policy = { id: this.newId(), resourceId, clientIds };
+        this.policies.set(policy.id, policy);
+        return ok(policy);
+      }
+      case 'DELETE /admin/policies/:id': {
+        const policy = this.policies.get(id!);
+        if (policy === undefined) return notFound('policy');
+        this.policies.delete(policy.id);
+        const revoked = this.revokeWhere(
+          (flow) => flow.viaPolicy && flow.resourceId === policy.resourceId && !this.allowedByPolicy(flow.clientId, flow.resourceId),
+        );
+        return ok({ deleted: policy.id, revoked });
+      }
+      case 'POST /admin/authorizations':
+        return this.requestFlow(input['client_id'], input, false, url);
+      case 'DELETE /admin/authorizations':
+      case 'POST /admin/legacy/request_connection':
+      case 'POST /admin/legacy/allow_access': {
+        const client = typeof input['client_id'] === 'string' ? this.clients.get(input['client_id']) : undefined;
+        const resource = typeof input['resource_id'] === 'string' ? this.resources.get(input['resource_id']) : undefined;
+        if (client === undefined) return bad('client_id must name a client (POST /admin/clients first)');
+        if (resource === undefined) return bad('resource_id must name a resource');
+        const event = parts[2] === 'request_connection' ? 'request_connection' : 'allow_access';
+        return this.legacyPush(event, client, resource, input, url.searchParams.get('wait') !== '0');
+      }
+      case 'POST /admin/revoke': {
+        const clientId = optionalString(input['client_id'] ?? url.searchParams.get('client_id') ?? undefined);
+        const resourceId = optionalString(input['resource_id'] ?? url.searchParams.get('resource_id') ?? undefined);
+        return ok({ revoked: this.revoke(clientId, resourceId) });
+      }
+      case 'POST /admin/relays': {
+        const relay = checkRelay(input, () => this.newId());
+        if (!relay.ok) return bad(relay.error);
+        this.relays.set(relay.value.id, relay.value);
+        this.pushRelaysPresence([]);
+        return ok(relay.value);
+      }
+      case 'DELETE /admin/relays/:id': {
+        if (!this.relays.delete(id!)) return notFound('relay');
+        this.pushRelaysPresence([id!]);
+        return ok({ deleted: id });
+      }
+      case 'POST /admin/relays_presence': {
+        const disconnected = input['disconnected_ids'] ?? [];
+        if (!isStringArray(disconnected)) return bad('disconnected_ids must be a list of ids');
+        return ok({ sent: this.pushRelaysPresence(disconnected) });
+      }
+      case 'POST /admin/tokens': {
+        const token = optionalString(input['token']);
+        if (token === undefined) return bad('token is required');
+        this.tokens.add(token);
+        return ok({ token });
+      }
+      case 'POST /admin/tokens/revoke': {
+        const token = optionalString(input['token']);
+        if (token === undefined || !this.tokens.delete(token)) return notFound('token');
+        const closed = [...this.sessions.values()].filter((s) => s.token === token);
+        for (const session of closed) session.ws.close();
+        return ok({ closed: closed.length });
+      }
+      case 'POST /admin/gateways/disconnect':
+      case 'POST /admin/gateways/drop':
+      case 'POST /admin/gateways/push':
+        return this.gatewayCommand(parts[2]!, input);
+      case 'POST /clients/:id/flows':
+        return this.requestFlow(id, input, true, url);
+      case 'GET /clients/:id/candidates': {
+        const after = Number(url.searchParams.get('after') ?? 0);
+        const waitMs = Math.min(Number(url.searchParams.get('wait_ms') ?? 0), 60_000);
+        const events = await this.candidatesAfter(id!, Number.isFinite(after) ? after : 0, Number.isFinite(waitMs) ? waitMs : 0);
+        return ok({ events, next: events.at(-1)?.seq ?? after });
+      }
+      case 'POST /clients/:id/candidates':
+      case 'POST /clients/:id/invalidate_candidates': {
+        const candidates = input['candidates'];
+        if (!isStringArray(candidates)) return bad('candidates must be a list of strings');
+        const event = parts[2] === 'candidates' ? 'ice_candidates' : 'invalidate_ice_candidates';
+        return ok({ sent: this.forwardClientCandidates(id!, event, candidates, optionalString(input['gateway_id'])) });
+      }
+      default:
+        return { status: 404, body: { error: `no route ${method} ${path}` } };
+    }
+  }
+
+  private putResource(id: string | undefined, input: Record<string, unknown>): { status: number; body: unknown } {
+    const checked = checkResource(id === undefined ? input : { ...input, id }, () => this.newId());
+    if (!checked.ok) return bad(checked.error);
+    const resource = checked.value;
+    const existed = this.resources.has(resource.id);
+    this.resources.set(resource.id, resource);
+    let pushed = 0;
+    if (existed) {
+      for (const session of this.sessions.values()) {
+        if (!session.joined || !session.subscribedResources.has(resource.id)) continue;
+        this.push(session, 'resource_updated', renderResource(resource));
+        pushed++;
+      }
+    }
+    return ok({ resource: renderResource(resource), resource_updated_sent: pushed });
+  }
+
+  /**
+   * A flow for (client, resource). From the client API it needs a policy; from the admin API it does not.
+   * Body: `{resource_id, public_key?, ipv4?, ipv6?, expires_at? (Unix s or null), gateway_id?}`; the client record
+   * is created or its key updated. Waits for `flow_authorized` unless `?wait=0`.
+   */
+  private async requestFlow(clientIdValue: unknown, input: Record<string, unknown>, needPolicy: boolean, url: URL): Promise<{ status: number; body: unknown }> {
+    if (!isUuid(clientIdValue)) return bad('client id must be a UUID');
+    const resource = typeof input['resource_id'] === 'string' ? this.resources.get(input['resource_id']) : undefined;
+    if (resource === undefined) return bad('resource_id must name a resource');
+    const publicKey = input['public_key'];
+    if (publicKey !== undefined && (typeof publicKey !== 'string' || !isValidKey(publicKey))) return bad('public_key must be a base64 32-byte key');
+    const existing = this.clients.get(clientIdValue);
+    if (existing === undefined && publicKey === undefined) return bad('unknown client: give public_key to create it');
+    const client = this.upsertClient(clientIdValue, (publicKey as string | undefined) ?? existing!.publicKey, optionalString(input['ipv4']), optionalString(input['ipv6']));
+    if (needPolicy && !this.allowedByPolicy(client.id, resource.id)) return { status: 403, body: { error: 'no policy allows this client to access this resource' } };
+    const expiresAt = input['expires_at'];
+    if (expiresAt !== undefined && expiresAt !== null && !(typeof expiresAt === 'number' && Number.isInteger(expiresAt))) {
+      return bad('expires_at must be Unix seconds or null');
+    }
+    const wait = url.searchParams.get('wait') !== '0';
+    return this.authorizeFlow(client, resource, (expiresAt as number | null | undefined) ?? null, optionalString(input['gateway_id']), wait, needPolicy);
+  }
+
+  private allowedByPolicy(clientId: string, resourceId: string): boolean {
+    for (const policy of this.policies.values()) {
+      if (policy.resourceId !== resourceId) continue;
+      if (policy.clientIds === undefined || policy.clientIds.includes(clientId)) return true;
+    }
+    return false;
+  }
+
+  private gatewayCommand(command: string, input: Record<string, unknown>): { status: number; body: unknown } {
+    const gatewayId = optionalString(input['gateway_id']);
+    const targets = [...this.sessions.values()].filter((s) => gatewayId === undefined || s.gateway.id === gatewayId);
+    if (targets.length === 0) return { status: 404, body: { error: 'no such gateway connected' } };
+    for (const session of targets) {
+      switch (command) {
+        case 'disconnect':
+          this.push(session, 'disconnect', { reason: optionalString(input['reason']) ?? 'token_expired' });
+          session.ws.close();
+          break;
+        case 'drop':
+          session.ws.terminate();
+          break;
+        default:
+          this.send(session, {
+            topic: optionalString(input['topic']) ?? GATEWAY_TOPIC,
+            event: optionalString(input['event']) ?? 'unknown',
+            payload: input['payload'] ?? {},
+            ref: null,
+          });
+      }
+    }
+    return ok({ gateways: targets.map((s) => s.gateway.id) });
+  }
+
+  private pushRelaysPresence(disconnectedIds: readonly string[]): number {
+    let sent = 0;
+    for (const session of this.sessions.values()) {
+      if (!session.joined) continue;
+      this.push(session, 'relays_presence', {
+        disconnected_ids: [...disconnectedIds],
+        connected: this.renderRelays(session.gateway, [...this.relays.values()]),
+      });
+      sent++;
+    }
+    return sent;
+  }
+
+  private upsertClient(id: string, publicKey: string, ipv4: string | undefined, ipv6: string | undefined): ClientRecord {
+    const existing = this.clients.get(id);
+    if (existing !== undefined) {
+      existing.publicKey = publicKey;
+      return existing;
+    }
+    const allocated = allocateTunnelAddresses(this.random, this.usedAddresses);
+    const client: ClientRecord = { id, publicKey, ipv4: ipv4 ?? allocated.ipv4, ipv6: ipv6 ?? allocated.ipv6 };
+    this.usedAddresses.add(client.ipv4).add(client.ipv6);
+    this.clients.set(id, client);
+    return client;
+  }
+
+  private snapshot(): Record<string, unknown> {
+    return {
+      gateways: [...this.gatewaysByExternalId.values()].map((g) => ({
+        ...g,
+        connected: this.sessions.has(g.id),
+        joined: this.sessions.get(g.id)?.joined ?? false,
+      })),
+      resources: [...this.resources.values()].map(renderResource),
+      clients: [...this.clients.values()],
+      policies: [...this.policies.values()],
+      relays: [...this.relays.values()].map((r) => ({ id: r.id, addresses: r.addresses })),
+      flows: [...this.flows.values()].map((f) => ({
+        flow_id: f.id,
+        client_id: f.clientId,
+        resource_id: f.resourceId,
+        gateway_id: f.gatewayId,
+        authorized: f.authorized,
+      })),
+    };
+  }
+
+  private newId(): string {
+    const bytes = new Uint8Array(16);
+    this.random.fill(bytes);
+    bytes[6] = (bytes[6]! & 0x0f) | 0x40;
+    bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+    const hex = Buffer.from(bytes).toString('hex');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+}
+
+/** The SemVer after the first space-separated `connlib/` token (the portal's `last_seen_version`). */
+export function connlibVersion(userAgent: string): string | undefined {
+  const token = userAgent.split(' ').find((part) => part.startsWith('connlib/'));
+  const version = token?.slice('connlib/'.length);
+  return version !== undefined && /^\d+\.\d+\.\d+$/.test(version) ? version : undefined;
+}
+
+function parseFrame(data: RawData): Frame | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!isObject(value) || typeof value['topic'] !== 'string' || typeof value['event'] !== 'string') return undefined;
+  const ref = value['ref'];
+  return {
+    topic: value['topic'],
+    event: value['event'],
+    payload: value['payload'],
+    ref: typeof ref === 'number' || typeof ref === 'string' ? ref : null,
+  };
+}
+
+function rejectUpgrade(socket: Duplex, status: number, reason: string, body: string): void {
+  const bytes = Buffer.from(body, 'utf8');
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${bytes.length}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  if (chunks.length === 0) return undefined;
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text.trim() === '' ? undefined : JSON.parse(text);
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Path segments after a collection name are ids: /admin/resources/<id>, /clients/<id>/flows. */
+function isParam(parts: readonly string[], index: number): boolean {
+  const collection = parts[index - 1];
+  if (parts[0] === 'clients') return index === 1;
+  return (collection === 'resources' || collection === 'policies' || collection === 'relays') && parts[0] === 'admin';
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function randomKey(random: RandomSource): string {
+  const bytes = new Uint8Array(32);
+  random.fill(bytes);
+  return encodeKey(bytes);
+}
+
+function ok(body: unknown): { status: number; body: unknown } {
+  return { status: 200, body };
+}
+
+function bad(error: string): { status: number; body: unknown } {
+  return { status: 400, body: { error } };
+}
+
+function notFound(what: string): { status: number; body: unknown } {
+  return { status: 404, body: { error: `no such ${what}` } };
+}
