@@ -159,6 +159,8 @@ export class SimNetwork {
     }
     const host = this.byIp.get(to.address);
     if (host === undefined || !host.online) return;
+    // Hosts behind a NAT are reachable only through their NAT's public address.
+    if (host.nat !== undefined && natState === undefined) return;
     host.agent.handleDatagram(delivery.from, to, delivery.payload, this.now);
   }
 
