@@ -46,7 +46,11 @@ export interface InitMessage {
   readonly config: { readonly ipv4MasqueradeEnabled: boolean; readonly ipv6MasqueradeEnabled: boolean };
   readonly relays: readonly Relay[];
   readonly accountSlug: string | undefined;
-  readonly authorizations: readonly Authorization[];
+  /**
+   * Undefined when the key is absent (older portals): nothing may be revoked then. Present
+   * (even empty), every authorization not listed is revoked.
+   */
+  readonly authorizations: readonly Authorization[] | undefined;
 }
 
 export interface Authorization {
@@ -205,7 +209,7 @@ const ingressSchemas = {
         },
         relays: init.relays ?? [],
         accountSlug: init.account_slug ?? undefined,
-        authorizations: (init.authorizations ?? []).map((a) => ({ clientId: a.client_id, resourceId: a.resource_id })),
+        authorizations: init.authorizations?.map((a) => ({ clientId: a.client_id, resourceId: a.resource_id })),
       }),
     ),
   authorize_flow: z

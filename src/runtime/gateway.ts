@@ -1,10 +1,151 @@
-import type { GatewayOptions } from '../cli/options.ts';
-import type { StartedGateway } from '../cli/main.ts';
-
 /**
- * Starts the gateway's IO shell. The data plane (connectivity node, policy core) and the
- * portal event loop are wired in here as they land; until then starting fails loudly.
+ * Starts the gateway on a Linux host: the IO shell around the sans-IO core, in the reference's
+ * start-up order (login URL, resolv.conf, tunnel and UDP sockets, portal address, TUN device,
+ * portal connection, health check).
  */
-export async function startGateway(_options: GatewayOptions, _firezoneId: string): Promise<StartedGateway> {
-  throw new Error('the gateway runtime is not wired up in this build yet');
+import { hostname } from 'node:os';
+import { randomBytes as cryptoRandomBytes, randomUUID } from 'node:crypto';
+import type { StartedGateway } from '../cli/main.ts';
+import type { GatewayOptions } from '../cli/options.ts';
+import { GatewayState } from '../gateway/index.ts';
+import { createLogger, errorChain } from '../log/index.ts';
+import {
+  createLoginUrl,
+  currentOsFacts,
+  decodeIngress,
+  fatalExitMessage,
+  logChannelEvent,
+  loginUrlWithPublicKey,
+  PhoenixChannel,
+  PortalConnection,
+  resolvePortalAddresses,
+  userAgent,
+  type IngressMessage,
+} from '../portal/index.ts';
+import { Node } from '../snownet/index.ts';
+import { systemRandom } from '../util/random.ts';
+import { DnsForwarder } from './dns-forwarder.ts';
+import { GatewayEventLoop } from './event-loop.ts';
+import { HealthServer } from './health-server.ts';
+import { applyInterfaceConfig } from './interface-config.ts';
+import { readResolvConf } from './resolv-conf.ts';
+import { Resolver } from './resolver.ts';
+import { TUN_DEVICE_NAME, TunDevice } from './tun-device.ts';
+import { bindDataPlaneSockets, FIREZONE_MARK } from './udp-socket.ts';
+
+const log = createLogger('firezone_gateway');
+
+export async function startGateway(options: GatewayOptions, firezoneId: string): Promise<StartedGateway> {
+  const rng = systemRandom();
+  const name = options.firezoneName ?? (safeHostname() || randomUUID());
+
+  const login = createLoginUrl(options.apiUrl, { token: options.token, firezoneId, name });
+  if (!login.ok) throw new Error(`Failed to construct URL for logging into portal: ${login.error.message}`);
+
+  const resolvConf = await readResolvConf();
+  if (!resolvConf.ok) throw new Error(resolvConf.error);
+
+  const privateKey = cryptoRandomBytes(32);
+  const clock = (): number => performance.now();
+  const node = new Node({ role: 'server', privateKey, rng, now: clock(), unixOffsetMs: Date.now() - clock() });
+  const state = new GatewayState();
+
+  let loop: GatewayEventLoop | undefined;
+  const sockets = bindDataPlaneSockets({ mark: FIREZONE_MARK, onDatagrams: (batch) => loop?.handleDatagrams(batch) });
+
+  let addresses: string[];
+  try {
+    addresses = await resolvePortalAddresses(login.value.href);
+  } catch (error) {
+    closeSockets();
+    throw new Error('Failed to resolve portal URL', { cause: error });
+  }
+
+  let tun: TunDevice;
+  try {
+    tun = TunDevice.open(TUN_DEVICE_NAME, {
+      queues: Math.max(1, options.tunThreads),
+      onPackets: (batch) => loop?.handleTunPackets(batch),
+      onQueueFailed: (queue, errno) => log.warn('Failed to read from TUN FD', { queue, errno }),
+    });
+  } catch (error) {
+    closeSockets();
+    throw new Error('Failed to create TUN device', { cause: error });
+  }
+
+  const dnsForwarder = new DnsForwarder({ upstreams: resolvConf.nameservers });
+  void dnsForwarder.startProbing().catch((error: unknown) => log.debug('DNS upstream probing failed', { error: errorChain(error) }));
+
+  let fail: (error: Error) => void = () => undefined;
+  let finish: () => void = () => undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+
+  const channel = new PhoenixChannel<IngressMessage>({ topic: 'gateway', rng, decode: decodeIngress });
+  const host = new URL(login.value.href).host;
+  const portal = new PortalConnection<IngressMessage>({
+    url: loginUrlWithPublicKey(login.value, node.publicKey),
+    userAgent: userAgent(currentOsFacts()),
+    addresses,
+    channel,
+    onEvent: (event) => {
+      logChannelEvent(event, host);
+      if (event.kind === 'message') loop?.handlePortalMessage(event.message);
+      else if (event.kind === 'fatal') fail(new Error(fatalExitMessage(event.error).replace(/^Failed to start Gateway: /, '')));
+    },
+  });
+
+  loop = new GatewayEventLoop({
+    node,
+    state,
+    sockets,
+    tun,
+    portal: { send: (event, payload) => portal.send(event, payload), reconnect: () => portal.reconnect() },
+    resolver: new Resolver(),
+    configureInterface: async (tunAddresses) => {
+      try {
+        await applyInterfaceConfig(TUN_DEVICE_NAME, tunAddresses);
+      } catch (error) {
+        throw new Error('Failed to update TUN interface', { cause: error });
+      }
+      log.info('Setting new routes', { ipv4: tunAddresses.ipv4, ipv6: tunAddresses.ipv6 });
+      await dnsForwarder.rebind(tunAddresses);
+    },
+    clock,
+    wallClock: () => Date.now(),
+    rng,
+    validateChecksums: options.validateChecksums,
+    onFatal: (error) => fail(error),
+  });
+
+  portal.start();
+  const health = await HealthServer.start(options.healthCheckAddr);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      loop?.stop();
+      portal.stop();
+      closeSockets();
+      tun.close();
+      await Promise.allSettled([health.close(), dnsForwarder.close()]);
+      finish();
+    })());
+
+  return { done, stop };
+
+  function closeSockets(): void {
+    sockets.v4?.close();
+    sockets.v6?.close();
+  }
+}
+
+function safeHostname(): string {
+  try {
+    return hostname();
+  } catch {
+    return '';
+  }
 }

@@ -17,8 +17,17 @@ describe('ingress fixtures', () => {
       config: { ipv4MasqueradeEnabled: true, ipv6MasqueradeEnabled: true },
       relays: [],
       accountSlug: undefined,
-      authorizations: [],
+      authorizations: undefined,
     });
+  });
+
+  test('init without authorizations is told apart from an empty list (revoke nothing vs revoke all)', () => {
+    const absent = decodeIngress('init', { interface: { ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' }, config: { ipv4_masquerade_enabled: true, ipv6_masquerade_enabled: true } });
+    const empty = decodeIngress('init', { interface: { ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' }, config: { ipv4_masquerade_enabled: true, ipv6_masquerade_enabled: true }, authorizations: [] });
+    assert.ok(absent.ok && absent.message.kind === 'init');
+    assert.ok(empty.ok && empty.message.kind === 'init');
+    assert.equal(absent.message.authorizations, undefined);
+    assert.deepEqual(empty.message.authorizations, []);
   });
 
   test('connectivity init fixture parses the same way', () => {

@@ -1,0 +1,445 @@
+/**
+ * The gateway's event loop: joins the portal channel, the connectivity node, the policy state,
+ * the TUN device and the UDP sockets. Everything here reacts to one input at a time (a batch of
+ * datagrams, a batch of TUN packets, a portal message, the timer), then drains the state
+ * machines' outputs and arms one timer for the earliest deadline.
+ *
+ * The IO objects are injected, so tests drive the loop with in-memory sockets and a fake TUN.
+ */
+import { GatewayState, TunAction, TunnelAction, type ResourceDescription as PolicyResource } from '../gateway/index.ts';
+import { parseIp } from '../gateway/ip-addr.ts';
+import { expiresAtToMonotonic } from '../gateway/time.ts';
+import { createLogger, errorChain, Level } from '../log/index.ts';
+import {
+  encodeEgress,
+  type AllowAccessMessage,
+  type AuthorizeFlowMessage,
+  type ClientId,
+  type IngressMessage,
+  type InitMessage,
+  type Relay,
+  type RequestConnectionMessage,
+  type ResourceDescription,
+} from '../portal/index.ts';
+import { mergeRelayEntries, type Node, type RelayServer } from '../snownet/index.ts';
+import type { RandomSource } from '../util/random.ts';
+import type { Transmit } from '../util/transmit.ts';
+import type { IpAddr } from '../gateway/ip-addr.ts';
+import { validatePacketChecksums } from './checksums.ts';
+import type { TunReadBatch } from './tun-device.ts';
+import type { DatagramSocket, UdpDatagramBatch } from './udp-socket.ts';
+
+const log = createLogger('firezone_gateway::eventloop');
+
+export interface PortalPort {
+  send(event: string, payload: Readonly<Record<string, unknown>>): void;
+  /** Reconnects to get a fresh `init` (no relays left). */
+  reconnect(): void;
+}
+
+export interface PacketSink {
+  write(packet: Uint8Array): boolean;
+}
+
+export interface NameResolver {
+  resolve(name: string): Promise<string[]>;
+}
+
+export interface TunnelAddresses {
+  readonly ipv4: string;
+  readonly ipv6: string;
+}
+
+export interface EventLoopOptions {
+  readonly node: Node;
+  readonly state: GatewayState;
+  readonly sockets: { readonly v4: DatagramSocket | undefined; readonly v6: DatagramSocket | undefined };
+  readonly tun: PacketSink;
+  readonly portal: PortalPort;
+  readonly resolver: NameResolver;
+  /** Applies `init`'s addresses to the TUN device and rebinds the DNS forwarder; rejects on a fatal failure. */
+  readonly configureInterface: (addresses: TunnelAddresses) => Promise<void>;
+  /** Monotonic milliseconds. */
+  readonly clock: () => number;
+  /** Wall-clock milliseconds (for `expires_at`). */
+  readonly wallClock: () => number;
+  readonly rng: RandomSource;
+  readonly validateChecksums?: boolean;
+  /** A fatal error: the process must stop with `Failed to start Gateway: <error>`. */
+  readonly onFatal: (error: Error) => void;
+  /** Arms a timer; the loop keeps at most one. Injectable for tests. */
+  readonly setTimer?: (callback: () => void, delayMs: number) => unknown;
+  readonly clearTimer?: (handle: unknown) => void;
+}
+
+type PendingLegacy =
+  | { readonly kind: 'requestConnection'; readonly message: RequestConnectionMessage }
+  | { readonly kind: 'allowAccess'; readonly message: AllowAccessMessage };
+
+export interface LoopStats {
+  tunnelToTun: number;
+  tunToTunnel: number;
+  prohibitedReplies: number;
+  dropped: number;
+}
+
+export class GatewayEventLoop {
+  readonly stats: LoopStats = { tunnelToTun: 0, tunToTunnel: 0, prohibitedReplies: 0, dropped: 0 };
+  private readonly o: EventLoopOptions;
+  private readonly setTimer: (callback: () => void, delayMs: number) => unknown;
+  private readonly clearTimer: (handle: unknown) => void;
+  private timer: unknown;
+  private timerAt = Infinity;
+  private stopped = false;
+  private interfaceUpdate: Promise<void> = Promise.resolve();
+  private readonly pendingLegacy = new Map<string, PendingLegacy>();
+  private readonly onTimer = (): void => this.handleTimeout();
+
+  constructor(options: EventLoopOptions) {
+    this.o = options;
+    this.setTimer = options.setTimer ?? ((callback, delay) => setTimeout(callback, delay));
+    this.clearTimer = options.clearTimer ?? ((handle) => clearTimeout(handle as NodeJS.Timeout));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) this.clearTimer(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Datagrams from one UDP socket read. */
+  handleDatagrams(batch: UdpDatagramBatch): void {
+    if (this.stopped) return;
+    const now = this.o.clock();
+    const { node, state } = this.o;
+    for (let i = 0; i < batch.count; i++) {
+      const result = node.decapsulate(batch.destination(i), batch.source(i), batch.payload(i), now);
+      if (typeof result === 'string') continue;
+      const verdict = state.handleTunnelPacket(result.connection, result.packet, now);
+      switch (verdict.action) {
+        case TunnelAction.ToTun:
+          this.writeToTun(verdict.packet);
+          this.stats.tunnelToTun++;
+          break;
+        case TunnelAction.ReplyToClient:
+          this.stats.prohibitedReplies++;
+          this.sendToClient(result.connection, verdict.packet, now);
+          break;
+        case TunnelAction.Consumed:
+          break;
+        case TunnelAction.Drop:
+          this.stats.dropped++;
+          break;
+      }
+    }
+    this.flush(now);
+  }
+
+  /** Packets read from the TUN device. */
+  handleTunPackets(batch: TunReadBatch): void {
+    if (this.stopped) return;
+    const now = this.o.clock();
+    const { state } = this.o;
+    for (let i = 0; i < batch.count; i++) {
+      const verdict = state.handleTunPacket(batch.packet(i), now);
+      if (verdict.action === TunAction.ToClient) {
+        this.stats.tunToTunnel++;
+        this.sendToClient(verdict.clientId, verdict.packet, now);
+      } else {
+        this.stats.dropped++;
+      }
+    }
+    this.flush(now);
+  }
+
+  handlePortalMessage(message: IngressMessage): void {
+    if (this.stopped) return;
+    const now = this.o.clock();
+    try {
+      this.dispatch(message, now);
+    } catch (error) {
+      log.warn('Failed to handle portal message', { kind: message.kind, error: errorChain(error) });
+    }
+    this.flush(now);
+  }
+
+  handleTimeout(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.stopped) return;
+    const now = this.o.clock();
+    this.o.node.handleTimeout(now);
+    this.o.state.handleTimeout(now);
+    this.flush(now);
+  }
+
+  /** Waits for the interface updates started by `init` messages so far (for tests). */
+  settled(): Promise<void> {
+    return this.interfaceUpdate;
+  }
+
+  // --- portal messages ---
+
+  private dispatch(message: IngressMessage, now: number): void {
+    const { node, state } = this.o;
+    switch (message.kind) {
+      case 'init':
+        return this.handleInit(message, now);
+      case 'authorizeFlow':
+        return this.handleAuthorizeFlow(message, now);
+      case 'rejectAccess':
+        state.rejectAccess(message.clientId, message.resourceId, now);
+        return;
+      case 'resourceUpdated':
+        state.resourceUpdated(toPolicyResource(message.resource));
+        return;
+      case 'relaysPresence':
+        node.updateRelays(message.disconnectedIds, turnRelays(message.connected), now);
+        return;
+      case 'iceCandidates':
+        for (const candidate of message.candidates) node.addRemoteCandidate(message.clientId, candidate, now);
+        return;
+      case 'invalidateIceCandidates':
+        for (const candidate of message.candidates) node.removeRemoteCandidate(message.clientId, candidate, now);
+        return;
+      case 'requestConnection':
+        return this.startLegacy({ kind: 'requestConnection', message }, message.client.payload.domain?.name, now);
+      case 'allowAccess':
+        return this.startLegacy({ kind: 'allowAccess', message }, message.payload?.name, now);
+    }
+  }
+
+  private handleInit(message: InitMessage, now: number): void {
+    const ipv4 = parseIp(message.interface.ipv4);
+    const ipv6 = parseIp(message.interface.ipv6);
+    if (ipv4 === undefined || ipv6 === undefined) {
+      log.warn('Ignoring init with invalid interface addresses');
+      return;
+    }
+    this.o.node.updateRelays([], turnRelays(message.relays), now);
+    this.o.state.init({ ipv4, ipv6 }, message.authorizations, now);
+    const addresses = { ipv4: message.interface.ipv4, ipv6: message.interface.ipv6 };
+    this.interfaceUpdate = this.interfaceUpdate
+      .then(() => this.o.configureInterface(addresses))
+      .catch((error: unknown) => this.o.onFatal(error instanceof Error ? error : new Error(String(error))));
+  }
+
+  private handleAuthorizeFlow(message: AuthorizeFlowMessage, now: number): void {
+    const { client } = message;
+    const upsert = this.o.node.upsertConnection(
+      client.id,
+      {
+        localCredentials: { ufrag: message.gatewayIceCredentials.username, password: message.gatewayIceCredentials.password },
+        remoteCredentials: { ufrag: message.clientIceCredentials.username, password: message.clientIceCredentials.password },
+        remotePublicKey: client.publicKey.bytes,
+        presharedKey: client.presharedKey.bytes,
+      },
+      now,
+    );
+    if (upsert === 'noTurnServers') {
+      log.warn('No TURN servers available; reconnecting to the portal for a fresh init', { cid: client.id });
+      this.o.portal.reconnect();
+      return;
+    }
+    const info = clientInfo(client.id, client.ipv4, client.ipv6);
+    if (info !== undefined) {
+      const result = this.o.state.authorizeFlow(info, toPolicyResource(message.resource), this.expiry(message.expiresAt, now), now);
+      if (!result.ok) log.debug('Access not recorded', { cid: client.id, error: result.error });
+    }
+    this.sendToPortal(encodeEgress({ kind: 'flowAuthorized', ref: message.ref }));
+  }
+
+  private startLegacy(pending: PendingLegacy, domain: string | undefined, now: number): void {
+    if (domain === undefined) return this.finishLegacy(pending, undefined, now);
+    this.pendingLegacy.set(pending.message.ref, pending);
+    this.o.state.resolveForLegacyAccess(domain, pending.message.ref, now);
+  }
+
+  private finishLegacy(pending: PendingLegacy, resolved: { domain: string; ips: readonly IpAddr[] } | undefined, now: number): void {
+    const { state, node } = this.o;
+    if (pending.kind === 'allowAccess') {
+      const m = pending.message;
+      const info = clientInfo(m.clientId, m.clientIpv4, m.clientIpv6);
+      if (info === undefined) return;
+      const nat = m.payload && resolved && { domain: m.payload.name, proxyIps: parseIps(m.payload.proxyIps), resolvedIps: resolved.ips };
+      const result = state.allowAccess(info, toPolicyResource(m.resource), this.expiry(m.expiresAt, now), nat, now);
+      if (!result.ok) log.warn('Failed to allow access', { cid: m.clientId, error: result.error });
+      return;
+    }
+    const m = pending.message;
+    const { peer, payload } = m.client;
+    const local = { ufrag: randomIceText(this.o.rng, 4), password: randomIceText(this.o.rng, 22) };
+    node.removeConnection(m.client.id);
+    const upsert = node.upsertConnection(
+      m.client.id,
+      {
+        localCredentials: local,
+        remoteCredentials: { ufrag: payload.iceParameters.username, password: payload.iceParameters.password },
+        remotePublicKey: peer.publicKey.bytes,
+        presharedKey: peer.presharedKey.bytes,
+      },
+      now,
+    );
+    if (upsert === 'noTurnServers') {
+      this.o.portal.reconnect();
+      return;
+    }
+    const info = clientInfo(m.client.id, peer.ipv4, peer.ipv6);
+    const nat = payload.domain && resolved && { domain: payload.domain.name, proxyIps: parseIps(payload.domain.proxyIps), resolvedIps: resolved.ips };
+    const result = info === undefined ? { ok: false as const, error: 'invalid client addresses' } : state.allowAccess(info, toPolicyResource(m.resource), this.expiry(m.expiresAt, now), nat, now);
+    if (!result.ok) {
+      log.warn('Failed to accept legacy connection', { cid: m.client.id, error: result.error });
+      node.removeConnection(m.client.id);
+      return;
+    }
+    this.sendToPortal(encodeEgress({ kind: 'connectionReady', ref: m.ref, iceParameters: { username: local.ufrag, password: local.password } }));
+  }
+
+  private expiry(expiresAt: number | undefined, now: number): number | undefined {
+    return expiresAtToMonotonic(expiresAt, now, this.o.wallClock());
+  }
+
+  // --- outputs ---
+
+  private flush(now: number): void {
+    const { node, state } = this.o;
+    for (let packet = state.pollClientPacket(); packet !== undefined; packet = state.pollClientPacket()) {
+      this.sendToClient(packet.clientId, packet.packet, now);
+    }
+    for (let event = state.pollEvent(); event !== undefined; event = state.pollEvent()) {
+      switch (event.type) {
+        case 'resolve':
+          this.resolve(event.domain);
+          break;
+        case 'legacyResolution': {
+          const pending = this.pendingLegacy.get(event.requestId);
+          this.pendingLegacy.delete(event.requestId);
+          if (pending === undefined) break;
+          if (event.ips === undefined && pending.kind === 'requestConnection') {
+            log.debug('DNS resolution failed; not answering the legacy connection request', { domain: event.domain });
+            break;
+          }
+          this.finishLegacy(pending, event.ips === undefined ? undefined : { domain: event.domain, ips: event.ips }, now);
+          break;
+        }
+        case 'clientRemoved':
+          break;
+      }
+    }
+    for (let event = node.pollEvent(); event !== undefined; event = node.pollEvent()) {
+      switch (event.kind) {
+        case 'newIceCandidates':
+          this.sendToPortal(encodeEgress({ kind: 'broadcastIceCandidates', clientIds: [event.connection as ClientId], candidates: event.candidates }));
+          break;
+        case 'invalidatedIceCandidates':
+          this.sendToPortal(encodeEgress({ kind: 'broadcastInvalidatedIceCandidates', clientIds: [event.connection as ClientId], candidates: event.candidates }));
+          break;
+        case 'connectionFailed':
+          state.removeClient(event.connection);
+          break;
+        case 'connectionEstablished':
+          log.debug('WireGuard session established', { cid: event.connection });
+          break;
+      }
+    }
+    for (let transmit = node.pollTransmit(); transmit !== undefined; transmit = node.pollTransmit()) this.sendDatagram(transmit);
+    this.o.sockets.v4?.flush();
+    this.o.sockets.v6?.flush();
+    this.armTimer(now);
+  }
+
+  private sendToClient(clientId: string, packet: Uint8Array, now: number): void {
+    const transmit = this.o.node.encapsulate(clientId, packet, now);
+    if (transmit !== undefined) this.sendDatagram(transmit);
+  }
+
+  private sendDatagram(transmit: Transmit): void {
+    const socket = transmit.destination.family === 4 ? this.o.sockets.v4 : this.o.sockets.v6;
+    if (socket === undefined) {
+      if (log.enabled(Level.Debug)) log.debug('No socket for the destination family', { family: transmit.destination.family });
+      return;
+    }
+    socket.send(transmit.payload, transmit.destination, transmit.source);
+  }
+
+  private writeToTun(packet: Uint8Array): void {
+    if (this.o.validateChecksums) validatePacketChecksums(packet);
+    this.o.tun.write(packet);
+  }
+
+  private sendToPortal(message: { event: string; payload: Readonly<Record<string, unknown>> }): void {
+    this.o.portal.send(message.event, message.payload);
+  }
+
+  private resolve(domain: string): void {
+    this.o.resolver.resolve(domain).then(
+      (addresses) => this.afterResolution(domain, parseIps(addresses)),
+      (error: unknown) => {
+        log.debug('DNS resolution failed', { domain, error: errorChain(error) });
+        this.afterResolution(domain, undefined);
+      },
+    );
+  }
+
+  private afterResolution(domain: string, ips: readonly IpAddr[] | undefined): void {
+    if (this.stopped) return;
+    const now = this.o.clock();
+    this.o.state.handleDnsResolution(domain, ips, now);
+    this.flush(now);
+  }
+
+  private armTimer(now: number): void {
+    const deadlines = [this.o.node.pollTimeout(), this.o.state.pollTimeout()];
+    let at = Infinity;
+    for (const d of deadlines) if (d !== undefined && d < at) at = d;
+    if (at === Infinity || at >= this.timerAt) return;
+    if (this.timer !== undefined) this.clearTimer(this.timer);
+    this.timerAt = at;
+    this.timer = this.setTimer(this.onTimer, Math.max(0, Math.ceil(at - now)));
+  }
+}
+
+function turnRelays(relays: readonly Relay[]): RelayServer[] {
+  const entries = [];
+  for (const relay of relays) {
+    if (relay.kind === 'turn') entries.push({ id: relay.id, addr: relay.addr, username: relay.username, password: relay.password });
+  }
+  return mergeRelayEntries(entries);
+}
+
+export function toPolicyResource(resource: ResourceDescription): PolicyResource {
+  if (resource.kind === 'internet') return { type: 'internet', id: resource.id };
+  return {
+    type: resource.kind,
+    id: resource.id,
+    address: resource.address,
+    filters: resource.filters.map((f) =>
+      f.kind === 'icmp' ? { protocol: 'icmp' as const } : { protocol: f.kind, portRangeStart: f.portRangeStart, portRangeEnd: f.portRangeEnd },
+    ),
+  };
+}
+
+function clientInfo(id: string, ipv4Text: string, ipv6Text: string): { id: string; ipv4: IpAddr; ipv6: IpAddr } | undefined {
+  const ipv4 = parseIp(ipv4Text);
+  const ipv6 = parseIp(ipv6Text);
+  if (ipv4 === undefined || ipv6 === undefined) return undefined;
+  return { id, ipv4, ipv6 };
+}
+
+function parseIps(texts: readonly string[]): IpAddr[] {
+  const out: IpAddr[] = [];
+  for (const text of texts) {
+    const ip = parseIp(text);
+    if (ip !== undefined) out.push(ip);
+  }
+  return out;
+}
+
+const ICE_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+function randomIceText(rng: RandomSource, length: number): string {
+  let text = '';
+  for (let i = 0; i < length; i++) text += ICE_ALPHABET[rng.u32() % ICE_ALPHABET.length];
+  return text;
+}
+
