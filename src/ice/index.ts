@@ -1,0 +1,4 @@
+export * from './agent.ts';
+export * from './candidate.ts';
+export * from './constants.ts';
+export * from './stun-timing.ts';
