@@ -110,7 +110,6 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
       } catch (error) {
         throw new Error('Failed to update TUN interface', { cause: error });
       }
-      log.info('Setting new routes', { ipv4: tunAddresses.ipv4, ipv6: tunAddresses.ipv6 });
       await dnsForwarder.rebind(tunAddresses);
     },
     clock,
