@@ -1,0 +1,51 @@
+import type { KeyObject } from 'node:crypto';
+import { CONSTRUCTION, IDENTIFIER, KEY_SIZE, LABEL_COOKIE, LABEL_MAC1 } from './constants.ts';
+import { hash, importPrivateKey, importPublicKey, rawPublicKey } from './crypto.ts';
+
+const encoder = new TextEncoder();
+const INITIAL_CHAIN_KEY = hash(encoder.encode(CONSTRUCTION));
+const INITIAL_HASH = hash(INITIAL_CHAIN_KEY, encoder.encode(IDENTIFIER));
+const MAC1_LABEL = encoder.encode(LABEL_MAC1);
+const COOKIE_LABEL = encoder.encode(LABEL_COOKIE);
+
+export function initialChainKey(): Uint8Array {
+  return INITIAL_CHAIN_KEY.slice();
+}
+
+/**
+ * A public key with everything derived from it precomputed: the imported KeyObject, the
+ * MAC1 and cookie keys, and the handshake hash a handshake *to* this key starts from.
+ */
+export interface PublicIdentity {
+  readonly publicKey: Uint8Array;
+  readonly keyObject: KeyObject;
+  /** HASH("mac1----" ‖ public key) */
+  readonly mac1Key: Uint8Array;
+  /** HASH("cookie--" ‖ public key) */
+  readonly cookieKey: Uint8Array;
+  /** HASH(HASH(HASH(Construction) ‖ Identifier) ‖ public key) */
+  readonly initialHash: Uint8Array;
+}
+
+/** Our static keypair, imported once per process and shared by every tunnel. */
+export interface StaticIdentity extends PublicIdentity {
+  readonly privateKey: KeyObject;
+}
+
+export function publicIdentity(publicKey: Uint8Array): PublicIdentity {
+  if (publicKey.length !== KEY_SIZE) throw new RangeError('an X25519 public key has 32 bytes');
+  const raw = Uint8Array.from(publicKey);
+  return {
+    publicKey: raw,
+    keyObject: importPublicKey(raw),
+    mac1Key: hash(MAC1_LABEL, raw),
+    cookieKey: hash(COOKIE_LABEL, raw),
+    initialHash: hash(INITIAL_HASH, raw),
+  };
+}
+
+export function staticIdentity(privateKey: Uint8Array): StaticIdentity {
+  if (privateKey.length !== KEY_SIZE) throw new RangeError('an X25519 private key has 32 bytes');
+  const keyObject = importPrivateKey(privateKey);
+  return { ...publicIdentity(rawPublicKey(keyObject)), privateKey: keyObject };
+}
