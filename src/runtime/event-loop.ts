@@ -7,7 +7,7 @@
  * The IO objects are injected, so tests drive the loop with in-memory sockets and a fake TUN.
  */
 import { GatewayState, TunAction, TunnelAction, type ResourceDescription as PolicyResource } from '../gateway/index.ts';
-import { parseIp } from '../gateway/ip-addr.ts';
+import { parseIp, type IpAddr } from '../ip/index.ts';
 import { expiresAtToMonotonic } from '../gateway/time.ts';
 import { createLogger, errorChain, Level } from '../log/index.ts';
 import {
@@ -24,7 +24,6 @@ import {
 import { mergeRelayEntries, type Node, type RelayServer } from '../snownet/index.ts';
 import type { RandomSource } from '../util/random.ts';
 import type { Transmit } from '../util/transmit.ts';
-import type { IpAddr } from '../gateway/ip-addr.ts';
 import { validatePacketChecksums } from './checksums.ts';
 import type { TunReadBatch } from './tun-device.ts';
 import type { DatagramSocket, UdpDatagramBatch } from './udp-socket.ts';
@@ -261,7 +260,8 @@ export class GatewayEventLoop {
       const m = pending.message;
       const info = clientInfo(m.clientId, m.clientIpv4, m.clientIpv6);
       if (info === undefined) return;
-      const nat = m.payload && resolved && { domain: m.payload.name, proxyIps: parseIps(m.payload.proxyIps), resolvedIps: resolved.ips };
+      // A failed resolution still grants access, with nothing to translate to (the reference does the same).
+      const nat = m.payload && { domain: m.payload.name, proxyIps: parseIps(m.payload.proxyIps), resolvedIps: resolved?.ips ?? [] };
       const result = state.allowAccess(info, toPolicyResource(m.resource), this.expiry(m.expiresAt, now), nat, now);
       if (!result.ok) log.warn('Failed to allow access', { cid: m.clientId, error: result.error });
       return;
