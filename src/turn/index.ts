@@ -1,0 +1,3 @@
+export * from './allocation.ts';
+export * from './candidate.ts';
+export * from './constants.ts';
