@@ -27,6 +27,7 @@ import { systemRandom } from '../util/random.ts';
 import { DnsForwarder } from './dns-forwarder.ts';
 import { GatewayEventLoop } from './event-loop.ts';
 import { HealthServer } from './health-server.ts';
+import { MetricName, MetricsRegistry, startMetrics } from './metrics.ts';
 import { applyInterfaceConfig } from './interface-config.ts';
 import { readResolvConf } from './resolv-conf.ts';
 import { Resolver } from './resolver.ts';
@@ -51,7 +52,15 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   const state = new GatewayState();
 
   let loop: GatewayEventLoop | undefined;
-  const sockets = bindDataPlaneSockets({ mark: FIREZONE_MARK, onDatagrams: (batch) => loop?.handleDatagrams(batch) });
+  const metricsRegistry = new MetricsRegistry();
+  const udpBatches = metricsRegistry.histogram(MetricName.batchCount, { 'network.transport': 'udp', 'network.io.direction': 'receive' });
+  const sockets = bindDataPlaneSockets({
+    mark: FIREZONE_MARK,
+    onDatagrams: (batch) => {
+      udpBatches.record(batch.count);
+      loop?.handleDatagrams(batch);
+    },
+  });
 
   let addresses: string[];
   try {
@@ -119,6 +128,13 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     onFatal: (error) => fail(error),
   });
 
+  const metrics = startMetrics({
+    exporter: options.metrics,
+    firezoneId,
+    registry: metricsRegistry,
+    sources: { loop: () => loop?.stats, node: () => node.stats, udpV4: () => sockets.v4, udpV6: () => sockets.v6, tun: () => tun },
+  });
+
   portal.start();
   const health = await HealthServer.start(options.healthCheckAddr);
 
@@ -126,6 +142,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       loop?.stop();
+      metrics.stop();
       portal.stop();
       closeSockets();
       tun.close();

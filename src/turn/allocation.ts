@@ -166,7 +166,7 @@ export class Allocation {
   private readonly software: string;
   private readonly rng: RandomSource;
   private readonly sendIndications: boolean;
-  private readonly learnRealm: boolean;
+  private learnRealm: boolean;
   /** Set once the relay rejected REQUESTED-TRANSPORT / ADDITIONAL-ADDRESS-FAMILY on REFRESH (coturn does). */
   private refreshWithoutAllocateAttributes = false;
   private credentials: Credentials | undefined;
@@ -485,6 +485,14 @@ export class Allocation {
     const error = getAttribute(message, 'errorCode');
     const code = error?.code ?? 0;
     if (request.kind === 'binding') return;
+    if (!request.hadNonce && !this.learnRealm && (code === StunErrorCode.BadRequest || code === StunErrorCode.WrongCredentials)) {
+      // A standard server (coturn) refuses the reference's signed first request that has no
+      // nonce; fall back to RFC 8489's unsigned first request to learn its realm and nonce.
+      logger.debug('Relay refused a signed request without a nonce; retrying unsigned', { kind: request.kind, code });
+      this.learnRealm = true;
+      this.send(request.kind, undefined, now, newBackoff(now), request.channel, request.peer);
+      return;
+    }
     if (code === StunErrorCode.Unauthorized && request.hadNonce) {
       logger.warn('Invalid TURN credentials, giving up on relay', { kind: request.kind });
       this.credentials = undefined;

@@ -85,6 +85,21 @@ test('an unsigned 401 from a standard server supplies realm and nonce, and ALLOC
   check(verifyIntegrity(message, longTermKey(USERNAME, 'lab.test', PASSWORD)));
 });
 
+test('a 400 to the signed first request (coturn) falls back to an unsigned request, then signs under the learnt realm', () => {
+  const allocation = withSocket();
+  const first = decode(drainTransmits(allocation)[0]!.payload);
+  check(first.integrityOffset !== undefined, 'the first ALLOCATE is signed, as the reference sends it');
+  answer(allocation, RELAY_V4, LOCAL_V4, error(first, 400, []), 1);
+  const unsigned = decode(drainTransmits(allocation)[0]!.payload);
+  assert.equal(unsigned.method, StunMethod.Allocate);
+  assert.equal(unsigned.integrityOffset, undefined, 'the retry carries no MESSAGE-INTEGRITY');
+  assert.equal(getAttribute(unsigned, 'username'), undefined);
+  answer(allocation, RELAY_V4, LOCAL_V4, error(unsigned, 401, [{ kind: 'realm', value: 'lab.test' }, { kind: 'nonce', value: 'n1' }]), 2);
+  const signed = decode(drainTransmits(allocation)[0]!.payload);
+  assert.equal(getAttribute(signed, 'nonce')?.value, 'n1');
+  check(verifyIntegrity(signed, longTermKey(USERNAME, 'lab.test', PASSWORD)), 'signed under the learnt realm');
+});
+
 test('a signed 401 from the Firezone relay is accepted, and one with a bad signature is ignored', () => {
   const allocation = withSocket();
   const first = decode(drainTransmits(allocation)[0]!.payload);
