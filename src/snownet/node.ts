@@ -20,7 +20,7 @@ import {
   type IceTransmit,
 } from '../ice/index.ts';
 import { createLogger, Level } from '../log/index.ts';
-import { decodeStunMessage, looksLikeStun, StunMethod, writeChannelDataHeader } from '../stun/index.ts';
+import { channelDataChannel, decodeStunMessage, looksLikeStun, StunMethod, writeChannelDataHeader } from '../stun/index.ts';
 import { Allocation, type LocalCandidate } from '../turn/index.ts';
 import type { RandomSource } from '../util/random.ts';
 import { sameSocketAddr, socketAddrKey, type SocketAddr } from '../util/socket-addr.ts';
@@ -365,6 +365,10 @@ export class Node {
     const first = datagram[0] ?? 0xff;
     if (first <= 0x03 || (first >= 0x40 && first <= 0x4f)) {
       const relay = this.relayAt(from);
+      if (relay === undefined && first >= 0x40 && channelDataChannel(datagram) !== -1) {
+        // Well-formed ChannelData is only ever accepted from a relay.
+        return 'dropped';
+      }
       if (relay !== undefined) {
         const input = relay.allocation.handleInput(datagram, from, local, now);
         if (input === 'consumed') {

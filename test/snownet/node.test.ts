@@ -178,6 +178,8 @@ describe('connectivity node', () => {
     const from = { address: '198.51.100.77', port: 9, family: 4 as const };
     assert.equal(s.gateway.node.decapsulate(local, from, new Uint8Array(1317), s.net.now), 'dropped');
     assert.equal(s.gateway.node.decapsulate(local, from, new Uint8Array([0xde, 0xad]), s.net.now), 'unknownFormat');
+    const channelData = new Uint8Array([0x40, 0x01, 0x00, 0x04, 1, 2, 3, 4]);
+    assert.equal(s.gateway.node.decapsulate(local, from, channelData, s.net.now), 'dropped', 'ChannelData not from a relay');
     const initiation = new Uint8Array(148);
     initiation[0] = 1;
     assert.equal(s.gateway.node.decapsulate(local, from, initiation, s.net.now), 'dropped', 'WireGuard from an unknown sender');
