@@ -1,0 +1,139 @@
+/**
+ * Loads the N-API addon built from `native/` (see native/README.md for the byte layouts).
+ * The addon holds no protocol state: it opens descriptors, polls them through libuv and moves
+ * batches of packets between the kernel and buffers that JavaScript owns.
+ */
+import { createRequire } from 'node:module';
+import { isIPv6, Socket } from 'node:net';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const POLLER_TUN = 0;
+export const POLLER_UDP = 1;
+
+/** Receive metadata per datagram (byte offsets, little-endian). */
+export const RECV_META_STRIDE = 48;
+export const RECV_META_LENGTH = 0;
+export const RECV_META_FAMILY = 4;
+export const RECV_META_FLAGS = 5;
+export const RECV_META_SRC_PORT = 6;
+export const RECV_META_SRC_IP = 8;
+export const RECV_META_DST_IP = 24;
+export const RECV_META_IFINDEX = 40;
+export const RECV_FLAG_PKTINFO = 1;
+export const RECV_FLAG_TRUNCATED = 2;
+
+/** Send metadata per datagram (byte offsets, little-endian). */
+export const SEND_META_STRIDE = 48;
+export const SEND_META_OFFSET = 0;
+export const SEND_META_LENGTH = 4;
+export const SEND_META_DST_PORT = 8;
+export const SEND_META_FAMILY = 10;
+export const SEND_META_HAS_SRC = 11;
+export const SEND_META_DST_IP = 12;
+export const SEND_META_SRC_IP = 28;
+export const SEND_META_ERRNO = 44;
+
+/** Largest batch the addon handles in one poll wake-up or one sendmmsg. */
+export const MAX_BATCH = 256;
+
+declare const pollerBrand: unique symbol;
+export type PollerHandle = { readonly [pollerBrand]: true };
+
+export interface UdpOpenResult {
+  readonly fd: number;
+  readonly port: number;
+  readonly receiveBufferSize: number;
+  readonly sendBufferSize: number;
+  /** errno of a failed SO_RCVBUF/SO_SNDBUF request, 0 when both were accepted. */
+  readonly bufferErrno: number;
+  /** errno of a failed SO_MARK, 0 when set (or not requested). */
+  readonly markErrno: number;
+}
+
+/** A native error carries the errno name as `code` (`EADDRINUSE`, `EBUSY`, ...). */
+export interface NativeError extends Error {
+  readonly code: string;
+  readonly errno: number;
+}
+
+export interface NativeAddon {
+  tunOpen(name: string, queues: number): { name: string; fds: number[] };
+  /** Returns 0 or the errno of the failed write. */
+  tunWrite(fd: number, packet: Uint8Array): number;
+  /**
+   * `spans` holds (offset, length) pairs into `buffer`; returns how many packets were written.
+   * A failed packet's pair is overwritten with (errno, 0).
+   */
+  tunWriteBatch(fd: number, buffer: Uint8Array, spans: Uint32Array, count: number): number;
+  udpOpen(
+    family: 4 | 6,
+    address: string,
+    port: number,
+    receiveBufferSize: number,
+    sendBufferSize: number,
+    mark: number,
+  ): UdpOpenResult;
+  /** Returns how many datagrams were sent; each meta entry gets its errno (0 = sent). */
+  udpSendBatch(fd: number, buffer: Uint8Array, meta: Uint8Array, count: number): number;
+  /** Returns 0 or errno. */
+  setMark(fd: number, mark: number): number;
+  tcpSocket(family: 4 | 6, mark: number): { fd: number; markErrno: number };
+  closeFd(fd: number): void;
+  pollerStart(
+    fd: number,
+    kind: typeof POLLER_TUN | typeof POLLER_UDP,
+    ring: Uint8Array,
+    slotSize: number,
+    headroom: number,
+    slots: number,
+    meta: Uint8Array,
+    callback: (count: number, errno: number) => void,
+  ): PollerHandle;
+  pollerStop(handle: PollerHandle): void;
+}
+
+const ADDON_PATH = fileURLToPath(new URL('../../build/Release/firezone_native.node', import.meta.url));
+
+let addon: NativeAddon | undefined;
+
+export function nativeAddonPath(): string {
+  return ADDON_PATH;
+}
+
+export function isNativeAddonBuilt(): boolean {
+  return existsSync(ADDON_PATH);
+}
+
+export function loadNative(): NativeAddon {
+  if (addon !== undefined) return addon;
+  if (!isNativeAddonBuilt()) {
+    throw new Error(
+      `native addon not built: ${ADDON_PATH} is missing. ` +
+        'Run `npm ci` (builds it with node-gyp) or `npm run build:native`.',
+    );
+  }
+  addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
+  return addon;
+}
+
+export function isNativeError(error: unknown): error is NativeError {
+  return error instanceof Error && typeof (error as { code?: unknown }).code === 'string';
+}
+
+/**
+ * Starts a TCP connection whose socket carries SO_MARK `mark` from the first SYN, so it bypasses
+ * the tunnel routing table like the reference's own sockets. Falls back to an unmarked socket when
+ * the addon is missing or the mark is refused. Use it as ws's `createConnection` or directly.
+ */
+export function connectMarkedTcp(options: { host: string; port: number; mark: number }): Socket {
+  const family = isIPv6(options.host) ? 6 : 4;
+  let socket: Socket;
+  if (isNativeAddonBuilt()) {
+    const { fd } = loadNative().tcpSocket(family, options.mark);
+    socket = new Socket({ fd, readable: true, writable: true });
+  } else {
+    socket = new Socket();
+  }
+  return socket.connect({ host: options.host, port: options.port });
+}

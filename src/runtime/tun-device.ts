@@ -1,0 +1,403 @@
+/**
+ * The TUN device `tun-firezone`: IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE, one non-blocking fd per
+ * queue, read in batches through the native poller and written in batches with one N-API call.
+ *
+ * Read pipeline: kernel queue -> libuv readiness -> up to `batchSize` read()s into a ring that
+ * this object owns -> one `onPackets(batch)` call. Each packet sits at `headroom` bytes into its
+ * slot so a consumer can write tunnel headers in front of it without copying.
+ *
+ * The batch and its packet views are only valid during the `onPackets` call: the ring is
+ * reused by the next wake-up. Copy what you keep.
+ */
+import { createLogger } from '../log/index.ts';
+import {
+  loadNative,
+  MAX_BATCH,
+  POLLER_TUN,
+  type NativeAddon,
+  type PollerHandle,
+} from './native.ts';
+
+export const TUN_DEVICE_NAME = 'tun-firezone';
+/** The tunnel MTU; larger reads are dropped like the reference's "Packet too large". */
+export const MAX_IP_PACKET_SIZE = 1280;
+/** WireGuard data header (16) + ChannelData header (4), rounded up. */
+export const DEFAULT_HEADROOM = 32;
+const DEFAULT_SLOT_SIZE = 2048;
+const DEFAULT_BATCH_SIZE = 64;
+const MAX_CONSECUTIVE_READ_ERRORS = 16;
+const OVERSIZED_WARN_INTERVAL_MS = 1000;
+
+const logger = createLogger('tun::linux');
+
+export interface TunReadBatch {
+  readonly queue: number;
+  readonly count: number;
+  /** The ring the packets live in; `offset(i)`/`length(i)` locate packet i. */
+  readonly buffer: Uint8Array;
+  offset(index: number): number;
+  length(index: number): number;
+  /** A view of packet i (no copy). */
+  packet(index: number): Uint8Array;
+}
+
+export type TunPacketsHandler = (batch: TunReadBatch) => void;
+
+export interface TunDeviceOptions {
+  readonly queues?: number;
+  readonly batchSize?: number;
+  readonly slotSize?: number;
+  readonly headroom?: number;
+  readonly maxPacketSize?: number;
+  readonly onPackets: TunPacketsHandler;
+  /** Called when a queue stops after repeated read errors (the device is gone). */
+  readonly onQueueFailed?: (queue: number, errno: number) => void;
+}
+
+export interface TunCounters {
+  rxPackets: number;
+  rxBytes: number;
+  rxBatches: number;
+  rxOversized: number;
+  rxErrors: number;
+  txPackets: number;
+  txBytes: number;
+  txDropped: number;
+}
+
+/** What the gateway loop needs of a TUN device; `TunDevice` and `MemoryTunDevice` provide it. */
+export interface PacketDevice {
+  readonly name: string;
+  readonly counters: TunCounters;
+  write(packet: Uint8Array, queue?: number): boolean;
+  writeBatch(packets: readonly Uint8Array[], count?: number, queue?: number): number;
+  close(): void;
+}
+
+export function emptyTunCounters(): TunCounters {
+  return { rxPackets: 0, rxBytes: 0, rxBatches: 0, rxOversized: 0, rxErrors: 0, txPackets: 0, txBytes: 0, txDropped: 0 };
+}
+
+export class TunDevice implements PacketDevice {
+  readonly name: string;
+  readonly queueCount: number;
+  readonly counters: TunCounters = emptyTunCounters();
+  /** errno of the most recent failed write, 0 if none yet. */
+  lastWriteErrno = 0;
+
+  readonly #native: NativeAddon;
+  readonly #fds: number[];
+  readonly #readers: QueueReader[] = [];
+  readonly #writeRing: Uint8Array;
+  readonly #writeSpans: Uint32Array;
+  readonly #writeSlotSize: number;
+  readonly #writeBatchSize: number;
+  #closed = false;
+
+  /** Opens (creating if needed) the device in the current network namespace. */
+  static open(name: string, options: TunDeviceOptions): TunDevice {
+    const native = loadNative();
+    const queues = options.queues ?? 1;
+    const { name: actualName, fds } = native.tunOpen(name, queues);
+    return new TunDevice(native, actualName, fds, options);
+  }
+
+  private constructor(native: NativeAddon, name: string, fds: number[], options: TunDeviceOptions) {
+    this.#native = native;
+    this.name = name;
+    this.#fds = fds;
+    this.queueCount = fds.length;
+    const batchSize = Math.min(options.batchSize ?? DEFAULT_BATCH_SIZE, MAX_BATCH);
+    const slotSize = options.slotSize ?? DEFAULT_SLOT_SIZE;
+    const headroom = options.headroom ?? DEFAULT_HEADROOM;
+    const maxPacketSize = options.maxPacketSize ?? MAX_IP_PACKET_SIZE;
+    this.#writeSlotSize = slotSize;
+    this.#writeBatchSize = batchSize;
+    this.#writeRing = new Uint8Array(batchSize * slotSize);
+    this.#writeSpans = new Uint32Array(batchSize * 2);
+    try {
+      for (let queue = 0; queue < fds.length; queue++) {
+        this.#readers.push(
+          new QueueReader(this, native, queue, fds[queue]!, {
+            batchSize,
+            slotSize,
+            headroom,
+            maxPacketSize,
+            onPackets: options.onPackets,
+            onQueueFailed: options.onQueueFailed,
+          }),
+        );
+      }
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  /** The descriptor of a queue, for callers that need raw access (benchmarks). */
+  fd(queue = 0): number {
+    const fd = this.#fds[queue];
+    if (fd === undefined) throw new RangeError(`no TUN queue ${queue}`);
+    return fd;
+  }
+
+  /** Writes one IP packet; returns false (and counts a drop) when the kernel refused it. */
+  write(packet: Uint8Array, queue = 0): boolean {
+    if (this.#closed) return false;
+    const errno = this.#native.tunWrite(this.#fds[queue] ?? this.#fds[0]!, packet);
+    if (errno !== 0) {
+      this.lastWriteErrno = errno;
+      this.counters.txDropped++;
+      return false;
+    }
+    this.counters.txPackets++;
+    this.counters.txBytes += packet.length;
+    return true;
+  }
+
+  /**
+   * Writes `count` packets with one native call per `batchSize` packets (each packet is copied
+   * into the write ring first). Returns how many the kernel accepted; the rest count as drops.
+   */
+  writeBatch(packets: readonly Uint8Array[], count = packets.length, queue = 0): number {
+    if (this.#closed) return 0;
+    const fd = this.#fds[queue] ?? this.#fds[0]!;
+    const ring = this.#writeRing;
+    const spans = this.#writeSpans;
+    const slotSize = this.#writeSlotSize;
+    let written = 0;
+    let index = 0;
+    while (index < count) {
+      let inBatch = 0;
+      let bytes = 0;
+      while (index < count && inBatch < this.#writeBatchSize) {
+        const packet = packets[index++]!;
+        if (packet.length > slotSize) {
+          this.counters.txDropped++;
+          continue;
+        }
+        const offset = inBatch * slotSize;
+        ring.set(packet, offset);
+        spans[inBatch * 2] = offset;
+        spans[inBatch * 2 + 1] = packet.length;
+        bytes += packet.length;
+        inBatch++;
+      }
+      const accepted = this.#native.tunWriteBatch(fd, ring, spans, inBatch);
+      written += accepted;
+      this.counters.txPackets += accepted;
+      this.counters.txDropped += inBatch - accepted;
+      if (accepted === inBatch) {
+        this.counters.txBytes += bytes;
+        continue;
+      }
+      for (let i = 0; i < inBatch; i++) {
+        const length = spans[i * 2 + 1]!;
+        if (length === 0) this.lastWriteErrno = spans[i * 2]!;
+        else this.counters.txBytes += length;
+      }
+    }
+    return written;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const reader of this.#readers) reader.stop();
+    for (const fd of this.#fds) this.#native.closeFd(fd);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+interface QueueReaderOptions {
+  readonly batchSize: number;
+  readonly slotSize: number;
+  readonly headroom: number;
+  readonly maxPacketSize: number;
+  readonly onPackets: TunPacketsHandler;
+  readonly onQueueFailed: ((queue: number, errno: number) => void) | undefined;
+}
+
+class QueueReader implements TunReadBatch {
+  readonly queue: number;
+  readonly buffer: Uint8Array;
+  count = 0;
+
+  readonly #device: TunDevice;
+  readonly #native: NativeAddon;
+  readonly #lengths: Uint32Array;
+  readonly #slotOf: Uint16Array;
+  readonly #slotSize: number;
+  readonly #headroom: number;
+  readonly #maxPacketSize: number;
+  readonly #onPackets: TunPacketsHandler;
+  readonly #onQueueFailed: ((queue: number, errno: number) => void) | undefined;
+  #poller: PollerHandle | undefined;
+  #consecutiveErrors = 0;
+  #lastOversizedWarnAt = -Infinity;
+
+  constructor(device: TunDevice, native: NativeAddon, queue: number, fd: number, options: QueueReaderOptions) {
+    this.#device = device;
+    this.#native = native;
+    this.queue = queue;
+    this.#slotSize = options.slotSize;
+    this.#headroom = options.headroom;
+    this.#maxPacketSize = options.maxPacketSize;
+    this.#onPackets = options.onPackets;
+    this.#onQueueFailed = options.onQueueFailed;
+    this.buffer = new Uint8Array(options.batchSize * options.slotSize);
+    const meta = new Uint8Array(options.batchSize * 4);
+    this.#lengths = new Uint32Array(meta.buffer);
+    this.#slotOf = new Uint16Array(options.batchSize);
+    this.#poller = native.pollerStart(
+      fd,
+      POLLER_TUN,
+      this.buffer,
+      options.slotSize,
+      options.headroom,
+      options.batchSize,
+      meta,
+      (count, errno) => this.#onReadable(count, errno),
+    );
+  }
+
+  offset(index: number): number {
+    return this.#slotOf[index]! * this.#slotSize + this.#headroom;
+  }
+
+  length(index: number): number {
+    return this.#lengths[this.#slotOf[index]!]!;
+  }
+
+  packet(index: number): Uint8Array {
+    const offset = this.offset(index);
+    return this.buffer.subarray(offset, offset + this.length(index));
+  }
+
+  stop(): void {
+    if (this.#poller === undefined) return;
+    this.#native.pollerStop(this.#poller);
+    this.#poller = undefined;
+  }
+
+  #onReadable(received: number, errno: number): void {
+    const counters = this.#device.counters;
+    if (errno !== 0) this.#onReadError(errno);
+    if (received === 0) return;
+    this.#consecutiveErrors = 0;
+    let kept = 0;
+    for (let slot = 0; slot < received; slot++) {
+      const length = this.#lengths[slot]!;
+      if (length > this.#maxPacketSize) {
+        counters.rxOversized++;
+        this.#warnOversized(length);
+        continue;
+      }
+      counters.rxBytes += length;
+      this.#slotOf[kept++] = slot;
+    }
+    counters.rxPackets += kept;
+    counters.rxBatches++;
+    if (kept === 0) return;
+    this.count = kept;
+    this.#onPackets(this);
+  }
+
+  #warnOversized(length: number): void {
+    const now = performance.now();
+    if (now - this.#lastOversizedWarnAt < OVERSIZED_WARN_INTERVAL_MS) return;
+    this.#lastOversizedWarnAt = now;
+    logger.warn('Failed to read from TUN FD: Packet too large', { length, dropped: this.#device.counters.rxOversized });
+  }
+
+  #onReadError(errno: number): void {
+    this.#device.counters.rxErrors++;
+    this.#consecutiveErrors++;
+    logger.warn('Failed to read from TUN FD', { queue: this.queue, errno });
+    if (this.#consecutiveErrors < MAX_CONSECUTIVE_READ_ERRORS) return;
+    this.stop();
+    this.#onQueueFailed?.(this.queue, errno);
+  }
+}
+
+/**
+ * The in-memory twin of `TunDevice` for tests and simulations: `deliver()` plays the kernel
+ * handing packets to us (one batch, same view semantics), `written` collects copies of what we
+ * wrote.
+ */
+export class MemoryTunDevice implements PacketDevice, TunReadBatch {
+  readonly name: string;
+  readonly counters: TunCounters = emptyTunCounters();
+  readonly written: Uint8Array[] = [];
+  readonly queue = 0;
+  readonly buffer: Uint8Array;
+  count = 0;
+
+  readonly #onPackets: TunPacketsHandler;
+  readonly #offsets: number[] = [];
+  readonly #lengths: number[] = [];
+  #closed = false;
+
+  constructor(name: string, onPackets: TunPacketsHandler, capacity = 64 * DEFAULT_SLOT_SIZE) {
+    this.name = name;
+    this.#onPackets = onPackets;
+    this.buffer = new Uint8Array(capacity);
+  }
+
+  offset(index: number): number {
+    return this.#offsets[index]!;
+  }
+
+  length(index: number): number {
+    return this.#lengths[index]!;
+  }
+
+  packet(index: number): Uint8Array {
+    const offset = this.offset(index);
+    return this.buffer.subarray(offset, offset + this.length(index));
+  }
+
+  /** Hands `packets` to the consumer as one batch, dropping oversized ones like the real device. */
+  deliver(packets: readonly Uint8Array[]): void {
+    if (this.#closed) return;
+    this.#offsets.length = 0;
+    this.#lengths.length = 0;
+    let offset = DEFAULT_HEADROOM;
+    for (const packet of packets) {
+      if (packet.length > MAX_IP_PACKET_SIZE) {
+        this.counters.rxOversized++;
+        continue;
+      }
+      this.buffer.set(packet, offset);
+      this.#offsets.push(offset);
+      this.#lengths.push(packet.length);
+      this.counters.rxPackets++;
+      this.counters.rxBytes += packet.length;
+      offset += packet.length + DEFAULT_HEADROOM;
+    }
+    this.counters.rxBatches++;
+    this.count = this.#offsets.length;
+    if (this.count > 0) this.#onPackets(this);
+  }
+
+  write(packet: Uint8Array): boolean {
+    if (this.#closed) return false;
+    this.written.push(packet.slice());
+    this.counters.txPackets++;
+    this.counters.txBytes += packet.length;
+    return true;
+  }
+
+  writeBatch(packets: readonly Uint8Array[], count = packets.length): number {
+    let written = 0;
+    for (let i = 0; i < count; i++) if (this.write(packets[i]!)) written++;
+    return written;
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+}

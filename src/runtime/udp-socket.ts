@@ -1,0 +1,634 @@
+/**
+ * The data-plane UDP sockets (52625, one per address family), backed by the native addon.
+ *
+ * Receive: libuv readiness -> one recvmmsg of up to `batchSize` datagrams, each with its
+ * IP_PKTINFO / IPV6_PKTINFO destination -> one `onDatagrams(batch)` call. The batch is only
+ * valid during that call (the ring is reused); copy what you keep.
+ *
+ * Send: `send()` copies the payload into a send ring; the ring goes out with one sendmmsg at the
+ * end of the current microtask checkpoint, when full, or on `flush()`. A source address pins the
+ * local IP with IP_PKTINFO / IPV6_PKTINFO (connectivity §1.3). A datagram the kernel refuses
+ * (EAGAIN on a full send buffer, ENETUNREACH, ...) is dropped and counted, like any UDP loss.
+ */
+import { createLogger, Level } from '../log/index.ts';
+import { socketAddr, type SocketAddr } from '../util/socket-addr.ts';
+import type { Transmit } from '../util/transmit.ts';
+import {
+  isNativeError,
+  loadNative,
+  MAX_BATCH,
+  POLLER_UDP,
+  RECV_FLAG_PKTINFO,
+  RECV_FLAG_TRUNCATED,
+  RECV_META_DST_IP,
+  RECV_META_FAMILY,
+  RECV_META_FLAGS,
+  RECV_META_LENGTH,
+  RECV_META_SRC_IP,
+  RECV_META_SRC_PORT,
+  RECV_META_STRIDE,
+  SEND_META_DST_IP,
+  SEND_META_DST_PORT,
+  SEND_META_ERRNO,
+  SEND_META_FAMILY,
+  SEND_META_HAS_SRC,
+  SEND_META_LENGTH,
+  SEND_META_OFFSET,
+  SEND_META_SRC_IP,
+  SEND_META_STRIDE,
+  type NativeAddon,
+  type PollerHandle,
+} from './native.ts';
+
+export const DATA_PLANE_PORT = 52625;
+export const FIREZONE_MARK = 0xfd002021;
+export const RECEIVE_BUFFER_SIZE = 10 * 1024 * 1024;
+export const SEND_BUFFER_SIZE = 1024 * 1024;
+/** MAX_IP_SIZE + WireGuard overhead + ChannelData header (connectivity §1.2). */
+export const MAX_FZ_PAYLOAD = 1280 + 32 + 4;
+const DEFAULT_SLOT_SIZE = 2048;
+const DEFAULT_BATCH_SIZE = 64;
+const EAGAIN = 11;
+const EADDRINUSE = 98;
+
+const logger = createLogger('socket_factory');
+
+export interface UdpDatagramBatch {
+  readonly count: number;
+  /** The ring the payloads live in. */
+  readonly buffer: Uint8Array;
+  offset(index: number): number;
+  length(index: number): number;
+  /** A view of datagram i's payload (no copy). */
+  payload(index: number): Uint8Array;
+  source(index: number): SocketAddr;
+  /** The local address the datagram was sent to: the pktinfo destination IP and our port. */
+  destination(index: number): SocketAddr;
+}
+
+export type UdpDatagramsHandler = (batch: UdpDatagramBatch) => void;
+
+export interface UdpSocketOptions {
+  readonly family: 4 | 6;
+  /** Bind address; the wildcard of the family by default. */
+  readonly address?: string;
+  readonly port?: number;
+  /** Retry on an ephemeral port when `port` is taken (default true). */
+  readonly fallbackToEphemeral?: boolean;
+  readonly receiveBufferSize?: number;
+  readonly sendBufferSize?: number;
+  /** SO_MARK to set if permitted; 0 disables. */
+  readonly mark?: number;
+  readonly batchSize?: number;
+  readonly slotSize?: number;
+  readonly headroom?: number;
+  readonly maxPayloadSize?: number;
+  readonly onDatagrams: UdpDatagramsHandler;
+}
+
+export interface UdpCounters {
+  rxDatagrams: number;
+  rxBytes: number;
+  rxBatches: number;
+  rxOversized: number;
+  rxWithoutPktinfo: number;
+  rxErrors: number;
+  txDatagrams: number;
+  txBytes: number;
+  txDropped: number;
+  txWouldBlock: number;
+}
+
+/** What the gateway loop needs of a data-plane socket; `UdpSocket` and `MemoryUdpSocket` provide it. */
+export interface DatagramSocket {
+  readonly family: 4 | 6;
+  readonly port: number;
+  readonly counters: UdpCounters;
+  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr): boolean;
+  flush(): number;
+  close(): void;
+}
+
+export function emptyUdpCounters(): UdpCounters {
+  return {
+    rxDatagrams: 0,
+    rxBytes: 0,
+    rxBatches: 0,
+    rxOversized: 0,
+    rxWithoutPktinfo: 0,
+    rxErrors: 0,
+    txDatagrams: 0,
+    txBytes: 0,
+    txDropped: 0,
+    txWouldBlock: 0,
+  };
+}
+
+export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
+  readonly family: 4 | 6;
+  readonly port: number;
+  readonly receiveBufferSize: number;
+  readonly sendBufferSize: number;
+  /** errno of the failed buffer-size request, 0 when both were accepted. */
+  readonly bufferErrno: number;
+  readonly marked: boolean;
+  readonly counters: UdpCounters = emptyUdpCounters();
+  /** errno of the most recent failed send, 0 if none yet. */
+  lastSendErrno = 0;
+  /** Called after a flush in which some datagrams failed, with the errno of the last one. */
+  onSendError: ((errno: number) => void) | undefined;
+
+  readonly buffer: Uint8Array;
+  count = 0;
+
+  readonly #native: NativeAddon;
+  readonly #fd: number;
+  readonly #codec = new AddressCodec();
+  readonly #meta: Uint8Array;
+  readonly #metaView: DataView;
+  readonly #slotOf: Uint16Array;
+  readonly #slotSize: number;
+  readonly #headroom: number;
+  readonly #maxPayloadSize: number;
+  readonly #onDatagrams: UdpDatagramsHandler;
+  readonly #sendRing: Uint8Array;
+  readonly #sendMeta: Uint8Array;
+  readonly #sendMetaView: DataView;
+  readonly #sendCapacity: number;
+  readonly #flushTask = (): void => {
+    this.#flushScheduled = false;
+    this.flush();
+  };
+  #sendQueued = 0;
+  #flushScheduled = false;
+  #poller: PollerHandle | undefined;
+
+  /**
+   * Binds a socket; on EADDRINUSE falls back to an ephemeral port unless told not to.
+   * Throws a NativeError (code `EADDRINUSE`, `EADDRNOTAVAIL`, ...) when binding fails.
+   */
+  static bind(options: UdpSocketOptions): UdpSocket {
+    const native = loadNative();
+    const address = options.address ?? (options.family === 4 ? '0.0.0.0' : '::');
+    const port = options.port ?? DATA_PLANE_PORT;
+    const open = (p: number) =>
+      native.udpOpen(
+        options.family,
+        address,
+        p,
+        options.receiveBufferSize ?? RECEIVE_BUFFER_SIZE,
+        options.sendBufferSize ?? SEND_BUFFER_SIZE,
+        options.mark ?? FIREZONE_MARK,
+      );
+    let opened;
+    try {
+      opened = open(port);
+    } catch (error) {
+      const canFallBack = (options.fallbackToEphemeral ?? true) && port !== 0;
+      if (!canFallBack || !isNativeError(error) || error.errno !== EADDRINUSE) throw error;
+      opened = open(0);
+    }
+    return new UdpSocket(native, opened, options);
+  }
+
+  private constructor(
+    native: NativeAddon,
+    opened: ReturnType<NativeAddon['udpOpen']>,
+    options: UdpSocketOptions,
+  ) {
+    this.#native = native;
+    this.#fd = opened.fd;
+    this.family = options.family;
+    this.port = opened.port;
+    this.receiveBufferSize = opened.receiveBufferSize;
+    this.sendBufferSize = opened.sendBufferSize;
+    this.bufferErrno = opened.bufferErrno;
+    this.marked = (options.mark ?? FIREZONE_MARK) !== 0 && opened.markErrno === 0;
+    const batchSize = Math.min(options.batchSize ?? DEFAULT_BATCH_SIZE, MAX_BATCH);
+    this.#slotSize = options.slotSize ?? DEFAULT_SLOT_SIZE;
+    this.#headroom = options.headroom ?? 0;
+    this.#maxPayloadSize = options.maxPayloadSize ?? MAX_FZ_PAYLOAD;
+    this.#onDatagrams = options.onDatagrams;
+    this.buffer = new Uint8Array(batchSize * this.#slotSize);
+    this.#meta = new Uint8Array(batchSize * RECV_META_STRIDE);
+    this.#metaView = new DataView(this.#meta.buffer);
+    this.#slotOf = new Uint16Array(batchSize);
+    this.#sendCapacity = batchSize;
+    this.#sendRing = new Uint8Array(batchSize * this.#slotSize);
+    this.#sendMeta = new Uint8Array(batchSize * SEND_META_STRIDE);
+    this.#sendMetaView = new DataView(this.#sendMeta.buffer);
+    try {
+      this.#poller = native.pollerStart(
+        this.#fd,
+        POLLER_UDP,
+        this.buffer,
+        this.#slotSize,
+        this.#headroom,
+        batchSize,
+        this.#meta,
+        (received, errno) => this.#onReadable(received, errno),
+      );
+    } catch (error) {
+      native.closeFd(this.#fd);
+      throw error;
+    }
+  }
+
+  offset(index: number): number {
+    return this.#slotOf[index]! * this.#slotSize + this.#headroom;
+  }
+
+  length(index: number): number {
+    return this.#metaView.getUint32(this.#slotOf[index]! * RECV_META_STRIDE + RECV_META_LENGTH, true);
+  }
+
+  payload(index: number): Uint8Array {
+    const offset = this.offset(index);
+    return this.buffer.subarray(offset, offset + this.length(index));
+  }
+
+  source(index: number): SocketAddr {
+    const base = this.#slotOf[index]! * RECV_META_STRIDE;
+    const port = this.#metaView.getUint16(base + RECV_META_SRC_PORT, true);
+    return this.#codec.decode(this.#meta, base + RECV_META_SRC_IP, this.family, port);
+  }
+
+  destination(index: number): SocketAddr {
+    const base = this.#slotOf[index]! * RECV_META_STRIDE;
+    return this.#codec.decode(this.#meta, base + RECV_META_DST_IP, this.family, this.port);
+  }
+
+  /**
+   * Queues a datagram. Returns false (counted as a drop) when the destination's family is not
+   * this socket's or the payload does not fit a slot.
+   */
+  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr): boolean {
+    if (this.#poller === undefined || destination.family !== this.family || payload.length > this.#slotSize) {
+      this.counters.txDropped++;
+      return false;
+    }
+    if (this.#sendQueued === this.#sendCapacity) this.flush();
+    const index = this.#sendQueued++;
+    const offset = index * this.#slotSize;
+    this.#sendRing.set(payload, offset);
+    const base = index * SEND_META_STRIDE;
+    const view = this.#sendMetaView;
+    view.setUint32(base + SEND_META_OFFSET, offset, true);
+    view.setUint32(base + SEND_META_LENGTH, payload.length, true);
+    view.setUint16(base + SEND_META_DST_PORT, destination.port, true);
+    this.#sendMeta[base + SEND_META_FAMILY] = this.family;
+    this.#codec.encode(destination.address, this.family, this.#sendMeta, base + SEND_META_DST_IP);
+    if (source === undefined) {
+      this.#sendMeta[base + SEND_META_HAS_SRC] = 0;
+    } else {
+      this.#sendMeta[base + SEND_META_HAS_SRC] = 1;
+      this.#codec.encode(source.address, this.family, this.#sendMeta, base + SEND_META_SRC_IP);
+    }
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+    return true;
+  }
+
+  /** Sends everything queued now; returns how many datagrams the kernel accepted. */
+  flush(): number {
+    const queued = this.#sendQueued;
+    if (queued === 0 || this.#poller === undefined) return 0;
+    this.#sendQueued = 0;
+    const sent = this.#native.udpSendBatch(this.#fd, this.#sendRing, this.#sendMeta, queued);
+    const counters = this.counters;
+    counters.txDatagrams += sent;
+    if (sent === queued) {
+      for (let i = 0; i < queued; i++) {
+        counters.txBytes += this.#sendMetaView.getUint32(i * SEND_META_STRIDE + SEND_META_LENGTH, true);
+      }
+      return sent;
+    }
+    let lastErrno = 0;
+    for (let i = 0; i < queued; i++) {
+      const base = i * SEND_META_STRIDE;
+      const errno = this.#sendMetaView.getInt32(base + SEND_META_ERRNO, true);
+      if (errno === 0) {
+        counters.txBytes += this.#sendMetaView.getUint32(base + SEND_META_LENGTH, true);
+        continue;
+      }
+      counters.txDropped++;
+      if (errno === EAGAIN) counters.txWouldBlock++;
+      lastErrno = errno;
+    }
+    this.lastSendErrno = lastErrno;
+    this.onSendError?.(lastErrno);
+    return sent;
+  }
+
+  close(): void {
+    if (this.#poller === undefined) return;
+    this.flush();
+    this.#native.pollerStop(this.#poller);
+    this.#poller = undefined;
+    this.#native.closeFd(this.#fd);
+  }
+
+  get closed(): boolean {
+    return this.#poller === undefined;
+  }
+
+  #onReadable(received: number, errno: number): void {
+    const counters = this.counters;
+    if (errno !== 0) {
+      counters.rxErrors++;
+      if (logger.enabled(Level.Debug)) logger.debug('Failed to receive on UDP socket', { errno });
+    }
+    if (received === 0) return;
+    const meta = this.#meta;
+    const view = this.#metaView;
+    let kept = 0;
+    for (let slot = 0; slot < received; slot++) {
+      const base = slot * RECV_META_STRIDE;
+      const flags = meta[base + RECV_META_FLAGS]!;
+      const length = view.getUint32(base + RECV_META_LENGTH, true);
+      if ((flags & RECV_FLAG_TRUNCATED) !== 0 || length > this.#maxPayloadSize) {
+        counters.rxOversized++;
+        continue;
+      }
+      if ((flags & RECV_FLAG_PKTINFO) === 0 || meta[base + RECV_META_FAMILY] !== this.family) {
+        counters.rxWithoutPktinfo++;
+        continue;
+      }
+      counters.rxBytes += length;
+      this.#slotOf[kept++] = slot;
+    }
+    counters.rxDatagrams += kept;
+    counters.rxBatches++;
+    if (kept === 0) return;
+    this.count = kept;
+    this.#onDatagrams(this);
+  }
+}
+
+export interface DataPlaneSockets {
+  readonly v4: UdpSocket | undefined;
+  readonly v6: UdpSocket | undefined;
+}
+
+export type SendOutcome = 'queued' | 'notConnected' | 'dropped';
+
+/**
+ * Queues a transmit on the socket of its destination's family. `notConnected` when that family
+ * has no socket (the reference's `NotConnected` error for that datagram).
+ */
+export function sendTransmit(
+  sockets: { readonly v4: DatagramSocket | undefined; readonly v6: DatagramSocket | undefined },
+  transmit: Transmit,
+): SendOutcome {
+  const socket = transmit.destination.family === 4 ? sockets.v4 : sockets.v6;
+  if (socket === undefined) return 'notConnected';
+  return socket.send(transmit.payload, transmit.destination, transmit.source) ? 'queued' : 'dropped';
+}
+
+/**
+ * Binds `0.0.0.0:52625` and `[::]:52625` (each falling back to an ephemeral port), logging
+ * like the reference: a family that cannot bind is skipped, buffer sizes are reported.
+ */
+export function bindDataPlaneSockets(
+  options: Omit<UdpSocketOptions, 'family' | 'address'>,
+): DataPlaneSockets {
+  const bindFamily = (family: 4 | 6): UdpSocket | undefined => {
+    try {
+      const socket = UdpSocket.bind({ ...options, family });
+      const requested = options.receiveBufferSize ?? RECEIVE_BUFFER_SIZE;
+      const requestedSend = options.sendBufferSize ?? SEND_BUFFER_SIZE;
+      if (socket.bufferErrno !== 0) {
+        logger.warn('Failed to set socket buffer sizes', { errno: socket.bufferErrno });
+      } else {
+        logger.info('Set UDP socket buffer sizes', {
+          requested_send_buffer_size: requestedSend,
+          send_buffer_size: socket.sendBufferSize,
+          requested_recv_buffer_size: requested,
+          recv_buffer_size: socket.receiveBufferSize,
+        });
+      }
+      return socket;
+    } catch (error) {
+      logger.info(`Failed to bind IPv${family} socket`, { error: error as Error });
+      return undefined;
+    }
+  };
+  const v4 = bindFamily(4);
+  const v6 = bindFamily(6);
+  if (v4 === undefined && v6 === undefined) logger.error('No available UDP sockets');
+  return { v4, v6 };
+}
+
+/**
+ * The in-memory twin of `UdpSocket` for tests and simulations: `deliver()` plays the kernel
+ * receiving datagrams (one batch), `sent` collects copies of what was sent, with the source the
+ * caller asked for.
+ */
+export class MemoryUdpSocket implements DatagramSocket, UdpDatagramBatch {
+  readonly family: 4 | 6;
+  readonly port: number;
+  readonly counters: UdpCounters = emptyUdpCounters();
+  readonly sent: { payload: Uint8Array; destination: SocketAddr; source: SocketAddr | undefined }[] = [];
+  readonly buffer = new Uint8Array(0);
+  count = 0;
+
+  readonly #onDatagrams: UdpDatagramsHandler;
+  #batch: readonly { payload: Uint8Array; source: SocketAddr; destination: SocketAddr }[] = [];
+  #closed = false;
+
+  constructor(options: { family: 4 | 6; port?: number; onDatagrams: UdpDatagramsHandler }) {
+    this.family = options.family;
+    this.port = options.port ?? DATA_PLANE_PORT;
+    this.#onDatagrams = options.onDatagrams;
+  }
+
+  offset(): number {
+    return 0;
+  }
+
+  length(index: number): number {
+    return this.#batch[index]!.payload.length;
+  }
+
+  payload(index: number): Uint8Array {
+    return this.#batch[index]!.payload;
+  }
+
+  source(index: number): SocketAddr {
+    return this.#batch[index]!.source;
+  }
+
+  destination(index: number): SocketAddr {
+    return this.#batch[index]!.destination;
+  }
+
+  /** Delivers datagrams as one batch; `destinationIp` is the local address they were sent to. */
+  deliver(datagrams: readonly { payload: Uint8Array; source: SocketAddr; destinationIp: string }[]): void {
+    if (this.#closed) return;
+    const batch = [];
+    for (const d of datagrams) {
+      if (d.payload.length > MAX_FZ_PAYLOAD) {
+        this.counters.rxOversized++;
+        continue;
+      }
+      batch.push({ payload: d.payload, source: d.source, destination: socketAddr(d.destinationIp, this.port) });
+      this.counters.rxDatagrams++;
+      this.counters.rxBytes += d.payload.length;
+    }
+    this.counters.rxBatches++;
+    this.#batch = batch;
+    this.count = batch.length;
+    if (this.count > 0) this.#onDatagrams(this);
+  }
+
+  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr): boolean {
+    if (this.#closed || destination.family !== this.family) {
+      this.counters.txDropped++;
+      return false;
+    }
+    this.sent.push({ payload: payload.slice(), destination, source });
+    this.counters.txDatagrams++;
+    this.counters.txBytes += payload.length;
+    return true;
+  }
+
+  flush(): number {
+    return 0;
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+}
+
+const CODEC_CACHE_LIMIT = 4096;
+
+/**
+ * Converts between raw address bytes and `SocketAddr` without per-datagram allocation for
+ * endpoints seen before: decoded endpoints and encoded address texts are cached (bounded).
+ */
+export class AddressCodec {
+  readonly #v4 = new Map<number, SocketAddr>();
+  readonly #v6 = new Map<number, { readonly bytes: Uint8Array; readonly addr: SocketAddr }>();
+  readonly #encoded = new Map<string, Uint8Array>();
+
+  /** Reads a 4- or 16-byte address at `offset` in `bytes`. */
+  decode(bytes: Uint8Array, offset: number, family: 4 | 6, port: number): SocketAddr {
+    if (family === 4) {
+      const ip = ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>> 0;
+      const key = ip * 65536 + port;
+      let addr = this.#v4.get(key);
+      if (addr === undefined) {
+        if (this.#v4.size >= CODEC_CACHE_LIMIT) this.#v4.clear();
+        addr = socketAddr(formatIpv4(bytes, offset), port);
+        this.#v4.set(key, addr);
+      }
+      return addr;
+    }
+    let hash = 0x811c9dc5 ^ port;
+    for (let i = 0; i < 16; i++) hash = Math.imul(hash ^ bytes[offset + i]!, 0x01000193);
+    const key = (hash >>> 0) * 65536 + port;
+    const entry = this.#v6.get(key);
+    if (entry !== undefined && entry.addr.port === port && equalBytes(entry.bytes, bytes, offset)) return entry.addr;
+    if (this.#v6.size >= CODEC_CACHE_LIMIT) this.#v6.clear();
+    const copy = bytes.slice(offset, offset + 16);
+    const addr = socketAddr(formatIpv6(copy), port);
+    this.#v6.set(key, { bytes: copy, addr });
+    return addr;
+  }
+
+  /** Writes `address` (textual, of `family`) into `target` at `offset`. */
+  encode(address: string, family: 4 | 6, target: Uint8Array, offset: number): void {
+    let bytes = this.#encoded.get(address);
+    if (bytes === undefined) {
+      if (this.#encoded.size >= CODEC_CACHE_LIMIT) this.#encoded.clear();
+      bytes = family === 4 ? parseIpv4(address) : parseIpv6(address);
+      this.#encoded.set(address, bytes);
+    }
+    target.set(bytes, offset);
+  }
+}
+
+export function formatIpv4(bytes: Uint8Array, offset = 0): string {
+  return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
+}
+
+/** RFC 5952 text, matching libuv's `uv_inet_ntop` (which Node uses for `rinfo.address`). */
+export function formatIpv6(bytes: Uint8Array, offset = 0): string {
+  const words: number[] = [];
+  for (let i = 0; i < 8; i++) words.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!);
+  let bestBase = -1;
+  let bestLength = 0;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLength) {
+      bestBase = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  if (bestLength < 2) bestBase = -1;
+  let text = '';
+  for (let i = 0; i < 8; i++) {
+    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLength) {
+      if (i === bestBase) text += ':';
+      continue;
+    }
+    if (i !== 0) text += ':';
+    if (i === 6 && bestBase === 0 && (bestLength === 6 || (bestLength === 5 && words[5] === 0xffff))) {
+      text += formatIpv4(bytes, offset + 12);
+      break;
+    }
+    text += words[i]!.toString(16);
+  }
+  if (bestBase !== -1 && bestBase + bestLength === 8) text += ':';
+  return text;
+}
+
+export function parseIpv4(text: string): Uint8Array {
+  const parts = text.split('.');
+  const bytes = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) bytes[i] = Number(parts[i]);
+  return bytes;
+}
+
+export function parseIpv6(text: string): Uint8Array {
+  const zone = text.indexOf('%');
+  if (zone !== -1) text = text.slice(0, zone);
+  const bytes = new Uint8Array(16);
+  let words: number[];
+  let tail = text;
+  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(tail);
+  let v4: Uint8Array | undefined;
+  if (dotted) {
+    v4 = parseIpv4(dotted[1]!);
+    tail = tail.slice(0, tail.length - dotted[1]!.length) + '0:0';
+  }
+  const gap = tail.indexOf('::');
+  const toWords = (part: string): number[] => (part === '' ? [] : part.split(':').map((w) => parseInt(w, 16)));
+  if (gap === -1) {
+    words = toWords(tail);
+  } else {
+    const head = toWords(tail.slice(0, gap));
+    const rest = toWords(tail.slice(gap + 2));
+    words = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
+  }
+  for (let i = 0; i < 8; i++) {
+    bytes[2 * i] = (words[i] ?? 0) >> 8;
+    bytes[2 * i + 1] = (words[i] ?? 0) & 0xff;
+  }
+  if (v4 !== undefined) bytes.set(v4, 12);
+  return bytes;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array, offset: number): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[offset + i]) return false;
+  return true;
+}

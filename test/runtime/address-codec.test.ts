@@ -1,0 +1,49 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { isIPv6 } from 'node:net';
+import fc from 'fast-check';
+import { AddressCodec, formatIpv6, parseIpv6 } from '../../src/runtime/udp-socket.ts';
+
+describe('AddressCodec', () => {
+  test('IPv6 text round-trips through bytes for any address', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (bytes) => {
+        const text = formatIpv6(bytes);
+        assert.ok(isIPv6(text), text);
+        assert.deepEqual(parseIpv6(text), bytes);
+      }),
+    );
+  });
+
+  test('IPv6 text is the compressed lowercase form', () => {
+    assert.equal(formatIpv6(parseIpv6('fd00:2021:1111:0:0:0:0:1')), 'fd00:2021:1111::1');
+    assert.equal(formatIpv6(parseIpv6('0:0:0:0:0:0:0:1')), '::1');
+    assert.equal(formatIpv6(parseIpv6('1:0:0:2:0:0:0:3')), '1:0:0:2::3');
+    assert.equal(formatIpv6(parseIpv6('1:0:2:3:4:5:6:7')), '1:0:2:3:4:5:6:7');
+    assert.equal(formatIpv6(parseIpv6('::')), '::');
+    assert.equal(formatIpv6(parseIpv6('::ffff:10.0.0.1')), '::ffff:10.0.0.1');
+  });
+
+  test('decoding the same endpoint twice yields the same object', () => {
+    const codec = new AddressCodec();
+    const bytes = Uint8Array.from([0, 10, 1, 2, 3, 0]);
+    const first = codec.decode(bytes, 1, 4, 443);
+    assert.deepEqual(first, { address: '10.1.2.3', port: 443, family: 4 });
+    assert.equal(codec.decode(bytes, 1, 4, 443), first);
+    assert.notEqual(codec.decode(bytes, 1, 4, 444), first);
+  });
+
+  test('IPv6 decode distinguishes addresses and ports', () => {
+    const codec = new AddressCodec();
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.integer({ min: 0, max: 65535 }), (bytes, port) => {
+        const addr = codec.decode(bytes, 0, 6, port);
+        assert.equal(addr.address, formatIpv6(bytes));
+        assert.equal(addr.port, port);
+        const target = new Uint8Array(16);
+        codec.encode(addr.address, 6, target, 0);
+        assert.deepEqual(target, bytes);
+      }),
+    );
+  });
+});
