@@ -3,7 +3,8 @@
 // Usage: node scripts/run-tests.mjs [path ...]   (folders or files under test/, default: all of test/)
 // Interop, e2e and simulation suites decide for themselves whether they can run here
 // (root, namespaces, Debian tools) and skip with a message otherwise.
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -29,9 +30,27 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// Human-readable output on stdout; a TAP copy to count results for the closing summary line.
+const tapDir = mkdtempSync(join(tmpdir(), 'fz-tests-'));
+const tapFile = join(tapDir, 'results.tap');
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', ...files],
+  [
+    '--import', 'tsx', '--test',
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
+    ...files,
+  ],
   { cwd: root, stdio: 'inherit', env: process.env },
 );
+let summary = '';
+try {
+  const tap = readFileSync(tapFile, 'utf8');
+  const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+  summary = `${count('pass')} passed, ${count('fail') + count('cancelled')} failed, ${count('skipped')} skipped`;
+} catch {
+  // No TAP output: the runner itself failed; its exit status says so.
+}
+rmSync(tapDir, { recursive: true, force: true });
+if (summary) console.log(`\n${summary}`);
 process.exit(result.status ?? 1);
