@@ -6,9 +6,9 @@
 // Parsing accepts what str0m accepts: protocol udp|tcp|ssltcp|tls in any case, then optional
 // ` tcptype X`, ` raddr IP rport P`, ` generation X`, ` network-id X`, ` ufrag X`, ` network-cost X`
 // in that order only; anything after is ignored.
+import { canonicalSocketIp } from '../ip/index.ts';
 import type { SocketAddr } from '../util/socket-addr.ts';
 import { COMPONENT_ID, FALLBACK_LOCAL_PREFERENCE, TYPE_PREFERENCE } from './constants.ts';
-import { canonicalIp } from './ip-text.ts';
 
 export type CandidateKind = 'host' | 'srflx' | 'prflx' | 'relay';
 export type CandidateProtocol = 'udp' | 'tcp' | 'ssltcp' | 'tls';
@@ -152,7 +152,7 @@ function parseDecimal(text: string | undefined, max: number): number | undefined
 
 function parseAddress(ipText: string | undefined, portText: string | undefined): SocketAddr | undefined {
   if (ipText === undefined) return undefined;
-  const ip = canonicalIp(ipText);
+  const ip = canonicalSocketIp(ipText);
   const port = parseDecimal(portText, 0xffff);
   if (ip === undefined || port === undefined) return undefined;
   return { address: ip.address, port, family: ip.family };

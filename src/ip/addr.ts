@@ -1,14 +1,19 @@
 /**
- * IP addresses without strings on the hot path.
+ * IP addresses without strings on the hot path, and the project's one home for IP address text.
  *
  * - IPv4 is a uint32 `number` (always `>>> 0`, so it is non-negative and usable as a Map key).
  * - IPv6 is 16 bytes in network order (a `Uint8Array`); hot-path code reads it straight out of the packet
  *   (`bytes` + offset) and never materialises it.
- * - `IpAddr` is the control-plane union of both. Text conversions follow Rust's `Display` (which the portal
- *   and the p2p control protocol use): RFC 5952 compressed lowercase IPv6, IPv4-mapped as `::ffff:a.b.c.d`.
- *   Parsing accepts what Rust's `FromStr` accepts: no zone ids, no leading zeros in IPv4 octets.
+ * - `IpAddr` is the control-plane union of both.
+ * - Parsing accepts what Rust's `FromStr` accepts (and what libuv's `inet_pton` accepts, zones aside): no zone
+ *   ids, no leading zeros in IPv4 octets, a dotted quad only as the last two groups.
+ * - IPv6 text has two forms, which differ only on IPv4-compatible addresses (`::a.b.c.d`, seventh group not
+ *   zero): `formatIpv6` is Rust's `Display` (the portal and the p2p control protocol), which prints them in hex
+ *   (`::102:304`); `formatIpv6InetNtop` is glibc's and libuv's `inet_ntop`, which Node reports as a socket's
+ *   `rinfo.address` and which keeps the dotted quad (`::1.2.3.4`). Both compress the first longest run of two
+ *   or more zero groups and print IPv4-mapped addresses as `::ffff:a.b.c.d`.
  */
-import { bytesEqual, readU32, writeU32 } from './bytes.ts';
+import { bytesEqual, readU16, readU32, writeU32 } from './bytes.ts';
 
 export interface Ipv4Addr {
   readonly family: 4;
@@ -103,62 +108,72 @@ export function formatIpv4(value: number): string {
 
 /** RFC 4291 text (with `::` and a trailing dotted quad) to 16 bytes. */
 export function parseIpv6(text: string): Uint8Array | undefined {
-  if (text.length < 2 || text.length > 45) return undefined;
+  const bytes = new Uint8Array(16);
+  return parseIpv6Into(text, bytes, 0) ? bytes : undefined;
+}
+
+/** `parseIpv6` writing into `target[offset, offset + 16)`; leaves `target` untouched when it returns false. */
+export function parseIpv6Into(text: string, target: Uint8Array, offset: number): boolean {
+  if (text.length < 2 || text.length > 45) return false;
   const halves = text.split('::');
-  if (halves.length > 2) return undefined;
+  if (halves.length > 2) return false;
   const head = parseGroups(halves[0]!, halves.length === 1);
-  if (head === undefined) return undefined;
+  if (head === undefined) return false;
   let tail: number[] = [];
   if (halves.length === 2) {
     const parsed = parseGroups(halves[1]!, true);
-    if (parsed === undefined) return undefined;
+    if (parsed === undefined) return false;
     tail = parsed;
-    if (head.length + tail.length > 7) return undefined;
+    if (head.length + tail.length > 7) return false;
   } else if (head.length !== 8) {
-    return undefined;
-  }
-  const bytes = new Uint8Array(16);
-  for (let i = 0; i < head.length; i++) {
-    bytes[2 * i] = head[i]! >>> 8;
-    bytes[2 * i + 1] = head[i]! & 0xff;
+    return false;
   }
   const tailStart = 8 - tail.length;
-  for (let i = 0; i < tail.length; i++) {
-    bytes[2 * (tailStart + i)] = tail[i]! >>> 8;
-    bytes[2 * (tailStart + i) + 1] = tail[i]! & 0xff;
+  for (let i = 0; i < 8; i++) {
+    const word = i < head.length ? head[i]! : i >= tailStart ? tail[i - tailStart]! : 0;
+    target[offset + 2 * i] = word >>> 8;
+    target[offset + 2 * i + 1] = word & 0xff;
   }
-  return bytes;
+  return true;
 }
 
 /** RFC 5952 text of the 16 bytes at `offset`, as Rust's `Ipv6Addr` displays it. */
 export function formatIpv6(bytes: Uint8Array, offset = 0): string {
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!);
-  if (words[0] === 0 && words[1] === 0 && words[2] === 0 && words[3] === 0 && words[4] === 0 && words[5] === 0xffff) {
-    return `::ffff:${formatIpv4(readU32(bytes, offset + 12))}`;
+  return formatIpv6Text(bytes, offset, false);
+}
+
+/**
+ * The 16 bytes at `offset` as `inet_ntop` prints them, i.e. as Node reports a socket's address. Use it for
+ * text that is compared with `rinfo.address`; it differs from `formatIpv6` only on IPv4-compatible addresses.
+ */
+export function formatIpv6InetNtop(bytes: Uint8Array, offset = 0): string {
+  return formatIpv6Text(bytes, offset, true);
+}
+
+/**
+ * Writes the 4 or 16 bytes of `text`, an address of `family`, at `target[offset]`; returns false (writing
+ * nothing) if it is not one. An IPv6 zone (`fe80::1%eth0`, as Node reports link-local peers) is ignored.
+ */
+export function writeIpText(text: string, family: 4 | 6, target: Uint8Array, offset: number): boolean {
+  if (family === 6) {
+    const zone = text.indexOf('%');
+    return parseIpv6Into(zone < 0 ? text : text.slice(0, zone), target, offset);
   }
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = (from: number, to: number): string =>
-    words
-      .slice(from, to)
-      .map((w) => w.toString(16))
-      .join(':');
-  if (bestStart < 0) return hex(0, 8);
-  return `${hex(0, bestStart)}::${hex(bestStart + bestLength, 8)}`;
+  const value = parseIpv4(text);
+  if (value === undefined) return false;
+  writeU32(target, offset, value);
+  return true;
+}
+
+/**
+ * An IP literal (no brackets, no zone) in the form a socket reports it (`formatIpv6InetNtop` for IPv6), so
+ * that addresses learnt as text compare equal to `rinfo.address`; undefined if `text` is not an IP literal.
+ */
+export function canonicalSocketIp(text: string): { address: string; family: 4 | 6 } | undefined {
+  const ip = parseIp(text);
+  if (ip === undefined) return undefined;
+  if (ip.family === 4) return { address: formatIpv4(ip.value), family: 4 };
+  return { address: formatIpv6InetNtop(ip.bytes), family: 6 };
 }
 
 const IPV4_OCTET = /^(0|[1-9][0-9]{0,2})$/;
@@ -181,4 +196,30 @@ function parseGroups(text: string, mayEndWithIpv4: boolean): number[] | undefine
     words.push(parseInt(part, 16));
   }
   return words.length > 8 ? undefined : words;
+}
+
+function formatIpv6Text(bytes: Uint8Array, offset: number, keepIpv4Compatible: boolean): string {
+  let zerosStart = -1;
+  let zerosLength = 1;
+  let runStart = 0;
+  for (let i = 0; i < 8; i++) {
+    if (readU16(bytes, offset + 2 * i) !== 0) {
+      runStart = i + 1;
+    } else if (i + 1 - runStart > zerosLength) {
+      zerosStart = runStart;
+      zerosLength = i + 1 - runStart;
+    }
+  }
+  if (zerosStart === 0) {
+    if (zerosLength === 5 && readU16(bytes, offset + 10) === 0xffff) return `::ffff:${formatIpv4(readU32(bytes, offset + 12))}`;
+    if (zerosLength === 6 && keepIpv4Compatible) return `::${formatIpv4(readU32(bytes, offset + 12))}`;
+  }
+  if (zerosStart < 0) return hexGroups(bytes, offset, 0, 8);
+  return `${hexGroups(bytes, offset, 0, zerosStart)}::${hexGroups(bytes, offset, zerosStart + zerosLength, 8)}`;
+}
+
+function hexGroups(bytes: Uint8Array, offset: number, from: number, to: number): string {
+  let text = '';
+  for (let i = from; i < to; i++) text += (i === from ? '' : ':') + readU16(bytes, offset + 2 * i).toString(16);
+  return text;
 }

@@ -11,6 +11,7 @@
  * (EAGAIN on a full send buffer, ENETUNREACH, ...) is dropped and counted, like any UDP loss.
  */
 import { createLogger, Level } from '../log/index.ts';
+import { formatIpv4, formatIpv6InetNtop, writeIpText } from '../ip/index.ts';
 import { socketAddr, type SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import {
@@ -268,7 +269,7 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
       return false;
     }
     if (this.#sendQueued === this.#sendCapacity) this.flush();
-    const index = this.#sendQueued++;
+    const index = this.#sendQueued;
     const offset = index * this.#slotSize;
     this.#sendRing.set(payload, offset);
     const base = index * SEND_META_STRIDE;
@@ -277,13 +278,15 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
     view.setUint32(base + SEND_META_LENGTH, payload.length, true);
     view.setUint16(base + SEND_META_DST_PORT, destination.port, true);
     this.#sendMeta[base + SEND_META_FAMILY] = this.family;
-    this.#codec.encode(destination.address, this.family, this.#sendMeta, base + SEND_META_DST_IP);
-    if (source === undefined) {
-      this.#sendMeta[base + SEND_META_HAS_SRC] = 0;
-    } else {
-      this.#sendMeta[base + SEND_META_HAS_SRC] = 1;
-      this.#codec.encode(source.address, this.family, this.#sendMeta, base + SEND_META_SRC_IP);
+    const encoded =
+      this.#codec.encode(destination.address, this.family, this.#sendMeta, base + SEND_META_DST_IP) &&
+      (source === undefined || (source.family === this.family && this.#codec.encode(source.address, this.family, this.#sendMeta, base + SEND_META_SRC_IP)));
+    if (!encoded) {
+      this.counters.txDropped++;
+      return false;
     }
+    this.#sendMeta[base + SEND_META_HAS_SRC] = source === undefined ? 0 : 1;
+    this.#sendQueued++;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flushTask);
@@ -522,7 +525,7 @@ export class AddressCodec {
       let addr = this.#v4.get(key);
       if (addr === undefined) {
         if (this.#v4.size >= CODEC_CACHE_LIMIT) this.#v4.clear();
-        addr = socketAddr(formatIpv4(bytes, offset), port);
+        addr = socketAddr(formatIpv4(ip), port);
         this.#v4.set(key, addr);
       }
       return addr;
@@ -534,98 +537,24 @@ export class AddressCodec {
     if (entry !== undefined && entry.addr.port === port && equalBytes(entry.bytes, bytes, offset)) return entry.addr;
     if (this.#v6.size >= CODEC_CACHE_LIMIT) this.#v6.clear();
     const copy = bytes.slice(offset, offset + 16);
-    const addr = socketAddr(formatIpv6(copy), port);
+    // The socket style, so it equals what Node and the kernel report for the same peer.
+    const addr = socketAddr(formatIpv6InetNtop(copy), port);
     this.#v6.set(key, { bytes: copy, addr });
     return addr;
   }
 
-  /** Writes `address` (textual, of `family`) into `target` at `offset`. */
-  encode(address: string, family: 4 | 6, target: Uint8Array, offset: number): void {
+  /** Writes `address` (textual, of `family`) into `target` at `offset`; false when it is not an address of that family. */
+  encode(address: string, family: 4 | 6, target: Uint8Array, offset: number): boolean {
     let bytes = this.#encoded.get(address);
     if (bytes === undefined) {
+      const parsed = new Uint8Array(family === 4 ? 4 : 16);
+      if (!writeIpText(address, family, parsed, 0)) return false;
       if (this.#encoded.size >= CODEC_CACHE_LIMIT) this.#encoded.clear();
-      bytes = family === 4 ? parseIpv4(address) : parseIpv6(address);
-      this.#encoded.set(address, bytes);
+      this.#encoded.set(address, (bytes = parsed));
     }
     target.set(bytes, offset);
+    return true;
   }
-}
-
-export function formatIpv4(bytes: Uint8Array, offset = 0): string {
-  return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
-}
-
-/** RFC 5952 text, matching libuv's `uv_inet_ntop` (which Node uses for `rinfo.address`). */
-export function formatIpv6(bytes: Uint8Array, offset = 0): string {
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!);
-  let bestBase = -1;
-  let bestLength = 0;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestBase = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  if (bestLength < 2) bestBase = -1;
-  let text = '';
-  for (let i = 0; i < 8; i++) {
-    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLength) {
-      if (i === bestBase) text += ':';
-      continue;
-    }
-    if (i !== 0) text += ':';
-    if (i === 6 && bestBase === 0 && (bestLength === 6 || (bestLength === 5 && words[5] === 0xffff))) {
-      text += formatIpv4(bytes, offset + 12);
-      break;
-    }
-    text += words[i]!.toString(16);
-  }
-  if (bestBase !== -1 && bestBase + bestLength === 8) text += ':';
-  return text;
-}
-
-export function parseIpv4(text: string): Uint8Array {
-  const parts = text.split('.');
-  const bytes = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) bytes[i] = Number(parts[i]);
-  return bytes;
-}
-
-export function parseIpv6(text: string): Uint8Array {
-  const zone = text.indexOf('%');
-  if (zone !== -1) text = text.slice(0, zone);
-  const bytes = new Uint8Array(16);
-  let words: number[];
-  let tail = text;
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(tail);
-  let v4: Uint8Array | undefined;
-  if (dotted) {
-    v4 = parseIpv4(dotted[1]!);
-    tail = tail.slice(0, tail.length - dotted[1]!.length) + '0:0';
-  }
-  const gap = tail.indexOf('::');
-  const toWords = (part: string): number[] => (part === '' ? [] : part.split(':').map((w) => parseInt(w, 16)));
-  if (gap === -1) {
-    words = toWords(tail);
-  } else {
-    const head = toWords(tail.slice(0, gap));
-    const rest = toWords(tail.slice(gap + 2));
-    words = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
-  }
-  for (let i = 0; i < 8; i++) {
-    bytes[2 * i] = (words[i] ?? 0) >> 8;
-    bytes[2 * i + 1] = (words[i] ?? 0) & 0xff;
-  }
-  if (v4 !== undefined) bytes.set(v4, 12);
-  return bytes;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array, offset: number): boolean {

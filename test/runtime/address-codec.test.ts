@@ -2,7 +2,14 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { isIPv6 } from 'node:net';
 import fc from 'fast-check';
-import { AddressCodec, formatIpv6, parseIpv6 } from '../../src/runtime/udp-socket.ts';
+import { AddressCodec } from '../../src/runtime/udp-socket.ts';
+import { formatIpv6InetNtop as formatIpv6, parseIpv6 as parseIpv6Text } from '../../src/ip/index.ts';
+
+function parseIpv6(text: string): Uint8Array {
+  const bytes = parseIpv6Text(text);
+  assert.ok(bytes !== undefined, `not an IPv6 address: ${text}`);
+  return bytes;
+}
 
 describe('AddressCodec', () => {
   test('IPv6 text round-trips through bytes for any address', () => {

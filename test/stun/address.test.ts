@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32 as zlibCrc32 } from 'node:zlib';
+import { createSocket, type RemoteInfo } from 'node:dgram';
+import { once } from 'node:events';
 import fc from 'fast-check';
 import { crc32, formatIpv4, formatIpv6, writeIpAddress } from '../../src/stun/index.ts';
 
@@ -42,6 +44,48 @@ test('IPv4 text round-trips through bytes', () => {
     }),
     { numRuns: RUNS },
   );
+});
+
+test('decoded IPv6 text equals what a dual-stack socket reports for ::1 and IPv4-mapped peers', async () => {
+  const receiver = createSocket({ type: 'udp6' });
+  const senders = [createSocket({ type: 'udp6' }), createSocket({ type: 'udp4' })];
+  try {
+    receiver.bind(0, '::');
+    await once(receiver, 'listening');
+    const { port } = receiver.address();
+    const reported: string[] = [];
+    for (const [sender, destination] of [[senders[0]!, '::1'], [senders[1]!, '127.0.0.1']] as const) {
+      sender.send('x', port, destination);
+      const [, rinfo] = (await once(receiver, 'message')) as [Buffer, RemoteInfo];
+      reported.push(rinfo.address);
+    }
+    assert.deepEqual(reported, ['::1', '::ffff:127.0.0.1']);
+    for (const address of reported) {
+      const bytes = new Uint8Array(16);
+      assert.equal(writeIpAddress(address, 6, bytes, 0), true);
+      assert.equal(formatIpv6(bytes, 0), address);
+    }
+  } finally {
+    receiver.close();
+    for (const sender of senders) sender.close();
+  }
+});
+
+test('address text that is not an IP of the family is refused, an IPv6 zone is ignored', () => {
+  const bytes = new Uint8Array(16);
+  assert.equal(writeIpAddress('fe80::1%eth0', 6, bytes, 0), true);
+  assert.equal(formatIpv6(bytes, 0), 'fe80::1');
+  for (const [text, family] of [
+    ['01.2.3.4', 4],
+    ['1.2.3.4.5', 4],
+    ['::1', 4],
+    ['1.2.3.4', 6],
+    ['1.2.3.4::', 6],
+    ['::01.2.3.4', 6],
+    ['[::1]', 6],
+  ] as const) {
+    assert.equal(writeIpAddress(text, family, new Uint8Array(16), 0), false, text);
+  }
 });
 
 test('the table CRC-32 agrees with zlib', () => {
