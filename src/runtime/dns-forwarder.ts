@@ -386,8 +386,11 @@ export class DnsForwarder {
 function queryUdp(server: string, port: number, query: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const socket = createSocket(isIPv6(server) ? 'udp6' : 'udp4');
+    let finished = false;
     const timer = setTimeout(() => finish(new Error('DNS query timed out')), timeoutMs);
     const finish = (error: Error | undefined, response?: Uint8Array): void => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       socket.close();
       if (error !== undefined) reject(error);
@@ -397,7 +400,11 @@ function queryUdp(server: string, port: number, query: Uint8Array, timeoutMs: nu
     socket.on('message', (message: Buffer) => {
       finish(undefined, message.length > MAX_UPSTREAM_UDP_DATAGRAM ? message.subarray(0, MAX_UPSTREAM_UDP_DATAGRAM) : message);
     });
-    socket.connect(port, server, () => socket.send(query));
+    // An unreachable upstream fails the connect (ENETUNREACH): answer the query with an error, never throw.
+    socket.connect(port, server, (error?: Error) => {
+      if (error) finish(error);
+      else if (!finished) socket.send(query, (sendError) => sendError && finish(sendError));
+    });
   });
 }
 

@@ -48,6 +48,10 @@ describe('DnsForwarder against a dnsmasq upstream in a network namespace', { ski
     assert.equal(reply!.answers, 0);
   });
 
+  test('an unreachable upstream fails its probe without crashing the process', () => {
+    assert.equal(report['unreachableUpstreamFastest'], null);
+  });
+
   test('probing selects the upstream', () => {
     assert.equal(report['fastest'], '10.53.0.1');
   });

@@ -24,6 +24,11 @@ const tun = TunDevice.open('tun-firezone', { onPackets() {} });
 const report: Record<string, unknown> = {};
 try {
   await applyInterfaceConfig('tun-firezone', { ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' });
+  // An upstream with no route (ENETUNREACH on connect) fails its probe without crashing the process.
+  const unreachable = new DnsForwarder({ upstreams: ['192.0.2.53'], probeTimeoutMs: 300 });
+  await unreachable.probeAll();
+  report['unreachableUpstreamFastest'] = unreachable.upstreams.fastest() ?? null;
+  await unreachable.close();
   const forwarder = new DnsForwarder({ upstreams: [UPSTREAM] });
   await forwarder.rebind({ ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' });
   report['beforeProbe'] = summary(await udpQuery('100.64.0.1', buildQuery(1, 'app.test.lab')));
