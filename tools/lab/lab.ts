@@ -13,7 +13,7 @@
  * destination to a new port, so only relayed paths work.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 
 export type NatMode = 'none' | 'port-preserving' | 'symmetric';
 
@@ -37,8 +37,11 @@ export interface Lab {
   };
   /** Runs a command in a namespace and returns its stdout. Throws on a non-zero exit. */
   exec(ns: string, command: readonly string[], options?: { input?: string; timeoutMs?: number }): string;
-  /** Starts a long-running process in a namespace; it is killed by `down()`. */
-  spawn(ns: string, command: readonly string[], options?: { env?: NodeJS.ProcessEnv; log?: string }): ChildProcess;
+  /**
+   * Starts a long-running process in a namespace; it is killed by `down()`. Output goes to `log`;
+   * with `interactive` the caller owns stdin and stdout (only stderr is logged).
+   */
+  spawn(ns: string, command: readonly string[], options?: { env?: NodeJS.ProcessEnv; log?: string; interactive?: boolean }): ChildProcess;
   down(): void;
 }
 
@@ -204,22 +207,17 @@ export function labUp(options: LabOptions = {}): Lab {
       },
       exec: (name, command, execOptions) => run(['ip', 'netns', 'exec', name, ...command], execOptions?.input, execOptions?.timeoutMs),
       spawn: (name, command, spawnOptions) => {
+        const interactive = spawnOptions?.interactive === true;
         const child = spawn('ip', ['netns', 'exec', name, ...command], {
           env: spawnOptions?.env ?? process.env,
-          stdio: ['ignore', 'pipe', 'pipe'],
-          detached: false,
+          stdio: [interactive ? 'pipe' : 'ignore', 'pipe', 'pipe'],
         });
+        const logged = interactive ? [child.stderr] : [child.stdout, child.stderr];
         if (spawnOptions?.log !== undefined) {
-          const chunks: string[] = [];
-          const append = (data: Buffer): void => {
-            chunks.push(data.toString());
-            writeFileSync(spawnOptions.log!, chunks.join(''));
-          };
-          child.stdout?.on('data', append);
-          child.stderr?.on('data', append);
+          const log = createWriteStream(spawnOptions.log);
+          for (const stream of logged) stream?.pipe(log, { end: false });
         } else {
-          child.stdout?.resume();
-          child.stderr?.resume();
+          for (const stream of logged) stream?.resume();
         }
         children.push(child);
         return child;

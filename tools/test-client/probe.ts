@@ -1,7 +1,10 @@
 // Sends one request to a resource and prints the answer as JSON, for tests that run it inside a
-// namespace: `udp <ip> <port> <text>` (waits for the echo) or `http <url>`.
+// namespace: `udp <ip> <port> <text>` (waits for the echo), `http <url>`, or `tcp <ip> <port>` (a connect,
+// reporting the errno: EHOSTUNREACH for an ICMP error such as administratively prohibited,
+// ECONNREFUSED for a RST, ETIMEDOUT for silence).
 //   node --import tsx tools/test-client/probe.ts udp 10.88.0.2 7777 hello [--timeout-ms 3000] [--tries 3]
 import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
 
 function argument(name: string, fallback: string): string {
   const index = process.argv.indexOf(name);
@@ -45,6 +48,25 @@ async function main(): Promise<unknown> {
   if (kind === 'http') {
     const response = await fetch(rest[0]!, { signal: AbortSignal.timeout(timeoutMs) });
     return { ok: response.ok, status: response.status, body: await response.text() };
+  }
+  if (kind === 'tcp') {
+    const [host, port] = rest;
+    return await new Promise((resolve) => {
+      const socket = connect({ host: host!, port: Number(port) });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve({ ok: false, error: 'ETIMEDOUT' });
+      }, timeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve({ ok: true });
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        resolve({ ok: false, error: error.code ?? String(error) });
+      });
+    });
   }
   return { ok: false, error: `unknown probe ${kind}` };
 }

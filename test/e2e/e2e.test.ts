@@ -1,0 +1,144 @@
+/**
+ * End to end, with real processes and real packets in network namespaces: the built gateway
+ * binary, the development portal, coturn, the headless test client and resource servers.
+ * Needs root, the Debian tools .ci/run installs, and `npm run build` (dist/) plus the native addon.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { labUp, type Lab, type NatMode } from '../../tools/lab/lab.ts';
+import { privilegedSkipReason } from '../support/env.ts';
+import { http, tcpConnect, udpEcho } from './probes.ts';
+import { REPO_ROOT, startGatewayStack, waitFor, type GatewayStack, type StackOptions } from './stack.ts';
+
+const skip =
+  privilegedSkipReason('ip', 'nft', 'turnserver', 'dnsmasq', 'curl') ??
+  (existsSync(`${REPO_ROOT}dist/bin/firezone-gateway.js`) ? undefined : 'needs the built gateway (npm run build)') ??
+  (existsSync(`${REPO_ROOT}build/Release/firezone_native.node`) ? undefined : 'needs the native addon (npm ci)');
+
+const RESOURCE_NET = '10.78.0.0/24';
+
+function scenario(name: string, options: { clientNat?: NatMode; gatewayNat?: NatMode; stack: StackOptions }, body: (stack: GatewayStack) => Promise<void>): void {
+  describe(name, { skip }, () => {
+    let lab: Lab | undefined;
+    let stack: GatewayStack | undefined;
+    before(async () => {
+      lab = labUp({ prefix: 'fze', clientNat: options.clientNat ?? 'none', gatewayNat: options.gatewayNat ?? 'none' });
+      stack = await startGatewayStack(lab, options.stack);
+    });
+    after(async () => {
+      await stack?.stop().catch(() => undefined);
+      lab?.down();
+    });
+    test(name, async () => body(stack!));
+  });
+}
+
+scenario(
+  'direct path: a CIDR resource with TCP/UDP/ICMP filters, allowed and prohibited, then revoked',
+  {
+    stack: {
+      resources: [
+        {
+          name: 'corp',
+          type: 'cidr',
+          address: RESOURCE_NET,
+          filters: [{ protocol: 'tcp', port_range_start: 80, port_range_end: 80 }, { protocol: 'icmp' }],
+        },
+      ],
+    },
+  },
+  async (stack) => {
+    const { lab } = stack;
+    await stack.connectClient('corp', { routes: [RESOURCE_NET] });
+    const state = await stack.client.command({ cmd: 'state' });
+    assert.match(JSON.stringify(state), /direct/, `the path is direct: ${JSON.stringify(state)}`);
+
+    const page = http(lab, `http://${lab.addresses.resources[0]}/`);
+    assert.equal(page.ok, true, `HTTP through the tunnel: ${JSON.stringify(page)}`);
+    lab.exec(lab.ns.client, ['ping', '-c', '2', '-W', '2', lab.addresses.resources[1]!]);
+
+    assert.equal(tcpConnect(lab, lab.addresses.resources[0]!, 81), 'unreachable', 'a port outside the filter is answered by ICMP prohibited');
+    assert.equal(udpEcho(lab, lab.addresses.resources[0]!, 'blocked').ok, false, 'UDP is not in the filters');
+
+    await stack.admin('POST', '/admin/revoke', { client_id: stack.clientId, resource_id: stack.resourceIds['corp'] });
+    await sleep(500);
+    assert.notEqual(tcpConnect(lab, lab.addresses.resources[0]!, 80), 'connected', 'revoked access is gone');
+  },
+);
+
+scenario(
+  'relayed path: with direct UDP between client and gateway blocked, traffic goes through coturn',
+  {
+    clientNat: 'symmetric',
+    stack: { resources: [{ name: 'corp', type: 'cidr', address: RESOURCE_NET }] },
+  },
+  async (stack) => {
+    const { lab } = stack;
+    // A firewall in front of the gateway that only lets the relay and the portal in.
+    lab.exec(lab.ns.gateway, ['nft', '-f', '-'], {
+      input: ['table ip fw {', '  chain input {', '    type filter hook input priority filter; policy accept;', `    ip saddr ${lab.addresses.client.startsWith('192.168') ? '10.77.0.2' : lab.addresses.client} drop`, '  }', '}'].join('\n'),
+    });
+    await stack.connectClient('corp', { routes: [RESOURCE_NET] });
+    const state = await stack.client.command({ cmd: 'state' });
+    assert.match(JSON.stringify(state), /relay/, `the path is relayed: ${JSON.stringify(state)}`);
+    const echo = udpEcho(lab, lab.addresses.resources[0]!, 'through the relay');
+    assert.equal(echo.reply, 'through the relay', JSON.stringify(echo));
+    assert.equal(http(lab, `http://${lab.addresses.resources[0]}/`).ok, true);
+  },
+);
+
+scenario(
+  'DNS resource: the client resolves the name to a proxy IP and reaches it over HTTP, UDP and ping',
+  {
+    stack: {
+      resources: [{ name: 'app', type: 'dns', address: '*.lab.test' }],
+      dnsNames: { 'app.lab.test': '10.78.0.3' },
+    },
+  },
+  async (stack) => {
+    const { lab } = stack;
+    await stack.connectClient('app', { domain: 'app.lab.test' });
+    const proxies = await stack.client.command({ cmd: 'proxy_ips', resource_id: stack.resourceIds['app'], domain: 'app.lab.test' });
+    const proxy = (proxies['proxy_ips'] as string[] | undefined)?.find((ip) => !ip.includes(':'));
+    assert.ok(proxy !== undefined && proxy.startsWith('100.9'), `a proxy IP: ${JSON.stringify(proxies)}`);
+    await waitFor(() => http(lab, `http://${proxy}/`).ok, 15_000, 'HTTP to the proxy IP');
+    const page = http(lab, 'http://app.lab.test/');
+    assert.equal(page.ok, true, JSON.stringify(page));
+    assert.equal(udpEcho(lab, proxy, 'dns resource').reply, 'dns resource');
+    lab.exec(lab.ns.client, ['ping', '-c', '2', '-W', '2', proxy]);
+  },
+);
+
+scenario(
+  'portal outage: traffic keeps flowing while the portal is down, and the gateway rejoins when it returns',
+  { stack: { resources: [{ name: 'corp', type: 'cidr', address: RESOURCE_NET }] } },
+  async (stack) => {
+    const { lab } = stack;
+    await stack.connectClient('corp', { routes: [RESOURCE_NET] });
+    assert.equal(udpEcho(lab, lab.addresses.resources[0]!, 'before').reply, 'before');
+    const joinsBefore = stack.gatewayLog().split('Joined gateway room on portal').length;
+    await stack.stopPortal();
+    await sleep(1_500);
+    assert.equal(udpEcho(lab, lab.addresses.resources[0]!, 'during').reply, 'during', 'the data plane survives the outage');
+    await stack.startPortal();
+    await waitFor(() => stack.gatewayLog().split('Joined gateway room on portal').length > joinsBefore, 30_000, 'the gateway to rejoin');
+    assert.equal(udpEcho(lab, lab.addresses.resources[0]!, 'after').reply, 'after');
+  },
+);
+
+scenario(
+  'gateway lifecycle: SIGTERM stops it cleanly (exit 0, TUN gone), and health answers while it runs',
+  { stack: { resources: [{ name: 'corp', type: 'cidr', address: RESOURCE_NET }] } },
+  async (stack) => {
+    const { lab } = stack;
+    const health = lab.exec(lab.ns.gateway, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.addresses.gatewayLan}:8080/healthz`]);
+    assert.equal(health, '200');
+    assert.match(lab.exec(lab.ns.gateway, ['ip', 'link', 'show', 'tun-firezone']), /mtu 1280/);
+    assert.equal(await stack.stopGateway('SIGTERM'), 0);
+    assert.match(stack.gatewayLog(), /Received SIGTERM, goodbye!/);
+    assert.throws(() => lab.exec(lab.ns.gateway, ['ip', 'link', 'show', 'tun-firezone']), 'the TUN device is removed');
+    assert.doesNotMatch(stack.gatewayLog(), / WARN /, 'no warnings in a normal life (the reference CI asserts the same)');
+  },
+);

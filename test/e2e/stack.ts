@@ -1,0 +1,260 @@
+/**
+ * The whole system on the namespace lab: coturn as the relay and the development portal in the
+ * "wan" namespace, the real gateway binary in the gateway namespace, the headless test client in
+ * the client namespace, and resources (HTTP, UDP echo, DNS) in the resources namespace.
+ * Used by the e2e suite, the demo and the throughput benchmark.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Lab } from '../../tools/lab/lab.ts';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const PORTAL_TOKEN = 'dev-token';
+export const RELAY_SECRET = 'lab-relay-secret';
+export const GATEWAY_ID = '4694E56C-7643-4A15-9DF3-638E5B05F570';
+
+export interface WireFilter {
+  readonly protocol: 'tcp' | 'udp' | 'icmp';
+  readonly port_range_start?: number;
+  readonly port_range_end?: number;
+}
+
+export interface ResourceSpec {
+  readonly name: string;
+  readonly type: 'cidr' | 'dns' | 'internet';
+  readonly address?: string;
+  readonly filters?: readonly WireFilter[];
+}
+
+export interface StackOptions {
+  readonly resources: readonly ResourceSpec[];
+  /** Extra environment for the gateway and the test client (RUST_LOG, ...). */
+  readonly gatewayEnv?: Readonly<Record<string, string>>;
+  readonly clientEnv?: Readonly<Record<string, string>>;
+  /** Names served by the resources' DNS server: name -> address. */
+  readonly dnsNames?: Readonly<Record<string, string>>;
+  readonly logDir?: string;
+}
+
+type Json = Record<string, unknown>;
+
+export class ClientHandle {
+  private nextId = 1;
+  private readonly pending = new Map<number, (reply: Json) => void>();
+  readonly events: Json[] = [];
+
+  constructor(readonly process: ChildProcess) {
+    const lines = createInterface({ input: process.stdout! });
+    lines.on('line', (line) => {
+      let message: Json;
+      try {
+        message = JSON.parse(line) as Json;
+      } catch {
+        return;
+      }
+      const id = message['id'];
+      if (typeof id === 'number' && this.pending.has(id)) {
+        this.pending.get(id)!(message);
+        this.pending.delete(id);
+      } else {
+        this.events.push(message);
+      }
+    });
+  }
+
+  command(command: Json, timeoutMs = 30_000): Promise<Json> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`test client did not answer ${JSON.stringify(command)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+      this.process.stdin!.write(`${JSON.stringify({ id, ...command })}\n`);
+    });
+  }
+
+  async waitForEvent(name: string, timeoutMs = 20_000): Promise<Json> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      const event = this.events.find((e) => e['event'] === name);
+      if (event !== undefined) return event;
+      await sleep(50);
+    }
+    throw new Error(`test client sent no ${name} event within ${timeoutMs} ms`);
+  }
+}
+
+export interface GatewayStack {
+  readonly lab: Lab;
+  readonly portal: string;
+  readonly resourceIds: Readonly<Record<string, string>>;
+  readonly clientId: string;
+  readonly client: ClientHandle;
+  admin(method: string, path: string, body?: unknown): Promise<Json>;
+  /** Connects the client to a resource; resolves with the set-up time in ms (request to tunnel up). */
+  connectClient(resource: string, extra?: Json): Promise<number>;
+  startGateway(): void;
+  stopGateway(signal?: NodeJS.Signals): Promise<number | null>;
+  startPortal(): Promise<void>;
+  stopPortal(): Promise<void>;
+  gatewayLog(): string;
+  stop(): Promise<void>;
+}
+
+export async function startGatewayStack(lab: Lab, options: StackOptions): Promise<GatewayStack> {
+  const logDir = options.logDir ?? '/tmp';
+  const portal = `http://${lab.addresses.portal}:8081`;
+  const gatewayLogPath = `${logDir}/${lab.prefix}-gateway.log`;
+  const processes: ChildProcess[] = [];
+  let gateway: ChildProcess | undefined;
+  let portalProcess: ChildProcess | undefined;
+
+  lab.spawn(lab.ns.wan, [
+    'turnserver', '-n', '--no-cli', '--no-tls', '--no-dtls', `--listening-ip=${lab.addresses.relay}`, `--relay-ip=${lab.addresses.relay}`,
+    '--listening-port=3478', '--min-port=49152', '--max-port=49999', '--realm=firezone', '--use-auth-secret',
+    `--static-auth-secret=${RELAY_SECRET}`, `--userdb=${logDir}/${lab.prefix}-turndb`, '--log-file=stdout', '--simple-log',
+    `--pidfile=${logDir}/${lab.prefix}-turn.pid`,
+  ], { log: `${logDir}/${lab.prefix}-turn.log` });
+
+  // Resources: an HTTP server, a UDP echo, and DNS for the names of DNS resources.
+  for (const address of lab.addresses.resources) {
+    lab.spawn(lab.ns.resources, ['node', '--import', 'tsx', `${REPO_ROOT}tools/test-client/resource-server.ts`, '--listen', address, '--udp-port', '7', '--http-port', '80'], { log: `${logDir}/${lab.prefix}-resources-${address}.log` });
+  }
+  const dnsArgs = Object.entries(options.dnsNames ?? {}).map(([name, address]) => `--address=/${name}/${address}`);
+  lab.spawn(lab.ns.resources, ['dnsmasq', '-k', '--user=root', '--no-resolv', '--no-hosts', '--bind-interfaces', `--listen-address=${lab.addresses.resources[0]}`, `--pid-file=${logDir}/${lab.prefix}-dnsmasq.pid`, ...dnsArgs]);
+
+  const startPortal = async (): Promise<void> => {
+    portalProcess = lab.spawn(lab.ns.wan, [
+      'node', '--import', 'tsx', `${REPO_ROOT}tools/dev-portal/main.ts`, '--listen', `${lab.addresses.portal}:8081`, '--token', PORTAL_TOKEN,
+      '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET,
+    ], { log: `${logDir}/${lab.prefix}-portal.log` });
+    await waitFor(() => curl(lab, 'GET', `${portal}/admin/state`).ok, 15_000, 'dev portal');
+  };
+  const stopPortal = async (): Promise<void> => {
+    portalProcess?.kill('SIGTERM');
+    await exited(portalProcess);
+  };
+  await startPortal();
+
+  // The portal listens inside the wan namespace; the admin API is reached from there too.
+  const admin = async (method: string, path: string, body?: unknown): Promise<Json> => {
+    const response = curl(lab, method, `${portal}${path}`, body);
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${response.text}`);
+    return response.text === '' ? {} : (JSON.parse(response.text) as Json);
+  };
+
+  const resourceIds: Record<string, string> = {};
+  for (const resource of options.resources) {
+    const created = await admin('POST', '/admin/resources', {
+      type: resource.type,
+      name: resource.name,
+      ...(resource.address === undefined ? {} : { address: resource.address }),
+      filters: resource.filters ?? [],
+    });
+    const id = String((created['resource'] as Json | undefined)?.['id'] ?? created['id']);
+    resourceIds[resource.name] = id;
+    await admin('POST', '/admin/policies', { resource_id: id });
+  }
+
+  const startGateway = (): void => {
+    gateway = lab.spawn(lab.ns.gateway, ['node', '--enable-source-maps', `${REPO_ROOT}dist/bin/firezone-gateway.js`, PORTAL_TOKEN], {
+      env: {
+        ...process.env,
+        FIREZONE_API_URL: `ws://${lab.addresses.portal}:8081`,
+        FIREZONE_ID: GATEWAY_ID,
+        FIREZONE_NAME: 'lab-gateway',
+        HEALTH_CHECK_ADDR: `${lab.addresses.gatewayLan}:8080`,
+        RUST_LOG: 'info',
+        ...options.gatewayEnv,
+      },
+      log: gatewayLogPath,
+    });
+    processes.push(gateway);
+  };
+  const stopGateway = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
+    const child = gateway;
+    if (child === undefined || child.exitCode !== null) return child?.exitCode ?? null;
+    child.kill(signal);
+    return exited(child);
+  };
+  startGateway();
+  await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 20_000, 'gateway joining the portal');
+
+  const clientId = randomUUID();
+  const clientProcess = lab.spawn(lab.ns.client, [
+    'node', '--import', 'tsx', `${REPO_ROOT}tools/test-client/main.ts`, '--portal', portal, '--client-id', clientId,
+    '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, '--hosts-file', `/etc/netns/${lab.ns.client}/hosts`,
+  ], { env: { ...process.env, RUST_LOG: 'info', ...options.clientEnv }, interactive: true, log: `${logDir}/${lab.prefix}-client.log` });
+  const client = new ClientHandle(clientProcess);
+  await client.waitForEvent('ready');
+
+  function gatewayLog(): string {
+    try {
+      return readFileSync(gatewayLogPath, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  return {
+    lab,
+    portal,
+    resourceIds,
+    clientId,
+    client,
+    admin,
+    async connectClient(resource, extra = {}) {
+      const id = resourceIds[resource];
+      if (id === undefined) throw new Error(`unknown resource ${resource}`);
+      const started = performance.now();
+      const reply = await client.command({ cmd: 'connect', resource_id: id, ...extra }, 40_000);
+      if (reply['ok'] !== true) throw new Error(`connect ${resource}: ${String(reply['error'])}`);
+      return performance.now() - started;
+    },
+    startGateway,
+    stopGateway,
+    startPortal,
+    stopPortal,
+    gatewayLog,
+    async stop() {
+      await client.command({ cmd: 'quit' }, 2_000).catch(() => undefined);
+      await stopGateway();
+      for (const child of processes) if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+function curl(lab: Lab, method: string, url: string, body?: unknown): { ok: boolean; status: number; text: string } {
+  const args = ['curl', '-sS', '-X', method, '-H', 'content-type: application/json', '-w', '\n%{http_code}', '--max-time', '40'];
+  if (body !== undefined) args.push('--data-binary', JSON.stringify(body));
+  try {
+    const out = lab.exec(lab.ns.wan, [...args, url], { timeoutMs: 45_000 });
+    const split = out.lastIndexOf('\n');
+    const status = Number(out.slice(split + 1));
+    return { ok: status >= 200 && status < 300, status, text: out.slice(0, split) };
+  } catch (error) {
+    return { ok: false, status: 0, text: String((error as { stderr?: unknown }).stderr ?? error) };
+  }
+}
+
+export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await condition()) return;
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+function exited(child: ChildProcess | undefined): Promise<number | null> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child?.exitCode ?? null);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}

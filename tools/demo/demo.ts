@@ -1,0 +1,88 @@
+/**
+ * The demo: a development portal, coturn, the real gateway and the headless test client in
+ * network namespaces, with real traffic through the gateway. Prints what happens and a summary,
+ * then removes everything it created. Run through `npm run demo` (tools/demo/demo.sh).
+ */
+import { labUp } from '../lab/lab.ts';
+import { http, tcpConnect, udpEcho } from '../../test/e2e/probes.ts';
+import { startGatewayStack, waitFor, type GatewayStack } from '../../test/e2e/stack.ts';
+
+const RESOURCE_NET = '10.78.0.0/24';
+const results: { step: string; outcome: string; ok: boolean }[] = [];
+
+function record(step: string, ok: boolean, outcome: string): void {
+  results.push({ step, ok, outcome });
+  console.log(`${ok ? '  ✔' : '  ✘'} ${step}: ${outcome}`);
+}
+
+async function run(stack: GatewayStack): Promise<void> {
+  const { lab } = stack;
+  const server = lab.addresses.resources[0]!;
+
+  console.log('\n1. The client asks the portal for the CIDR resource 10.78.0.0/24 (TCP 80, UDP 7 and ICMP allowed)');
+  const setupMs = await stack.connectClient('corp', { routes: [RESOURCE_NET] });
+  const state = JSON.stringify(await stack.client.command({ cmd: 'state' }));
+  record('tunnel to the gateway', true, `up in ${setupMs.toFixed(0)} ms, ${/relay/.test(state) ? 'relayed' : 'direct'} path`);
+
+  console.log(`\n2. HTTP from the client namespace to ${server} through the tunnel`);
+  const page = http(lab, `http://${server}/`);
+  record('HTTP to a CIDR resource', page.ok, page.ok ? JSON.stringify(page.body?.trim()) : String(page.error));
+  const echo = udpEcho(lab, server, 'hello over UDP');
+  record('UDP echo to a CIDR resource', echo.reply === 'hello over UDP', echo.reply ?? String(echo.error));
+
+  console.log('\n3. A port the policy does not allow');
+  const blocked = tcpConnect(lab, server, 22);
+  record('TCP 22 (not in the filters)', blocked === 'unreachable', blocked === 'unreachable' ? 'refused at once: ICMP administratively prohibited from the gateway' : blocked);
+
+  console.log('\n4. A DNS resource: *.lab.test, resolved by the gateway, reached through a proxy IP');
+  await stack.connectClient('app', { domain: 'app.lab.test' });
+  const proxies = await stack.client.command({ cmd: 'proxy_ips', resource_id: stack.resourceIds['app'], domain: 'app.lab.test' });
+  const proxy = (proxies['proxy_ips'] as string[] | undefined)?.find((ip) => !ip.includes(':')) ?? '?';
+  let dnsPage = http(lab, 'http://app.lab.test/');
+  for (let attempt = 0; !dnsPage.ok && attempt < 10; attempt++) dnsPage = http(lab, 'http://app.lab.test/');
+  record('app.lab.test through its proxy IP', dnsPage.ok, `${proxy} -> ${dnsPage.ok ? JSON.stringify(dnsPage.body?.trim()) : String(dnsPage.error)}`);
+
+  console.log('\n5. The admin revokes the CIDR resource in the portal');
+  await stack.admin('POST', '/admin/revoke', { client_id: stack.clientId, resource_id: stack.resourceIds['corp'] });
+  let after = 'connected';
+  await waitFor(() => (after = tcpConnect(lab, server, 80)) !== 'connected', 10_000, 'the revocation to take effect').catch(() => undefined);
+  record('access after reject_access', after !== 'connected', after === 'connected' ? 'still reachable' : `gone (${after})`);
+}
+
+const lab = labUp({ prefix: 'fzd' });
+let stack: GatewayStack | undefined;
+let exitCode = 0;
+try {
+  console.log('Starting coturn, the development portal, the gateway and the test client in network namespaces...');
+  stack = await startGatewayStack(lab, {
+    resources: [
+      {
+        name: 'corp',
+        type: 'cidr',
+        address: RESOURCE_NET,
+        filters: [
+          { protocol: 'tcp', port_range_start: 80, port_range_end: 80 },
+          { protocol: 'udp', port_range_start: 7, port_range_end: 7 },
+          { protocol: 'icmp' },
+        ],
+      },
+      { name: 'app', type: 'dns', address: '*.lab.test' },
+    ],
+    dnsNames: { 'app.lab.test': '10.78.0.3' },
+  });
+  await run(stack);
+} catch (error) {
+  exitCode = 1;
+  console.error(`\nThe demo stopped: ${error instanceof Error ? error.message : String(error)}`);
+  if (stack !== undefined) console.error(`Gateway log (last lines):\n${stack.gatewayLog().split('\n').slice(-20).join('\n')}`);
+} finally {
+  await stack?.stop().catch(() => undefined);
+  lab.down();
+}
+
+console.log('\nSummary');
+for (const r of results) console.log(`  ${r.ok ? 'ok  ' : 'FAIL'}  ${r.step.padEnd(36)} ${r.outcome}`);
+const failed = results.filter((r) => !r.ok).length;
+if (failed > 0 || results.length === 0) exitCode = 1;
+console.log(exitCode === 0 ? '\nAll steps passed; namespaces and processes removed.' : `\n${failed} step(s) failed; namespaces and processes removed.`);
+process.exit(exitCode);
