@@ -153,6 +153,7 @@ export class Node {
   private readonly newCandidates = new CandidateSignals();
   private readonly invalidatedCandidates = new CandidateSignals();
   private readonly decrypted: { connection: string; packet: Uint8Array } = { connection: '', packet: new Uint8Array(0) };
+  private lastAccepted: { readonly source: SocketAddr; readonly connection: Connection } | undefined;
 
   constructor(options: NodeOptions) {
     this.role = options.role;
@@ -702,6 +703,23 @@ export class Node {
   }
 
   private connectionAccepting(source: SocketAddr): Connection | undefined {
+    // The socket layer hands out one SocketAddr object per peer endpoint, so the common case
+    // (the same peer as the last datagram) is an identity check, with no string built.
+    const cached = this.lastAccepted;
+    if (cached !== undefined && cached.source === source && this.connections.get(cached.connection.id) === cached.connection && this.accepts(cached.connection, source)) {
+      return cached.connection;
+    }
+    const found = this.findAccepting(source);
+    this.lastAccepted = found === undefined ? undefined : { source, connection: found };
+    return found;
+  }
+
+  private accepts(connection: Connection, source: SocketAddr): boolean {
+    const path = connection.path;
+    return (path !== undefined && sameSocketAddr(path.destination, source)) || connection.possibleSources.has(socketAddrKey(source));
+  }
+
+  private findAccepting(source: SocketAddr): Connection | undefined {
     const key = socketAddrKey(source);
     for (const connection of this.connections.values()) {
       const path = connection.path;
