@@ -35,6 +35,8 @@ export interface PortalConnectionOptions<M> {
   readonly tls?: ConnectionOptions;
   /** Monotonic milliseconds; `performance.now` by default. */
   readonly clock?: () => number;
+  /** An unconnected TCP socket for one address (the runtime marks it with SO_MARK); `new Socket()` by default. */
+  readonly createSocket?: (address: string) => Socket;
 }
 
 interface Attempt {
@@ -233,7 +235,14 @@ export class PortalConnection<M> {
           giveUp(new Error(`failed to connect socket: [${errors.join(', ')}]`));
           return;
         }
-        const tcp = new Socket();
+        let tcp: Socket;
+        try {
+          tcp = this.options.createSocket?.(address) ?? new Socket();
+        } catch (error) {
+          errors.push(`${address}: ${(error as Error).message}`);
+          tryNext(index + 1);
+          return;
+        }
         attempt.tcp = tcp;
         const onError = (error: Error): void => {
           tcp.destroy();

@@ -3,6 +3,7 @@
  * start-up order (login URL, resolv.conf, tunnel and UDP sockets, portal address, TUN device,
  * portal connection, health check).
  */
+import { isIPv6 } from 'node:net';
 import { hostname } from 'node:os';
 import { randomBytes as cryptoRandomBytes, randomUUID } from 'node:crypto';
 import type { StartedGateway } from '../cli/main.ts';
@@ -28,6 +29,7 @@ import { DnsForwarder } from './dns-forwarder.ts';
 import { GatewayEventLoop } from './event-loop.ts';
 import { HealthServer } from './health-server.ts';
 import { MetricName, MetricsRegistry, startMetrics } from './metrics.ts';
+import { markedTcpSocket } from './native.ts';
 import { applyInterfaceConfig } from './interface-config.ts';
 import { readResolvConf } from './resolv-conf.ts';
 import { Resolver } from './resolver.ts';
@@ -99,6 +101,8 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     userAgent: userAgent(currentOsFacts()),
     addresses,
     channel,
+    // Our own sockets bypass the tunnel routes (the reference marks the portal connection too).
+    createSocket: (address) => markedTcpSocket(isIPv6(address) ? 6 : 4, FIREZONE_MARK),
     onEvent: (event) => {
       logChannelEvent(event, host);
       if (event.kind === 'message') loop?.handlePortalMessage(event.message);

@@ -127,13 +127,12 @@ export function isNativeError(error: unknown): error is NativeError {
  * the addon is missing or the mark is refused. Use it as ws's `createConnection` or directly.
  */
 export function connectMarkedTcp(options: { host: string; port: number; mark: number }): Socket {
-  const family = isIPv6(options.host) ? 6 : 4;
-  let socket: Socket;
-  if (isNativeAddonBuilt()) {
-    const { fd } = loadNative().tcpSocket(family, options.mark);
-    socket = new Socket({ fd, readable: true, writable: true });
-  } else {
-    socket = new Socket();
-  }
-  return socket.connect({ host: options.host, port: options.port });
+  return markedTcpSocket(isIPv6(options.host) ? 6 : 4, options.mark).connect({ host: options.host, port: options.port });
+}
+
+/** An unconnected TCP socket carrying SO_MARK `mark` (a plain socket when the addon is missing). */
+export function markedTcpSocket(family: 4 | 6, mark: number): Socket {
+  if (!isNativeAddonBuilt()) return new Socket();
+  const { fd } = loadNative().tcpSocket(family, mark);
+  return new Socket({ fd, readable: true, writable: true });
 }

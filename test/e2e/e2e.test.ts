@@ -136,6 +136,8 @@ scenario(
     const health = lab.exec(lab.ns.gateway, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.addresses.gatewayLan}:8080/healthz`]);
     assert.equal(health, '200');
     assert.match(lab.exec(lab.ns.gateway, ['ip', 'link', 'show', 'tun-firezone']), /mtu 1280/);
+    const portalSocket = lab.exec(lab.ns.gateway, ['ss', '-tne', 'dst', `${lab.addresses.portal}:8081`]);
+    assert.match(portalSocket, /fwmark:0xfd002021/, `the portal connection carries the gateway's mark: ${portalSocket}`);
     assert.equal(await stack.stopGateway('SIGTERM'), 0);
     assert.match(stack.gatewayLog(), /Received SIGTERM, goodbye!/);
     assert.throws(() => lab.exec(lab.ns.gateway, ['ip', 'link', 'show', 'tun-firezone']), 'the TUN device is removed');
