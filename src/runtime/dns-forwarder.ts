@@ -33,6 +33,7 @@ const FLAG_QR = 0x8000;
 const FLAG_TC = 0x0200;
 const FLAG_RD = 0x0100;
 const RCODE_NOERROR = 0;
+const RCODE_NXDOMAIN = 3;
 const RCODE_SERVFAIL = 2;
 const TYPE_A = 1;
 const CLASS_IN = 1;
@@ -286,7 +287,9 @@ export class DnsForwarder {
           ? await queryUdp(server, this.#options.upstreamPort, query, this.#options.probeTimeoutMs)
           : await queryTcp(server, this.#options.upstreamPort, query, this.#options.probeTimeoutMs);
       const info = inspectDnsMessage(response);
-      if (info === undefined || !info.isResponse || info.id !== id || info.rcode !== RCODE_NOERROR) return;
+      // The reference needs NOERROR; NXDOMAIN also proves a working server (one on a site
+      // without Internet access cannot resolve firezone.dev, yet serves the site's names).
+      if (info === undefined || !info.isResponse || info.id !== id || (info.rcode !== RCODE_NOERROR && info.rcode !== RCODE_NXDOMAIN)) return;
       if (this.#closed) return;
       this.upstreams.recordRtt(server, performance.now() - started);
     } catch (error) {

@@ -13,7 +13,7 @@ import { http, tcpConnect, udpEcho } from './probes.ts';
 import { REPO_ROOT, startGatewayStack, waitFor, type GatewayStack, type StackOptions } from './stack.ts';
 
 const skip =
-  privilegedSkipReason('ip', 'nft', 'turnserver', 'dnsmasq', 'curl') ??
+  privilegedSkipReason('ip', 'nft', 'turnserver', 'dnsmasq', 'curl', 'dig') ??
   (existsSync(`${REPO_ROOT}dist/bin/firezone-gateway.js`) ? undefined : 'needs the built gateway (npm run build)') ??
   (existsSync(`${REPO_ROOT}build/Release/firezone_native.node`) ? undefined : 'needs the native addon (npm ci)');
 
@@ -129,10 +129,22 @@ scenario(
 );
 
 scenario(
-  'gateway lifecycle: SIGTERM stops it cleanly (exit 0, TUN gone), and health answers while it runs',
-  { stack: { resources: [{ name: 'corp', type: 'cidr', address: RESOURCE_NET }] } },
+  'gateway lifecycle: sockets, health, DNS forwarder on the tunnel IPs, marked portal socket; SIGTERM stops it cleanly',
+  { stack: { resources: [{ name: 'corp', type: 'cidr', address: RESOURCE_NET }], dnsNames: { 'app.lab.test': '10.78.0.3' } } },
   async (stack) => {
     const { lab } = stack;
+    assert.match(lab.exec(lab.ns.gateway, ['ss', '-ulnH']), /0\.0\.0\.0:52625\b/, 'the data-plane socket is on 52625');
+    let tunAddress: string | undefined;
+    const readTunAddress = (): boolean => {
+      tunAddress = /inet (\S+)\/32/.exec(lab.exec(lab.ns.gateway, ['ip', '-4', 'addr', 'show', 'tun-firezone']))?.[1];
+      return tunAddress !== undefined;
+    };
+    await waitFor(readTunAddress, 10_000, 'init to give the TUN device its address');
+    assert.match(lab.exec(lab.ns.gateway, ['ip', 'route', 'show', 'table', '539098368']), /100\.64\.0\.0\/11 dev tun-firezone/);
+    for (const transport of ['+notcp', '+tcp']) {
+      const answer = lab.exec(lab.ns.gateway, ['dig', '+short', '+time=3', '+tries=2', transport, '-p', '53535', `@${tunAddress}`, 'app.lab.test']).trim();
+      assert.equal(answer, '10.78.0.3', `the DNS forwarder answers over ${transport === '+tcp' ? 'TCP' : 'UDP'}`);
+    }
     const health = lab.exec(lab.ns.gateway, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.addresses.gatewayLan}:8080/healthz`]);
     assert.equal(health, '200');
     assert.match(lab.exec(lab.ns.gateway, ['ip', 'link', 'show', 'tun-firezone']), /mtu 1280/);

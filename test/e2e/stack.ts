@@ -38,6 +38,8 @@ export interface StackOptions {
   /** Names served by the resources' DNS server: name -> address. */
   readonly dnsNames?: Readonly<Record<string, string>>;
   readonly logDir?: string;
+  /** Extra command-line flags for the dev portal (e.g. `--send-init-authorizations`). */
+  readonly portalArgs?: readonly string[];
 }
 
 type Json = Record<string, unknown>;
@@ -92,6 +94,13 @@ export class ClientHandle {
   }
 }
 
+/** A test client started with `GatewayStack.addClient`. */
+export interface ExtraClient {
+  readonly clientId: string;
+  readonly client: ClientHandle;
+  connect(resource: string, extra?: Json): Promise<number>;
+}
+
 export interface GatewayStack {
   readonly lab: Lab;
   readonly portal: string;
@@ -101,6 +110,8 @@ export interface GatewayStack {
   admin(method: string, path: string, body?: unknown): Promise<Json>;
   /** Connects the client to a resource; resolves with the set-up time in ms (request to tunnel up). */
   connectClient(resource: string, extra?: Json): Promise<number>;
+  /** Starts another test client, in `ns` (any namespace on the lab's wan bridge) with its own TUN device and id. */
+  addClient(ns: string, options?: { tun?: string; hostsFile?: string }): Promise<ExtraClient>;
   startGateway(): void;
   stopGateway(signal?: NodeJS.Signals): Promise<number | null>;
   startPortal(): Promise<void>;
@@ -117,11 +128,17 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   let gateway: ChildProcess | undefined;
   let portalProcess: ChildProcess | undefined;
 
+  const wanSegment = lab.addresses.relay.slice(0, lab.addresses.relay.lastIndexOf('.'));
   lab.spawn(lab.ns.wan, [
     'turnserver', '-n', '--no-cli', '--no-tls', '--no-dtls', `--listening-ip=${lab.addresses.relay}`, `--relay-ip=${lab.addresses.relay}`,
     '--listening-port=3478', '--min-port=49152', '--max-port=49999', '--realm=firezone', '--use-auth-secret',
     `--static-auth-secret=${RELAY_SECRET}`, `--userdb=${logDir}/${lab.prefix}-turndb`, '--log-file=stdout', '--simple-log',
     `--pidfile=${logDir}/${lab.prefix}-turn.pid`,
+    // coturn marks a relayed socket "to be closed" after any failed sendto() and silently drops
+    // everything on that allocation from then on. The wan namespace has no route to the NATed
+    // LANs, so one relayed check to a peer's private host candidate (ENETUNREACH) would kill the
+    // allocation. Refuse peers outside the wan segment instead (ChannelBind gets 403).
+    '--denied-peer-ip=0.0.0.0-255.255.255.255', `--allowed-peer-ip=${wanSegment}.0-${wanSegment}.255`,
   ], { log: `${logDir}/${lab.prefix}-turn.log` });
 
   // Resources: an HTTP server, a UDP echo, and DNS for the names of DNS resources.
@@ -129,12 +146,13 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     lab.spawn(lab.ns.resources, ['node', '--import', 'tsx', `${REPO_ROOT}tools/test-client/resource-server.ts`, '--listen', address, '--udp-port', '7', '--http-port', '80'], { log: `${logDir}/${lab.prefix}-resources-${address}.log` });
   }
   const dnsArgs = Object.entries(options.dnsNames ?? {}).map(([name, address]) => `--address=/${name}/${address}`);
-  lab.spawn(lab.ns.resources, ['dnsmasq', '-k', '--user=root', '--no-resolv', '--no-hosts', '--bind-interfaces', `--listen-address=${lab.addresses.resources[0]}`, `--pid-file=${logDir}/${lab.prefix}-dnsmasq.pid`, ...dnsArgs]);
+  // The site's DNS server: authoritative for the lab names (NXDOMAIN for the rest, as a server on an offline site).
+  lab.spawn(lab.ns.resources, ['dnsmasq', '-k', '--user=root', '--no-resolv', '--no-hosts', '--bind-interfaces', `--listen-address=${lab.addresses.resources[0]}`, `--pid-file=${logDir}/${lab.prefix}-dnsmasq.pid`, '--local=/#/', ...dnsArgs]);
 
   const startPortal = async (): Promise<void> => {
     portalProcess = lab.spawn(lab.ns.wan, [
       'node', '--import', 'tsx', `${REPO_ROOT}tools/dev-portal/main.ts`, '--listen', `${lab.addresses.portal}:8081`, '--token', PORTAL_TOKEN,
-      '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET,
+      '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, ...(options.portalArgs ?? []),
     ], { log: `${logDir}/${lab.prefix}-portal.log` });
     await waitFor(() => curl(lab, 'GET', `${portal}/admin/state`).ok, 15_000, 'dev portal');
   };
@@ -188,13 +206,27 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   startGateway();
   await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 20_000, 'gateway joining the portal');
 
+  const extraClients: ClientHandle[] = [];
+  const spawnClient = async (ns: string, id: string, extraArgs: readonly string[], logName: string): Promise<ClientHandle> => {
+    const child = lab.spawn(ns, [
+      'node', '--import', 'tsx', `${REPO_ROOT}tools/test-client/main.ts`, '--portal', portal, '--client-id', id,
+      '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, ...extraArgs,
+    ], { env: { ...process.env, RUST_LOG: 'info', ...options.clientEnv }, interactive: true, log: `${logDir}/${lab.prefix}-${logName}.log` });
+    const handle = new ClientHandle(child);
+    await handle.waitForEvent('ready');
+    return handle;
+  };
+  const connectWith = async (handle: ClientHandle, resource: string, extra: Json): Promise<number> => {
+    const id = resourceIds[resource];
+    if (id === undefined) throw new Error(`unknown resource ${resource}`);
+    const started = performance.now();
+    const reply = await handle.command({ cmd: 'connect', resource_id: id, ...extra }, 40_000);
+    if (reply['ok'] !== true) throw new Error(`connect ${resource}: ${String(reply['error'])}`);
+    return performance.now() - started;
+  };
+
   const clientId = randomUUID();
-  const clientProcess = lab.spawn(lab.ns.client, [
-    'node', '--import', 'tsx', `${REPO_ROOT}tools/test-client/main.ts`, '--portal', portal, '--client-id', clientId,
-    '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, '--hosts-file', `/etc/netns/${lab.ns.client}/hosts`,
-  ], { env: { ...process.env, RUST_LOG: 'info', ...options.clientEnv }, interactive: true, log: `${logDir}/${lab.prefix}-client.log` });
-  const client = new ClientHandle(clientProcess);
-  await client.waitForEvent('ready');
+  const client = await spawnClient(lab.ns.client, clientId, ['--hosts-file', `/etc/netns/${lab.ns.client}/hosts`], 'client');
 
   function gatewayLog(): string {
     try {
@@ -211,13 +243,13 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     clientId,
     client,
     admin,
-    async connectClient(resource, extra = {}) {
-      const id = resourceIds[resource];
-      if (id === undefined) throw new Error(`unknown resource ${resource}`);
-      const started = performance.now();
-      const reply = await client.command({ cmd: 'connect', resource_id: id, ...extra }, 40_000);
-      if (reply['ok'] !== true) throw new Error(`connect ${resource}: ${String(reply['error'])}`);
-      return performance.now() - started;
+    connectClient: (resource, extra = {}) => connectWith(client, resource, extra),
+    async addClient(ns, clientOptions = {}) {
+      const id = randomUUID();
+      const args = ['--tun', clientOptions.tun ?? 'tun-fzclient', ...(clientOptions.hostsFile === undefined ? [] : ['--hosts-file', clientOptions.hostsFile])];
+      const handle = await spawnClient(ns, id, args, `client-${extraClients.length + 2}`);
+      extraClients.push(handle);
+      return { clientId: id, client: handle, connect: (resource, extra = {}) => connectWith(handle, resource, extra) };
     },
     startGateway,
     stopGateway,
@@ -225,7 +257,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     stopPortal,
     gatewayLog,
     async stop() {
-      await client.command({ cmd: 'quit' }, 2_000).catch(() => undefined);
+      for (const handle of [client, ...extraClients]) await handle.command({ cmd: 'quit' }, 2_000).catch(() => undefined);
       await stopGateway();
       for (const child of processes) if (child.exitCode === null) child.kill('SIGKILL');
     },
