@@ -90,6 +90,23 @@ scenario(
 );
 
 scenario(
+  'relay to relay: both sides behind symmetric NATs reach the resource through coturn',
+  {
+    clientNat: 'symmetric',
+    gatewayNat: 'symmetric',
+    stack: { resources: [{ name: 'corp', type: 'cidr', address: RESOURCE_NET }] },
+  },
+  async (stack) => {
+    const { lab } = stack;
+    await stack.connectClient('corp', { routes: [RESOURCE_NET] });
+    const state = await stack.client.command({ cmd: 'state' });
+    assert.match(JSON.stringify(state), /relay/, `the path is relayed: ${JSON.stringify(state)}`);
+    const echo = udpEcho(lab, lab.addresses.resources[0]!, 'relay to relay');
+    assert.equal(echo.reply, 'relay to relay', JSON.stringify(echo));
+  },
+);
+
+scenario(
   'DNS resource: the client resolves the name to a proxy IP and reaches it over HTTP, UDP and ping',
   {
     stack: {

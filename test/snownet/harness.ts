@@ -4,7 +4,7 @@ import { seededRandom, type RandomSource } from '../../src/util/random.ts';
 import { socketAddr, type SocketAddr } from '../../src/util/socket-addr.ts';
 import type { Transmit } from '../../src/util/transmit.ts';
 import { SimNetwork, type SimAgent, type SimNat } from '../support/sim-network.ts';
-import { TestTurnServer } from '../support/turn-server.ts';
+import { TestTurnServer, type TestTurnServerOptions } from '../support/turn-server.ts';
 
 export const RELAY_PASSWORD = 'relay-password';
 
@@ -86,6 +86,7 @@ export interface Topology {
   readonly gatewayNat?: SimNat['kind'];
   readonly seed?: number;
   readonly loss?: number;
+  readonly relay?: Pick<TestTurnServerOptions, 'deniedPeer' | 'signErrors'>;
 }
 
 export const RELAY_ADDR = socketAddr('192.0.2.100', 3478);
@@ -128,7 +129,7 @@ export class Scenario {
   constructor(topology: Topology = {}) {
     this.rng = seededRandom(topology.seed ?? 1);
     this.net = new SimNetwork(this.rng, { latencyMs: 5, loss: topology.loss ?? 0 });
-    this.relay = new TestTurnServer({ listen: [RELAY_ADDR], relayIpv4: '192.0.2.100', password: () => RELAY_PASSWORD });
+    this.relay = new TestTurnServer({ listen: [RELAY_ADDR], relayIpv4: '192.0.2.100', password: () => RELAY_PASSWORD, ...topology.relay });
     this.net.addHost('relay', ['192.0.2.100'], new RelayAgent(this.relay), { port: 3478 });
     this.clientKey = keyPair(this.rng);
     this.gatewayKey = keyPair(this.rng);

@@ -35,6 +35,11 @@ export interface TestTurnServerOptions {
   /** Whether 401/438 responses are signed (Firezone relay) or not (RFC-style, like coturn). */
   readonly signErrors?: boolean;
   readonly lifetimeSeconds?: number;
+  /**
+   * Peers the server refuses, like coturn's `denied-peer-ip`: ChannelBind and CreatePermission
+   * get 403 Forbidden and Send indications are dropped.
+   */
+  readonly deniedPeer?: (peer: SocketAddr) => boolean;
 }
 
 interface Allocation {
@@ -57,7 +62,7 @@ export class TestTurnServer {
   private readonly byRelayed = new Map<string, Allocation>();
   private readonly transmits: Transmit[] = [];
   /** Counters for assertions in tests. */
-  readonly stats = { allocations: 0, refreshes: 0, channelBinds: 0, relayedToPeer: 0, relayedToClient: 0 };
+  readonly stats = { allocations: 0, refreshes: 0, channelBinds: 0, deniedPeers: 0, relayedToPeer: 0, relayedToClient: 0 };
 
   constructor(private readonly options: TestTurnServerOptions) {
     this.realm = options.realm ?? 'firezone';
@@ -105,7 +110,7 @@ export class TestTurnServer {
       const peer = getAttribute(message, 'xorPeerAddress')?.address;
       const data = getAttribute(message, 'data')?.data;
       if (allocation === undefined || peer === undefined || data === undefined) return;
-      if (!allocation.permissions.has(peer.address)) return;
+      if (!allocation.permissions.has(peer.address) || this.denies(peer)) return;
       this.relayToPeer(allocation, peer, data);
       return;
     }
@@ -158,7 +163,9 @@ export class TestTurnServer {
       }
       case StunMethod.CreatePermission: {
         if (existing === undefined) return this.error(listen, from, message, 437, 'Allocation Mismatch', key, false);
-        for (const peer of message.attributes) if (peer.kind === 'xorPeerAddress') existing.permissions.add(peer.address.address);
+        const peers = message.attributes.flatMap((a) => (a.kind === 'xorPeerAddress' ? [a.address] : []));
+        if (peers.some((peer) => this.denies(peer))) return this.error(listen, from, message, 403, 'Forbidden', key, false);
+        for (const peer of peers) existing.permissions.add(peer.address);
         return this.success(listen, from, message, key, []);
       }
       case StunMethod.ChannelBind: {
@@ -167,6 +174,7 @@ export class TestTurnServer {
         const channel = getAttribute(message, 'channelNumber')?.channel;
         if (peer === undefined || channel === undefined) return this.error(listen, from, message, 400, 'Bad Request', key, false);
         if (!existing.relayed.some((r) => r.family === peer.family)) return this.error(listen, from, message, 443, 'Peer Address Family Mismatch', key, false);
+        if (this.denies(peer)) return this.error(listen, from, message, 403, 'Forbidden', key, false);
         const boundPeer = existing.channelsByNumber.get(channel);
         const boundChannel = existing.channelsByPeer.get(socketAddrKey(peer));
         if ((boundPeer !== undefined && !sameAddr(boundPeer, peer)) || (boundChannel !== undefined && boundChannel !== channel)) {
@@ -181,6 +189,12 @@ export class TestTurnServer {
       default:
         return this.error(listen, from, message, 400, 'Bad Request', key, false);
     }
+  }
+
+  private denies(peer: SocketAddr): boolean {
+    if (this.options.deniedPeer?.(peer) !== true) return false;
+    this.stats.deniedPeers++;
+    return true;
   }
 
   private handleChannelData(from: SocketAddr, bytes: Uint8Array): void {
