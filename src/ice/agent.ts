@@ -265,20 +265,22 @@ export class IceAgent {
     const key = socketAddrKey(candidate.address);
     const existing = this.remotes.get(key);
     if (existing !== undefined) {
-      if (existing.candidate.kind === 'prflx' && candidate.kind !== 'prflx' && !existing.discarded) {
+      if (existing.discarded) {
+        existing.discarded = false;
         existing.candidate = candidate;
-        for (const pair of this.pairs) if (pair.remote === existing) pair.priority = this.pairPriority(pair.local, existing);
-        this.sortAndTrimPairs();
+        existing.signalled.clear();
+        if (candidate.kind !== 'prflx') existing.signalled.set(candidate.kind, candidate);
+        this.pairWithLocals(existing);
+        this.updateState('remote candidate enabled again');
         return true;
       }
-      if (!existing.discarded) return false;
-      existing.discarded = false;
-      existing.candidate = candidate;
-      this.pairWithLocals(existing);
-      this.updateState('remote candidate enabled again');
+      if (candidate.kind === 'prflx' || existing.signalled.has(candidate.kind)) return false;
+      existing.signalled.set(candidate.kind, candidate);
+      if (existing.candidate.kind === 'prflx' || candidate.priority > existing.candidate.priority) this.replaceRemote(existing, candidate);
       return true;
     }
-    const entry: RemoteEntry = { candidate, discarded: false };
+    const entry: RemoteEntry = { candidate, discarded: false, signalled: new Map() };
+    if (candidate.kind !== 'prflx') entry.signalled.set(candidate.kind, candidate);
     this.remotes.set(key, entry);
     this.pairWithLocals(entry);
     this.updateState('remote candidate added');
@@ -289,10 +291,24 @@ export class IceAgent {
   removeRemoteCandidate(candidate: Candidate): boolean {
     const entry = this.remotes.get(socketAddrKey(candidate.address));
     if (entry === undefined || entry.discarded) return false;
-    if (entry.candidate.kind !== candidate.kind && entry.candidate.kind !== 'prflx') return false;
+    if (entry.candidate.kind !== 'prflx' && !entry.signalled.has(candidate.kind)) return false;
+    entry.signalled.delete(candidate.kind);
+    let best: Candidate | undefined;
+    for (const other of entry.signalled.values()) if (best === undefined || other.priority > best.priority) best = other;
+    if (best !== undefined) {
+      // Another candidate at the same address stays valid: its pairs live on.
+      if (best !== entry.candidate) this.replaceRemote(entry, best);
+      return true;
+    }
     entry.discarded = true;
     this.dropPairs((pair) => pair.remote === entry);
     return true;
+  }
+
+  private replaceRemote(entry: RemoteEntry, candidate: Candidate): void {
+    entry.candidate = candidate;
+    for (const pair of this.pairs) if (pair.remote === entry) pair.priority = this.pairPriority(pair.local, entry);
+    this.sortAndTrimPairs();
   }
 
   localCandidates(): Candidate[] {
@@ -697,7 +713,7 @@ export class IceAgent {
       related: undefined,
       ufrag: undefined,
     };
-    const entry: RemoteEntry = { candidate, discarded: false };
+    const entry: RemoteEntry = { candidate, discarded: false, signalled: new Map() };
     this.remotes.set(key, entry);
     return entry;
   }
@@ -781,8 +797,14 @@ interface LocalEntry {
 }
 
 interface RemoteEntry {
+  /** The highest-priority signalled candidate at this address (or a peer-reflexive one). */
   candidate: Candidate;
   discarded: boolean;
+  /**
+   * Every signalled candidate at this address by kind: a peer without NAT signals the same
+   * address as host and srflx, and invalidating one of them must not drop the other's pairs.
+   */
+  readonly signalled: Map<CandidateKind, Candidate>;
 }
 
 interface Pair {

@@ -486,7 +486,11 @@ export class Node {
     const entry = this.relays.get(id);
     if (entry === undefined) return;
     if (deleteOnServer) entry.allocation.delete(now);
-    for (const candidate of entry.allocation.candidates()) this.onCandidateInvalidated(id, candidate, now);
+    // As the reference: the relay's candidates are withdrawn; the server-reflexive address it
+    // reported stays a valid mapping of our socket.
+    for (const candidate of entry.allocation.candidates()) {
+      if (candidate.kind === 'relay') this.onCandidateInvalidated(id, candidate, now);
+    }
     this.relays.delete(id);
     for (const transmit of drain(entry.allocation)) this.transmits.push(transmit);
     for (const connection of this.connections.values()) {

@@ -160,8 +160,8 @@ interface Flow {
 export interface WorldHooks {
   readonly makeState?: () => GatewayState;
   /**
-   * Only connections whose path runs through a departing relay may break (default: any connection may,
-   * because of the known issues in the README; `SIM_STRICT_RELAYS=1` turns this on for every history).
+   * Only connections whose path runs through a departing relay may break (the default;
+   * `SIM_LENIENT_RELAYS=1` lets any connection stall when a relay leaves).
    */
   readonly strictRelayLoss?: boolean;
 }
@@ -209,7 +209,7 @@ export class World {
 
   constructor(readonly config: WorldConfig, hooks: WorldHooks = {}) {
     capturedLogProblems = [];
-    this.strictRelayLoss = hooks.strictRelayLoss ?? process.env['SIM_STRICT_RELAYS'] === '1';
+    this.strictRelayLoss = hooks.strictRelayLoss ?? process.env['SIM_LENIENT_RELAYS'] !== '1';
     this.rng = seededRandom(config.seed);
     this.net = new SimNetwork(this.rng, { latencyMs: config.latencyMs, loss: config.loss });
     this.resources = config.resources.map((r) => ({ def: { id: r.id, type: r.type, address: r.address }, filters: r.filters }));

@@ -1,6 +1,7 @@
 /**
- * Failures the simulation found in the connectivity layer (snownet), reduced to fixed histories. They are `todo`
- * until snownet is fixed; then drop `todo` here and make `strictRelayLoss` the default in world.ts.
+ * Failures the simulation found in the connectivity layer, reduced to fixed histories and kept as regression
+ * tests. Both came from a departing relay: its server-reflexive candidate was withdrawn, and a peer without NAT
+ * had signalled that same address as its host candidate, so the ICE agent dropped the working host pair.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +11,8 @@ import { World, type SimCommand } from './world.ts';
 const RESOURCE = { id: 'c7793628-8579-465b-83e3-1a5d4af4db30', type: 'cidr' as const, address: '10.0.0.0/8', filters: [] };
 const packet = { family: 4 as const, host: 0, protocol: 'tcp' as const, port: 22, spoof: 0 as const, proxy: false };
 
-describe('known issues (snownet, found by the simulation)', () => {
-  test('the only relay leaving before the gateway sees the nomination leaves its side connecting for good', { todo: 'snownet: the controlled side never nominates the working host pair' }, () => {
+describe('regressions found by the simulation', () => {
+  test('the only relay leaving before the gateway sees the nomination leaves its side connecting for good', () => {
     const scenario = new Scenario({ seed: 1 });
     scenario.connect();
     assert.ok(scenario.net.runUntilCondition(() => scenario.client.node.connectionState('gateway') === 'connected', 5_000, 1));
@@ -25,7 +26,7 @@ describe('known issues (snownet, found by the simulation)', () => {
     assert.ok(scenario.deliver(scenario.client, 'after the relay left', 5_000), 'the direct host pair should carry traffic');
   });
 
-  test('a relay leaving drops a direct connection that never used it', { todo: 'snownet: the gateway declares the direct pair disconnected (iceDisconnected) after the relay goes' }, () => {
+  test('a relay leaving drops a direct connection that never used it', () => {
     const world = new World({ seed: 0, clientNats: ['port-preserving', 'none'], relays: 1, latencyMs: 17, jitterMs: 0, loss: 0, resources: [RESOURCE] }, { strictRelayLoss: true });
     const history: SimCommand[] = [
       { kind: 'relayUp', relay: 1 },
