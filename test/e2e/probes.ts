@@ -10,17 +10,18 @@ export interface Probe {
   error?: string;
 }
 
-export function probe(lab: Lab, args: string[], timeoutMs = 3_000): Probe {
-  const out = lab.exec(lab.ns.client, ['node', '--import', 'tsx', `${REPO_ROOT}tools/test-client/probe.ts`, ...args, '--timeout-ms', String(timeoutMs)], { timeoutMs: timeoutMs * 4 + 10_000 });
+/** `ns` defaults to the lab's client namespace. */
+export function probe(lab: Lab, args: string[], timeoutMs = 3_000, ns: string = lab.ns.client): Probe {
+  const out = lab.exec(ns, ['node', '--import', 'tsx', `${REPO_ROOT}tools/test-client/probe.ts`, ...args, '--timeout-ms', String(timeoutMs)], { timeoutMs: timeoutMs * 4 + 10_000 });
   return JSON.parse(out.trim().split('\n').at(-1)!) as Probe;
 }
 
-export function http(lab: Lab, url: string, timeoutMs = 3_000): Probe {
-  return probe(lab, ['http', url], timeoutMs);
+export function http(lab: Lab, url: string, timeoutMs = 3_000, ns: string = lab.ns.client): Probe {
+  return probe(lab, ['http', url], timeoutMs, ns);
 }
 
-export function udpEcho(lab: Lab, address: string, text: string): Probe {
-  return probe(lab, ['udp', address, '7', text, '--tries', '3'], 1_500);
+export function udpEcho(lab: Lab, address: string, text: string, ns: string = lab.ns.client): Probe {
+  return probe(lab, ['udp', address, '7', text, '--tries', '3'], 1_500, ns);
 }
 
 export type ConnectVerdict = 'connected' | 'refused' | 'unreachable' | 'timeout' | 'error';

@@ -6,7 +6,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -183,6 +183,9 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   }
 
   const startGateway = (): void => {
+    // The log stream opens asynchronously: without this, a previous run's "Joined" line in the same file
+    // would satisfy the wait below before the new gateway has joined.
+    writeFileSync(gatewayLogPath, '');
     gateway = lab.spawn(lab.ns.gateway, ['node', '--enable-source-maps', `${REPO_ROOT}dist/bin/firezone-gateway.js`, PORTAL_TOKEN], {
       env: {
         ...process.env,

@@ -1,6 +1,6 @@
 // Command line for the development portal:
 //   node --import tsx tools/dev-portal/main.ts --listen 127.0.0.1:8081 --token dev-token \
-//     --relay 10.0.0.3:3478 --relay-secret s3cret [--config portal.json]
+//     --relay 10.0.0.3:3478 --relay-secret s3cret [--send-init-authorizations] [--config portal.json]
 // Prints one JSON line with the URLs once listening; stops on SIGINT/SIGTERM.
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -20,6 +20,7 @@ interface CliOptions {
   relayCredentials: RelayCredentialScheme;
   accountSlug: string;
   idleTimeoutMs: number;
+  sendInitAuthorizations: boolean;
   config: string | undefined;
 }
 
@@ -45,6 +46,7 @@ async function main(): Promise<void> {
     .option('--relay-credentials <scheme>', 'coturn (HMAC-SHA1 REST API) or firezone (portal sha256 formula)', parseScheme, 'coturn')
     .option('--account-slug <slug>', 'account slug sent in init', 'dev')
     .option('--idle-timeout-ms <ms>', 'close a gateway socket after this long without inbound data', parseNumber, 37_000)
+    .option('--send-init-authorizations', 'list the authorized flows in init (the portal does so after our commit)', false)
     .option('--config <file>', 'JSON file with resources, clients, policies and relays');
   program.parse();
   const cli = program.opts<CliOptions>();
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
     relays,
     relayCredentialScheme: cli.relayCredentials,
     idleTimeoutMs: cli.idleTimeoutMs,
+    sendInitAuthorizations: cli.sendInitAuthorizations,
     resources,
     policies,
     clients,
