@@ -100,6 +100,15 @@ export class GatewayEventLoop {
     this.clearTimer = options.clearTimer ?? ((handle) => clearTimeout(handle as NodeJS.Timeout));
   }
 
+  /** Releases the relay allocations (sends their deletion), then stops. */
+  shutdown(): void {
+    if (this.stopped) return;
+    const now = this.o.clock();
+    this.o.node.close(now);
+    this.flush(now);
+    this.stop();
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) this.clearTimer(this.timer);

@@ -145,7 +145,9 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
-      loop?.stop();
+      loop?.shutdown();
+      // Let the allocation deletions leave before the sockets close.
+      await new Promise((resolve) => setTimeout(resolve, 50));
       metrics.stop();
       portal.stop();
       closeSockets();

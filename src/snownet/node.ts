@@ -172,12 +172,20 @@ export class Node {
 
   /** Applies `init` / `relays_presence`: removes relays, adds or replaces others, refreshes the rest. */
   updateRelays(remove: readonly string[], add: readonly RelayServer[], now: number): void {
-    for (const id of remove) this.removeRelay(id, now, false);
+    for (const id of remove) {
+      if (this.relays.has(id)) log.info('Removed TURN server', { rid: id });
+      this.removeRelay(id, now, false);
+    }
     const touched = new Set<string>();
     for (const server of add) {
       touched.add(server.id);
       const existing = this.relays.get(server.id);
-      if (existing !== undefined && sameRelayServer(existing.server, server)) continue;
+      const address = [server.v4, server.v6].filter((a) => a !== undefined).map((a) => socketAddrKey(a)).join(', ');
+      if (existing !== undefined && sameRelayServer(existing.server, server)) {
+        log.debug('Skipping known TURN server', { rid: server.id, address });
+        continue;
+      }
+      log.info(existing === undefined ? 'Added new TURN server' : 'Replaced TURN server', { rid: server.id, address });
       if (existing !== undefined) this.removeRelay(server.id, now, false);
       const allocation = new Allocation(
         {
@@ -194,6 +202,15 @@ export class Node {
     }
     for (const [id, entry] of this.relays) if (!touched.has(id)) entry.allocation.refresh(now);
     this.drainRelays(now);
+  }
+
+  /**
+   * Releases every relay allocation (REFRESH with LIFETIME 0) before the process exits, so a
+   * restarted gateway on the same address can allocate again at once. Drain `pollTransmit` after.
+   */
+  close(now: number): void {
+    this.connections.clear();
+    for (const id of [...this.relays.keys()]) this.removeRelay(id, now, true);
   }
 
   relayIds(): string[] {

@@ -325,7 +325,6 @@ describe('relay loss announced by relays_presence: a relayed connection through 
 
   test(
     'the gateway logs the removed relay as the reference does',
-    { todo: 'src/snownet/node.ts updateRelays logs nothing; the reference logs "Removed TURN server" (and Added new / Replaced / Skipping known TURN server) at info' },
     () => {
       assert.match(stack!.gatewayLog(), /Removed TURN server/);
     },

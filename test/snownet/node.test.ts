@@ -140,6 +140,16 @@ describe('connectivity node', () => {
     assert.deepEqual(failures(s.gateway), ['noRemoteCandidates']);
   });
 
+  test('closing the node releases its relay allocations', () => {
+    const s = new Scenario();
+    s.net.runUntil(500);
+    assert.equal(s.relay.allocationCount(), 2);
+    s.gateway.node.close(s.net.now);
+    s.net.runUntil(s.net.now + 100);
+    assert.equal(s.relay.allocationCount(), 1, 'the gateway deleted its allocation (REFRESH with LIFETIME 0)');
+    assert.deepEqual(s.gateway.node.relayIds(), []);
+  });
+
   test('without relays, a connection cannot be created', () => {
     const s = new Scenario();
     s.gateway.node.updateRelays(['relay-1'], [], 0);
