@@ -35,6 +35,8 @@ export interface StackOptions {
   /** Extra environment for the gateway and the test client (RUST_LOG, ...). */
   readonly gatewayEnv?: Readonly<Record<string, string>>;
   readonly clientEnv?: Readonly<Record<string, string>>;
+  /** Extra node flags for the gateway process (e.g. --cpu-prof for profiling). */
+  readonly gatewayNodeArgs?: readonly string[];
   /** Names served by the resources' DNS server: name -> address. */
   readonly dnsNames?: Readonly<Record<string, string>>;
   readonly logDir?: string;
@@ -186,7 +188,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     // The log stream opens asynchronously: without this, a previous run's "Joined" line in the same file
     // would satisfy the wait below before the new gateway has joined.
     writeFileSync(gatewayLogPath, '');
-    gateway = lab.spawn(lab.ns.gateway, ['node', '--enable-source-maps', `${REPO_ROOT}dist/bin/firezone-gateway.js`, PORTAL_TOKEN], {
+    gateway = lab.spawn(lab.ns.gateway, ['node', '--enable-source-maps', ...(options.gatewayNodeArgs ?? []), `${REPO_ROOT}dist/bin/firezone-gateway.js`, PORTAL_TOKEN], {
       env: {
         ...process.env,
         FIREZONE_API_URL: `ws://${lab.addresses.portal}:8081`,
