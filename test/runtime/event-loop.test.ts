@@ -13,7 +13,7 @@ import type { SocketAddr } from '../../src/util/socket-addr.ts';
 import type { Transmit } from '../../src/util/transmit.ts';
 import { SimNetwork, type SimAgent } from '../support/sim-network.ts';
 import { TestTurnServer } from '../support/turn-server.ts';
-import { NodeAgent, RelayAgent, RELAY_ADDR, RELAY_PASSWORD, keyPair } from '../snownet/harness.ts';
+import { NodeAgent, RELAY_ADDR, RELAY_PASSWORD, keyPair } from '../snownet/harness.ts';
 
 configureLogging({ filter: LogFilter.parse('off') });
 
@@ -89,7 +89,7 @@ function setUp(filters: unknown[] = [{ protocol: 'tcp', port_range_start: 80, po
   const rng = seededRandom(3);
   const net = new SimNetwork(rng);
   const relay = new TestTurnServer({ listen: [RELAY_ADDR], relayIpv4: '192.0.2.100', password: () => RELAY_PASSWORD });
-  net.addHost('relay', ['192.0.2.100'], new RelayAgent(relay), { port: 3478 });
+  net.addHost('relay', ['192.0.2.100'], relay, { port: 3478 });
   const gateway = new GatewayHost(net);
   net.addHost('gateway', ['203.0.113.2'], gateway);
   const clientNode = new Node({ role: 'client', privateKey: keyPair(rng), rng, now: 0 });

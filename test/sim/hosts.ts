@@ -159,20 +159,6 @@ export class ClientHost implements SimAgent {
   }
 }
 
-export class RelayHost implements SimAgent {
-  constructor(readonly server: TestTurnServer) {}
-  handleDatagram(from: SocketAddr, to: SocketAddr, payload: Uint8Array, now: number): void {
-    this.server.handleInput(from, to, payload, now);
-  }
-  handleTimeout(): void {}
-  pollTransmit(): Transmit | undefined {
-    return this.server.pollTransmit();
-  }
-  pollTimeout(): number | undefined {
-    return undefined;
-  }
-}
-
 /** The portal's message queue: everything it relays happens as a timer of its own, never inside another host's call. */
 export class PortalHost implements SimAgent {
   private queue: (() => void)[] = [];

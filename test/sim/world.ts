@@ -13,7 +13,7 @@ import { seededRandom, type RandomSource } from '../../src/util/random.ts';
 import { socketAddr } from '../../src/util/socket-addr.ts';
 import { SimNetwork, type NatKind, type SimAgent } from '../support/sim-network.ts';
 import { TestTurnServer } from '../support/turn-server.ts';
-import { ClientHost, DnsHost, GatewayHost, JitteredAgent, PortalHost, RelayHost, WALL_CLOCK_BASE_MS } from './hosts.ts';
+import { ClientHost, DnsHost, GatewayHost, JitteredAgent, PortalHost, WALL_CLOCK_BASE_MS } from './hosts.ts';
 import { answer, equalBytes, isAnswerTo, isP2pControl, makePacket, readTag, sameTranslation, unreachableInfo } from './packets.ts';
 import { inProxyRange, MAX_TRANSIT_MS, ReferenceModel, type ModelFilter, type Protocol, type ResourceDef } from './model.ts';
 
@@ -219,7 +219,7 @@ export class World {
     for (let r = 0; r < RELAY_COUNT; r++) {
       const ip = relayIp(r);
       const server = new TestTurnServer({ listen: [socketAddr(ip, 3478)], relayIpv4: ip, password: () => RELAY_PASSWORD });
-      this.net.addHost(`relay${r}`, [ip], this.jittered(new RelayHost(server)), { port: 3478 });
+      this.net.addHost(`relay${r}`, [ip], this.jittered(server), { port: 3478 });
       this.relayOnline.push(r < config.relays);
       this.net.setOnline(`relay${r}`, r < config.relays);
     }

@@ -8,20 +8,6 @@ import { TestTurnServer, type TestTurnServerOptions } from '../support/turn-serv
 
 export const RELAY_PASSWORD = 'relay-password';
 
-export class RelayAgent implements SimAgent {
-  constructor(readonly server: TestTurnServer) {}
-  handleDatagram(from: SocketAddr, to: SocketAddr, payload: Uint8Array, now: number): void {
-    this.server.handleInput(from, to, payload, now);
-  }
-  handleTimeout(): void {}
-  pollTransmit(): Transmit | undefined {
-    return this.server.pollTransmit();
-  }
-  pollTimeout(): number | undefined {
-    return undefined;
-  }
-}
-
 /** A node plus what a portal would relay: candidate events go to the peer's node. */
 export class NodeAgent implements SimAgent {
   readonly received: { connection: string; packet: Uint8Array }[] = [];
@@ -130,7 +116,7 @@ export class Scenario {
     this.rng = seededRandom(topology.seed ?? 1);
     this.net = new SimNetwork(this.rng, { latencyMs: 5, loss: topology.loss ?? 0 });
     this.relay = new TestTurnServer({ listen: [RELAY_ADDR], relayIpv4: '192.0.2.100', password: () => RELAY_PASSWORD, ...topology.relay });
-    this.net.addHost('relay', ['192.0.2.100'], new RelayAgent(this.relay), { port: 3478 });
+    this.net.addHost('relay', ['192.0.2.100'], this.relay, { port: 3478 });
     this.clientKey = keyPair(this.rng);
     this.gatewayKey = keyPair(this.rng);
     const clientNode = new Node({ role: 'client', privateKey: this.clientKey, rng: this.rng, now: 0 });

@@ -22,6 +22,7 @@ import {
 } from '../../src/stun/index.ts';
 import { socketAddr, socketAddrKey, type SocketAddr } from '../../src/util/socket-addr.ts';
 import type { Transmit } from '../../src/util/transmit.ts';
+import type { SimAgent } from './sim-network.ts';
 
 export interface TestTurnServerOptions {
   /** Where clients reach the server (IPv4, and optionally IPv6). */
@@ -53,7 +54,7 @@ interface Allocation {
   readonly permissions: Set<string>;
 }
 
-export class TestTurnServer {
+export class TestTurnServer implements SimAgent {
   private readonly realm: string;
   private readonly lifetime: number;
   private nonce = 'nonce-1';
@@ -98,6 +99,17 @@ export class TestTurnServer {
 
   pollTransmit(): Transmit | undefined {
     return this.transmits.shift();
+  }
+
+  // As a host of the simulated network: datagrams in, no timers.
+  handleDatagram(from: SocketAddr, to: SocketAddr, payload: Uint8Array, now: number): void {
+    this.handleInput(from, to, payload, now);
+  }
+
+  handleTimeout(): void {}
+
+  pollTimeout(): number | undefined {
+    return undefined;
   }
 
   private handleStun(from: SocketAddr, listen: SocketAddr, message: StunMessage, now: number): void {
