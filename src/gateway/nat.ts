@@ -2,7 +2,7 @@
 // Keys are packed into one safe integer: ((family * 4 + proto) * 65536 + value) * 2^32 + ip32, where ip32 is the
 // IPv4 address, the low 32 bits of an IPv6 proxy (proxies lie in one /107) or an interned id of an IPv6 real IP.
 
-import { ipEquals, readU32 } from '../ip/index.ts';
+import { hashWords, ipEquals, readU32 } from '../ip/index.ts';
 import type { IpAddr, Transport } from '../ip/index.ts';
 import { NAT_TTL_ICMP_MS, NAT_TTL_TCP_MS, NAT_TTL_UDP_MS } from './constants.ts';
 
@@ -148,12 +148,4 @@ export class NatTable {
     for (let v = 1; v < original; v++) if (!this.byOutside.has(natKey(family, l4, v, realId))) return v;
     return -1;
   }
-}
-
-function hashWords(w0: number, w1: number, w2: number, w3: number): number {
-  let h = Math.imul(w0 ^ 0x9e3779b9, 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13) ^ w1, 0xc2b2ae35);
-  h = Math.imul(h ^ (h >>> 16) ^ w2, 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13) ^ w3, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) | 0;
 }

@@ -29,3 +29,12 @@ export function bytesEqual(a: Uint8Array, aOffset: number, b: Uint8Array, bOffse
 export function copyBytes(source: Uint8Array, sourceOffset: number, target: Uint8Array, targetOffset: number, length: number): void {
   for (let i = 0; i < length; i++) target[targetOffset + i] = source[sourceOffset + i]!;
 }
+
+/** Mixes four 32-bit words (an IPv6 address) into one hash for Map keys. */
+export function hashWords(w0: number, w1: number, w2: number, w3: number): number {
+  let h = Math.imul(w0 ^ 0x9e3779b9, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ w1, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16) ^ w2, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ w3, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) | 0;
+}

@@ -1,4 +1,5 @@
 import type { IpAddr } from './addr.ts';
+import { hashWords } from './bytes.ts';
 import { maskV4 } from './cidr.ts';
 import type { Cidr } from './cidr.ts';
 import type { IpPacket } from './packet.ts';
@@ -222,14 +223,6 @@ function wordMask(prefixLength: number, word: number): number {
 
 function readI32(bytes: Uint8Array, offset: number): number {
   return (bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
-}
-
-function hashWords(w0: number, w1: number, w2: number, w3: number): number {
-  let h = Math.imul(w0 ^ 0x9e3779b9, 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13) ^ w1, 0xc2b2ae35);
-  h = Math.imul(h ^ (h >>> 16) ^ w2, 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13) ^ w3, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) | 0;
 }
 
 function insertDescending(lengths: number[], length: number): number[] {
