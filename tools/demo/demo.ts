@@ -10,6 +10,17 @@ import { startGatewayStack, waitFor, type GatewayStack } from '../../test/e2e/st
 const RESOURCE_NET = '10.78.0.0/24';
 const results: { step: string; outcome: string; ok: boolean }[] = [];
 
+/** The resource servers answer with the peer address they saw: through the gateway, its masqueraded address. */
+function describePage(page: { ok: boolean; status?: number; body?: string; error?: string }): string {
+  if (!page.ok) return String(page.error ?? `HTTP ${page.status}`);
+  try {
+    const seen = (JSON.parse(page.body ?? '') as { peer?: string }).peer;
+    return `HTTP ${page.status}, the resource saw the request come from ${seen} (the gateway's masquerade)`;
+  } catch {
+    return `HTTP ${page.status}`;
+  }
+}
+
 function record(step: string, ok: boolean, outcome: string): void {
   results.push({ step, ok, outcome });
   console.log(`${ok ? '  ✔' : '  ✘'} ${step}: ${outcome}`);
@@ -26,7 +37,7 @@ async function run(stack: GatewayStack): Promise<void> {
 
   console.log(`\n2. HTTP from the client namespace to ${server} through the tunnel`);
   const page = http(lab, `http://${server}/`);
-  record('HTTP to a CIDR resource', page.ok, page.ok ? JSON.stringify(page.body?.trim()) : String(page.error));
+  record('HTTP to a CIDR resource', page.ok, describePage(page));
   const echo = udpEcho(lab, server, 'hello over UDP');
   record('UDP echo to a CIDR resource', echo.reply === 'hello over UDP', echo.reply ?? String(echo.error));
 
@@ -40,7 +51,7 @@ async function run(stack: GatewayStack): Promise<void> {
   const proxy = (proxies['proxy_ips'] as string[] | undefined)?.find((ip) => !ip.includes(':')) ?? '?';
   let dnsPage = http(lab, 'http://app.lab.test/');
   for (let attempt = 0; !dnsPage.ok && attempt < 10; attempt++) dnsPage = http(lab, 'http://app.lab.test/');
-  record('app.lab.test through its proxy IP', dnsPage.ok, `${proxy} -> ${dnsPage.ok ? JSON.stringify(dnsPage.body?.trim()) : String(dnsPage.error)}`);
+  record('app.lab.test through its proxy IP', dnsPage.ok, `proxy IP ${proxy}: ${describePage(dnsPage)}`);
 
   console.log('\n5. The admin revokes the CIDR resource in the portal');
   await stack.admin('POST', '/admin/revoke', { client_id: stack.clientId, resource_id: stack.resourceIds['corp'] });
