@@ -80,10 +80,13 @@ export interface LoopStats {
   tunToTunnel: number;
   prohibitedReplies: number;
   dropped: number;
+  /** Packets dropped because a state machine threw (a bug; logged once per message). */
+  internalErrors: number;
 }
 
 export class GatewayEventLoop {
-  readonly stats: LoopStats = { tunnelToTun: 0, tunToTunnel: 0, prohibitedReplies: 0, dropped: 0 };
+  readonly stats: LoopStats = { tunnelToTun: 0, tunToTunnel: 0, prohibitedReplies: 0, dropped: 0, internalErrors: 0 };
+  private readonly reportedErrors = new Set<string>();
   private readonly o: EventLoopOptions;
   private readonly setTimer: (callback: () => void, delayMs: number) => unknown;
   private readonly clearTimer: (handle: unknown) => void;
@@ -119,28 +122,47 @@ export class GatewayEventLoop {
   handleDatagrams(batch: UdpDatagramBatch): void {
     if (this.stopped) return;
     const now = this.o.clock();
-    const { node, state } = this.o;
     for (let i = 0; i < batch.count; i++) {
-      const result = node.decapsulate(batch.destination(i), batch.source(i), batch.payload(i), now);
-      if (typeof result === 'string') continue;
-      const verdict = state.handleTunnelPacket(result.connection, result.packet, now);
-      switch (verdict.action) {
-        case TunnelAction.ToTun:
-          this.writeToTun(verdict.packet);
-          this.stats.tunnelToTun++;
-          break;
-        case TunnelAction.ReplyToClient:
-          this.stats.prohibitedReplies++;
-          this.sendToClient(result.connection, verdict.packet, now);
-          break;
-        case TunnelAction.Consumed:
-          break;
-        case TunnelAction.Drop:
-          this.stats.dropped++;
-          break;
+      try {
+        this.handleDatagram(batch, i, now);
+      } catch (error) {
+        this.contain(error);
       }
     }
     this.flush(now);
+  }
+
+  private handleDatagram(batch: UdpDatagramBatch, i: number, now: number): void {
+    const result = this.o.node.decapsulate(batch.destination(i), batch.source(i), batch.payload(i), now);
+    if (typeof result === 'string') return;
+    const verdict = this.o.state.handleTunnelPacket(result.connection, result.packet, now);
+    switch (verdict.action) {
+      case TunnelAction.ToTun:
+        this.writeToTun(verdict.packet);
+        this.stats.tunnelToTun++;
+        break;
+      case TunnelAction.ReplyToClient:
+        this.stats.prohibitedReplies++;
+        this.sendToClient(result.connection, verdict.packet, now);
+        break;
+      case TunnelAction.Consumed:
+        break;
+      case TunnelAction.Drop:
+        this.stats.dropped++;
+        break;
+    }
+  }
+
+  /**
+   * A packet that made a state machine throw is a bug, not a reason to stop serving every other
+   * client: it is dropped, counted and reported (once per distinct message).
+   */
+  private contain(error: unknown): void {
+    this.stats.internalErrors++;
+    const message = errorChain(error);
+    if (this.reportedErrors.has(message) || this.reportedErrors.size >= 100) return;
+    this.reportedErrors.add(message);
+    log.error('Dropped a packet after an internal error', { error: message, stack: error instanceof Error ? error.stack : undefined });
   }
 
   /** Packets read from the TUN device. */
@@ -149,12 +171,16 @@ export class GatewayEventLoop {
     const now = this.o.clock();
     const { state } = this.o;
     for (let i = 0; i < batch.count; i++) {
-      const verdict = state.handleTunPacket(batch.packet(i), now);
-      if (verdict.action === TunAction.ToClient) {
-        this.stats.tunToTunnel++;
-        this.sendToClient(verdict.clientId, verdict.packet, now);
-      } else {
-        this.stats.dropped++;
+      try {
+        const verdict = state.handleTunPacket(batch.packet(i), now);
+        if (verdict.action === TunAction.ToClient) {
+          this.stats.tunToTunnel++;
+          this.sendToClient(verdict.clientId, verdict.packet, now);
+        } else {
+          this.stats.dropped++;
+        }
+      } catch (error) {
+        this.contain(error);
       }
     }
     this.flush(now);

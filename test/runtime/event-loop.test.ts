@@ -39,13 +39,13 @@ class GatewayHost implements SimAgent {
   private timerAt: number | undefined;
   private sentIndex = 0;
 
-  constructor(readonly net: SimNetwork) {
+  constructor(readonly net: SimNetwork, state: GatewayState = new GatewayState()) {
     const rng = seededRandom(7);
     this.node = new Node({ role: 'server', privateKey: keyPair(rng), rng, now: 0 });
     this.socket = new MemoryUdpSocket({ family: 4, onDatagrams: (batch) => this.loop.handleDatagrams(batch) });
     this.loop = new GatewayEventLoop({
       node: this.node,
-      state: new GatewayState(),
+      state,
       sockets: { v4: this.socket, v6: undefined },
       tun: { write: (p) => (this.tunWrites.push(p.slice()), true) },
       portal: { send: (event, payload) => this.portalSent.push({ event, payload }), reconnect: () => void this.reconnects++ },
@@ -214,5 +214,19 @@ describe('gateway event loop', () => {
     }));
     assert.equal(gateway.reconnects, 1);
     assert.equal(gateway.portalSent.filter((m) => m.event === 'flow_authorized').length, 0);
+  });
+
+  test('a packet that makes the policy state throw is dropped and counted; the loop keeps serving', () => {
+    class Throwing extends GatewayState {
+      override handleTunPacket(): never {
+        throw new Error('bug in the policy core');
+      }
+    }
+    const net = new SimNetwork(seededRandom(2));
+    const gateway = new GatewayHost(net, new Throwing());
+    const packet = makeUdpPacket(resource, src, 53, 40000, new Uint8Array(4));
+    assert.doesNotThrow(() => gateway.tunPacket(packet));
+    assert.doesNotThrow(() => gateway.tunPacket(packet));
+    assert.equal(gateway.loop.stats.internalErrors, 2);
   });
 });

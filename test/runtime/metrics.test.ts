@@ -87,7 +87,7 @@ describe('collectMetrics', () => {
 
   test('node and loop drops become network.packet.dropped by error type', () => {
     const node = { datagramsIn: 10, oversizeDropped: 0, unknownFormat: 2, wireguardDropped: 0, encapsulateDropped: 3 };
-    const loop = { tunnelToTun: 5, tunToTunnel: 5, prohibitedReplies: 1, dropped: 0 };
+    const loop = { tunnelToTun: 5, tunToTunnel: 5, prohibitedReplies: 1, dropped: 0, internalErrors: 0 };
     const [dropped] = collectMetrics(new MetricsRegistry(), { node: () => node, loop: () => loop });
     assert.equal(dropped?.name, MetricName.dropped);
     assert.deepEqual(
