@@ -5,6 +5,9 @@
  *   npm run bench:tun -- [seconds per run = 2] [runs = 3]
  *
  * Write: 1280-byte (MTU-sized) IPv4/UDP packets to a non-local address (the kernel takes and drops them).
+ * The synchronous lines write on the JS thread (`writerThread: false`). The writer-thread lines
+ * push as fast as the JS thread can and count what the native thread wrote (packets the full
+ * ring refused are dropped and reported as a share of the offered packets).
  * Read: a separate sender process floods UDP (addon sendmmsg) to an address routed into the TUN; we count what
  * the poller hands to JavaScript (the rest is dropped at the TUN queue).
  * UDP: the addon's batched sockets against node:dgram on loopback (1316-byte payloads), for scale.
@@ -46,6 +49,7 @@ if (process.env[CHILD_FLAG] === undefined) {
 async function runBench(): Promise<void> {
   let received = 0;
   const tun = TunDevice.open('tun-bench', {
+    writerThread: false,
     onPackets(batch) {
       received += batch.count;
     },
@@ -58,14 +62,43 @@ async function runBench(): Promise<void> {
 
   const results: Record<string, number[]> = {
     'write: addon writeBatch (64 per call)': [],
+    'write: writer thread, writeBatch (64/call)': [],
+    'write: writer thread, write (one per call)': [],
+    'write: writer thread, JS-thread time only': [],
     'write: addon write (one per call)': [],
     'write: fs.writeSync loop': [],
     'read: addon poller (batches to JS)': [],
     'read: offered by the kernel (sender rate)': [],
   };
   const batchSizes: number[] = [];
+  const threadDrops: string[] = [];
   for (let run = 0; run < runs; run++) {
     results['write: addon writeBatch (64 per call)']!.push(timed(() => tun.writeBatch(batch)));
+    for (const [name, single] of [['write: writer thread, writeBatch (64/call)', false], ['write: writer thread, write (one per call)', true]] as const) {
+      // A second queue of the same device, so the kernel sees the same packets.
+      const threaded = TunDevice.open(tun.name, { writerThread: true, onPackets() {} });
+      const offered = { count: 0 };
+      const step = single
+        ? () => {
+            offered.count++;
+            threaded.write(packet);
+            return 1;
+          }
+        : () => {
+            offered.count += 64;
+            threaded.writeBatch(batch);
+            return 64;
+          };
+      const start = performance.now();
+      timed(step);
+      while (threaded.pendingWrites() > 0) await sleep(1);
+      const elapsed = (performance.now() - start) / 1000;
+      const written = threaded.counters.txPackets;
+      results[name]!.push(written / elapsed);
+      threadDrops.push(`${((1 - written / offered.count) * 100).toFixed(0)}%`);
+      threaded.close();
+    }
+    results['write: writer thread, JS-thread time only']!.push(await pushCost(tun.name, packet));
     results['write: addon write (one per call)']!.push(timed(() => (tun.write(packet) ? 1 : 0)));
     results['write: fs.writeSync loop']!.push(timed(() => (writeSync(fd, packet) > 0 ? 1 : 0)));
 
@@ -104,8 +137,28 @@ async function runBench(): Promise<void> {
     const sorted = [...values].sort((a, b) => a - b);
     console.log(`${name.padEnd(44)} ${fmt(sorted[0]!)} / ${fmt(sorted[Math.floor(sorted.length / 2)]!)} / ${fmt(sorted[sorted.length - 1]!)}`);
   }
+  console.log(`writer thread: share of offered packets refused by the full ring ${threadDrops.join(', ')}`);
   console.log(`read: mean packets per JS callback ${batchSizes.map((b) => b.toFixed(1)).join(', ')}`);
   console.log(`tun counters ${JSON.stringify(tun.counters)}`);
+}
+
+/**
+ * Packets per second of JS-thread time spent in `write()` with a writer thread: 64 pushes, then
+ * (untimed) wait for the thread to drain, so no packet is refused by a full ring.
+ */
+async function pushCost(name: string, packet: Uint8Array): Promise<number> {
+  const threaded = TunDevice.open(name, { writerThread: true, writerSlots: 64, onPackets() {} });
+  const end = performance.now() + seconds * 1000;
+  let busy = 0;
+  let pushed = 0;
+  while (performance.now() < end) {
+    const start = performance.now();
+    for (let i = 0; i < 64; i++) if (threaded.write(packet)) pushed++;
+    busy += performance.now() - start;
+    while (threaded.pendingWrites() > 0) await sleep(0);
+  }
+  threaded.close();
+  return pushed / (busy / 1000);
 }
 
 async function udpAddonRate(): Promise<number> {

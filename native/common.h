@@ -60,6 +60,11 @@ static inline uint32_t fz_get_u32le(const uint8_t *p) {
 napi_value fz_tun_open(napi_env env, napi_callback_info info);
 napi_value fz_tun_write(napi_env env, napi_callback_info info);
 napi_value fz_tun_write_batch(napi_env env, napi_callback_info info);
+napi_value fz_tun_writer_start(napi_env env, napi_callback_info info);
+napi_value fz_tun_writer_push(napi_env env, napi_callback_info info);
+napi_value fz_tun_writer_push_batch(napi_env env, napi_callback_info info);
+napi_value fz_tun_writer_stats(napi_env env, napi_callback_info info);
+napi_value fz_tun_writer_stop(napi_env env, napi_callback_info info);
 napi_value fz_udp_open(napi_env env, napi_callback_info info);
 napi_value fz_udp_send_batch(napi_env env, napi_callback_info info);
 napi_value fz_set_mark(napi_env env, napi_callback_info info);

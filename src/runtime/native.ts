@@ -39,6 +39,16 @@ export const MAX_BATCH = 256;
 
 declare const pollerBrand: unique symbol;
 export type PollerHandle = { readonly [pollerBrand]: true };
+declare const tunWriterBrand: unique symbol;
+export type TunWriterHandle = { readonly [tunWriterBrand]: true };
+
+/** `tunWriterStats` fills a Float64Array of this many entries, in this order. */
+export const TUN_WRITER_STATS_LENGTH = 5;
+export const TUN_WRITER_STAT_WRITTEN = 0;
+export const TUN_WRITER_STAT_WRITTEN_BYTES = 1;
+export const TUN_WRITER_STAT_ERRORS = 2;
+export const TUN_WRITER_STAT_LAST_ERRNO = 3;
+export const TUN_WRITER_STAT_QUEUED = 4;
 
 export interface UdpOpenResult {
   readonly fd: number;
@@ -66,6 +76,16 @@ export interface NativeAddon {
    * A failed packet's pair is overwritten with (errno, 0).
    */
   tunWriteBatch(fd: number, buffer: Uint8Array, spans: Uint32Array, count: number): number;
+  /** Starts a writer thread for `fd` with a ring of `slots` (rounded up to a power of two) x `slotSize` bytes. */
+  tunWriterStart(fd: number, slots: number, slotSize: number): TunWriterHandle;
+  /** Copies the packet into the ring; 0 when queued, else ENOBUFS (ring full), EMSGSIZE or EPIPE (stopped). */
+  tunWriterPush(writer: TunWriterHandle, packet: Uint8Array): number;
+  /** Like `tunWriteBatch` but queues; returns how many were queued, a refused pair becomes (errno, 0). */
+  tunWriterPushBatch(writer: TunWriterHandle, buffer: Uint8Array, spans: Uint32Array, count: number): number;
+  /** Fills `out` (TUN_WRITER_STATS_LENGTH entries): written, written bytes, write errors, last errno, queued. */
+  tunWriterStats(writer: TunWriterHandle, out: Float64Array): void;
+  /** Lets the thread write what is queued, then joins it (idempotent). Call before closing the fd. */
+  tunWriterStop(writer: TunWriterHandle): void;
   udpOpen(
     family: 4 | 6,
     address: string,

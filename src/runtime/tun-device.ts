@@ -8,14 +8,25 @@
  *
  * The batch and its packet views are only valid during the `onPackets` call: the ring is
  * reused by the next wake-up. Copy what you keep.
+ *
+ * Write pipeline (default): each queue has a native writer thread; `write`/`writeBatch` copy the
+ * packets into its ring and return, the thread does the `write()` syscalls (in which the kernel
+ * routes, NATs and forwards the packet) on the other core. A full ring drops the packet
+ * (`write` returns false). With `writerThread: false` the JS thread writes synchronously.
  */
 import { createLogger } from '../log/index.ts';
 import {
   loadNative,
   MAX_BATCH,
   POLLER_TUN,
+  TUN_WRITER_STAT_ERRORS,
+  TUN_WRITER_STAT_LAST_ERRNO,
+  TUN_WRITER_STAT_WRITTEN,
+  TUN_WRITER_STAT_WRITTEN_BYTES,
+  TUN_WRITER_STATS_LENGTH,
   type NativeAddon,
   type PollerHandle,
+  type TunWriterHandle,
 } from './native.ts';
 
 export const TUN_DEVICE_NAME = 'tun-firezone';
@@ -25,6 +36,9 @@ export const MAX_IP_PACKET_SIZE = 1280;
 export const DEFAULT_HEADROOM = 32;
 const DEFAULT_SLOT_SIZE = 2048;
 const DEFAULT_BATCH_SIZE = 64;
+const DEFAULT_WRITER_SLOTS = 1024;
+/** With the ring's 4-byte length header a slot is 2 KiB. */
+const DEFAULT_WRITER_SLOT_SIZE = 2044;
 const MAX_CONSECUTIVE_READ_ERRORS = 16;
 const OVERSIZED_WARN_INTERVAL_MS = 1000;
 
@@ -49,6 +63,11 @@ export interface TunDeviceOptions {
   readonly slotSize?: number;
   readonly headroom?: number;
   readonly maxPacketSize?: number;
+  /** Write through a native thread per queue (default true); false writes on the JS thread. */
+  readonly writerThread?: boolean;
+  /** Packets the writer ring of each queue holds before writes are dropped. */
+  readonly writerSlots?: number;
+  readonly writerSlotSize?: number;
   readonly onPackets: TunPacketsHandler;
   /** Called when a queue stops after repeated read errors (the device is gone). */
   readonly onQueueFailed?: (queue: number, errno: number) => void;
@@ -81,12 +100,16 @@ export function emptyTunCounters(): TunCounters {
 export class TunDevice implements PacketDevice {
   readonly name: string;
   readonly queueCount: number;
-  readonly counters: TunCounters = emptyTunCounters();
-  /** errno of the most recent failed write, 0 if none yet. */
-  lastWriteErrno = 0;
 
   readonly #native: NativeAddon;
   readonly #fds: number[];
+  readonly #counters: TunCounters = emptyTunCounters();
+  #lastWriteErrno = 0;
+  readonly #writers: TunWriterHandle[] = [];
+  readonly #writerStats = new Float64Array(TUN_WRITER_STATS_LENGTH);
+  #writerErrorsSeen: number[] = [];
+  /** Threaded mode: packets refused at the push (ring full, too large, closed). */
+  #pushDrops = 0;
   readonly #readers: QueueReader[] = [];
   readonly #writeRing: Uint8Array;
   readonly #writeSpans: Uint32Array;
@@ -116,13 +139,20 @@ export class TunDevice implements PacketDevice {
     this.#writeRing = new Uint8Array(batchSize * slotSize);
     this.#writeSpans = new Uint32Array(batchSize * 2);
     try {
+      if (options.writerThread ?? true) {
+        const slots = options.writerSlots ?? DEFAULT_WRITER_SLOTS;
+        const writerSlotSize = options.writerSlotSize ?? DEFAULT_WRITER_SLOT_SIZE;
+        for (const fd of fds) this.#writers.push(native.tunWriterStart(fd, slots, writerSlotSize));
+        this.#writerErrorsSeen = fds.map(() => 0);
+      }
       for (let queue = 0; queue < fds.length; queue++) {
         this.#readers.push(
-          new QueueReader(this, native, queue, fds[queue]!, {
+          new QueueReader(native, queue, fds[queue]!, {
             batchSize,
             slotSize,
             headroom,
             maxPacketSize,
+            counters: this.#counters,
             onPackets: options.onPackets,
             onQueueFailed: options.onQueueFailed,
           }),
@@ -134,6 +164,58 @@ export class TunDevice implements PacketDevice {
     }
   }
 
+  /**
+   * With writer threads, tx counters are what the threads wrote (read from the addon when this is
+   * read) plus the packets refused at the push; txDropped includes failed write()s.
+   */
+  get counters(): TunCounters {
+    this.#syncWriterCounters();
+    return this.#counters;
+  }
+
+  /** errno of the most recent failed write (ENOBUFS: writer ring full), 0 if none yet. */
+  get lastWriteErrno(): number {
+    this.#syncWriterCounters();
+    return this.#lastWriteErrno;
+  }
+
+  /** Whether writes go through native writer threads. */
+  get threadedWrites(): boolean {
+    return this.#writers.length > 0;
+  }
+
+  /** Packets queued in the writer rings and not yet written (0 without writer threads). */
+  pendingWrites(): number {
+    let pending = 0;
+    for (const writer of this.#writers) {
+      this.#native.tunWriterStats(writer, this.#writerStats);
+      pending += this.#writerStats[4]!;
+    }
+    return pending;
+  }
+
+  #syncWriterCounters(): void {
+    if (this.#writers.length === 0) return;
+    const stats = this.#writerStats;
+    let packets = 0;
+    let bytes = 0;
+    let errors = 0;
+    for (let queue = 0; queue < this.#writers.length; queue++) {
+      this.#native.tunWriterStats(this.#writers[queue]!, stats);
+      packets += stats[TUN_WRITER_STAT_WRITTEN]!;
+      bytes += stats[TUN_WRITER_STAT_WRITTEN_BYTES]!;
+      const queueErrors = stats[TUN_WRITER_STAT_ERRORS]!;
+      errors += queueErrors;
+      if (queueErrors > this.#writerErrorsSeen[queue]!) {
+        this.#writerErrorsSeen[queue] = queueErrors;
+        this.#lastWriteErrno = stats[TUN_WRITER_STAT_LAST_ERRNO]!;
+      }
+    }
+    this.#counters.txPackets = packets;
+    this.#counters.txBytes = bytes;
+    this.#counters.txDropped = this.#pushDrops + errors;
+  }
+
   /** The descriptor of a queue, for callers that need raw access (benchmarks). */
   fd(queue = 0): number {
     const fd = this.#fds[queue];
@@ -141,27 +223,41 @@ export class TunDevice implements PacketDevice {
     return fd;
   }
 
-  /** Writes one IP packet; returns false (and counts a drop) when the kernel refused it. */
+  /**
+   * Writes one IP packet; returns false (and counts a drop) when it was refused: by the kernel
+   * (synchronous mode) or by a full writer ring. A queued packet the kernel refuses later is
+   * counted in `counters.txDropped` only.
+   */
   write(packet: Uint8Array, queue = 0): boolean {
     if (this.#closed) return false;
-    const errno = this.#native.tunWrite(this.#fds[queue] ?? this.#fds[0]!, packet);
-    if (errno !== 0) {
-      this.lastWriteErrno = errno;
-      this.counters.txDropped++;
+    if (this.#writers.length > 0) {
+      const errno = this.#native.tunWriterPush(this.#writers[queue] ?? this.#writers[0]!, packet);
+      if (errno === 0) return true;
+      this.#lastWriteErrno = errno;
+      this.#pushDrops++;
       return false;
     }
-    this.counters.txPackets++;
-    this.counters.txBytes += packet.length;
+    const errno = this.#native.tunWrite(this.#fds[queue] ?? this.#fds[0]!, packet);
+    if (errno !== 0) {
+      this.#lastWriteErrno = errno;
+      this.#counters.txDropped++;
+      return false;
+    }
+    this.#counters.txPackets++;
+    this.#counters.txBytes += packet.length;
     return true;
   }
 
   /**
    * Writes `count` packets with one native call per `batchSize` packets (each packet is copied
-   * into the write ring first). Returns how many the kernel accepted; the rest count as drops.
+   * into the write ring first). Returns how many the kernel accepted (with writer threads: how
+   * many were queued); the rest count as drops.
    */
   writeBatch(packets: readonly Uint8Array[], count = packets.length, queue = 0): number {
     if (this.#closed) return 0;
     const fd = this.#fds[queue] ?? this.#fds[0]!;
+    const writer = this.#writers.length > 0 ? (this.#writers[queue] ?? this.#writers[0]!) : undefined;
+    const counters = this.#counters;
     const ring = this.#writeRing;
     const spans = this.#writeSpans;
     const slotSize = this.#writeSlotSize;
@@ -173,7 +269,8 @@ export class TunDevice implements PacketDevice {
       while (index < count && inBatch < this.#writeBatchSize) {
         const packet = packets[index++]!;
         if (packet.length > slotSize) {
-          this.counters.txDropped++;
+          if (writer === undefined) counters.txDropped++;
+          else this.#pushDrops++;
           continue;
         }
         const offset = inBatch * slotSize;
@@ -183,18 +280,26 @@ export class TunDevice implements PacketDevice {
         bytes += packet.length;
         inBatch++;
       }
+      if (writer !== undefined) {
+        const queued = this.#native.tunWriterPushBatch(writer, ring, spans, inBatch);
+        written += queued;
+        if (queued === inBatch) continue;
+        this.#pushDrops += inBatch - queued;
+        for (let i = 0; i < inBatch; i++) if (spans[i * 2 + 1] === 0) this.#lastWriteErrno = spans[i * 2]!;
+        continue;
+      }
       const accepted = this.#native.tunWriteBatch(fd, ring, spans, inBatch);
       written += accepted;
-      this.counters.txPackets += accepted;
-      this.counters.txDropped += inBatch - accepted;
+      counters.txPackets += accepted;
+      counters.txDropped += inBatch - accepted;
       if (accepted === inBatch) {
-        this.counters.txBytes += bytes;
+        counters.txBytes += bytes;
         continue;
       }
       for (let i = 0; i < inBatch; i++) {
         const length = spans[i * 2 + 1]!;
-        if (length === 0) this.lastWriteErrno = spans[i * 2]!;
-        else this.counters.txBytes += length;
+        if (length === 0) this.#lastWriteErrno = spans[i * 2]!;
+        else counters.txBytes += length;
       }
     }
     return written;
@@ -204,6 +309,7 @@ export class TunDevice implements PacketDevice {
     if (this.#closed) return;
     this.#closed = true;
     for (const reader of this.#readers) reader.stop();
+    for (const writer of this.#writers) this.#native.tunWriterStop(writer);
     for (const fd of this.#fds) this.#native.closeFd(fd);
   }
 
@@ -217,6 +323,7 @@ interface QueueReaderOptions {
   readonly slotSize: number;
   readonly headroom: number;
   readonly maxPacketSize: number;
+  readonly counters: TunCounters;
   readonly onPackets: TunPacketsHandler;
   readonly onQueueFailed: ((queue: number, errno: number) => void) | undefined;
 }
@@ -226,8 +333,8 @@ class QueueReader implements TunReadBatch {
   readonly buffer: Uint8Array;
   count = 0;
 
-  readonly #device: TunDevice;
   readonly #native: NativeAddon;
+  readonly #counters: TunCounters;
   readonly #lengths: Uint32Array;
   readonly #slotOf: Uint16Array;
   readonly #slotSize: number;
@@ -239,13 +346,13 @@ class QueueReader implements TunReadBatch {
   #consecutiveErrors = 0;
   #lastOversizedWarnAt = -Infinity;
 
-  constructor(device: TunDevice, native: NativeAddon, queue: number, fd: number, options: QueueReaderOptions) {
-    this.#device = device;
+  constructor(native: NativeAddon, queue: number, fd: number, options: QueueReaderOptions) {
     this.#native = native;
     this.queue = queue;
     this.#slotSize = options.slotSize;
     this.#headroom = options.headroom;
     this.#maxPacketSize = options.maxPacketSize;
+    this.#counters = options.counters;
     this.#onPackets = options.onPackets;
     this.#onQueueFailed = options.onQueueFailed;
     this.buffer = new Uint8Array(options.batchSize * options.slotSize);
@@ -284,7 +391,7 @@ class QueueReader implements TunReadBatch {
   }
 
   #onReadable(received: number, errno: number): void {
-    const counters = this.#device.counters;
+    const counters = this.#counters;
     if (errno !== 0) this.#onReadError(errno);
     if (received === 0) return;
     this.#consecutiveErrors = 0;
@@ -310,11 +417,11 @@ class QueueReader implements TunReadBatch {
     const now = performance.now();
     if (now - this.#lastOversizedWarnAt < OVERSIZED_WARN_INTERVAL_MS) return;
     this.#lastOversizedWarnAt = now;
-    logger.warn('Failed to read from TUN FD: Packet too large', { length, dropped: this.#device.counters.rxOversized });
+    logger.warn('Failed to read from TUN FD: Packet too large', { length, dropped: this.#counters.rxOversized });
   }
 
   #onReadError(errno: number): void {
-    this.#device.counters.rxErrors++;
+    this.#counters.rxErrors++;
     this.#consecutiveErrors++;
     logger.warn('Failed to read from TUN FD', { queue: this.queue, errno });
     if (this.#consecutiveErrors < MAX_CONSECUTIVE_READ_ERRORS) return;

@@ -15,20 +15,26 @@ interface TunReport {
   single: boolean;
   batchWritten: number;
   delivered: string[];
+  threaded: boolean;
   counters: { rxPackets: number; txPackets: number; txDropped: number };
+  ringFull?: { queued: number; errno: number; dropped: number; threaded: boolean };
 }
 
-describe('TunDevice in a network namespace', { skip }, () => {
+for (const mode of ['thread', 'sync'] as const) describe(`TunDevice in a network namespace (${mode} writes)`, { skip }, () => {
   let namespace = '';
   let report: TunReport;
 
   before(() => {
     namespace = createNamespace('tun');
-    const run = runInNamespace(namespace, './tun-device.ts');
+    const run = runInNamespace(namespace, './tun-device.ts', [mode]);
     assert.equal(run.status, 0, describeRun(run));
     report = reportOf<TunReport>(run);
   });
   after(() => deleteNamespace(namespace));
+
+  test('writes go through writer threads unless writerThread is false', () => {
+    assert.equal(report.threaded, mode === 'thread');
+  });
 
   test('opens tun-firezone as a multi-queue device with the requested queues', () => {
     assert.equal(report.name, 'tun-firezone');
@@ -57,9 +63,17 @@ describe('TunDevice in a network namespace', { skip }, () => {
   });
 
   test('writes while the link is down are dropped and counted', () => {
-    assert.deepEqual(report.whileDown, { single: false, batch: 0, errno: 5 /* EIO */, dropped: 3 });
+    // A writer thread accepts the packets into its ring; the kernel refuses them on the thread.
+    const accepted = mode === 'thread' ? { single: true, batch: 2 } : { single: false, batch: 0 };
+    assert.deepEqual(report.whileDown, { ...accepted, errno: 5 /* EIO */, dropped: 3 });
     assert.equal(report.counters.txDropped, 3);
   });
+
+  if (mode === 'thread') {
+    test('a full writer ring refuses packets at once and counts them as drops', () => {
+      assert.deepEqual(report.ringFull, { queued: 1, errno: 105 /* ENOBUFS */, dropped: 9, threaded: true });
+    });
+  }
 });
 
 describe('TunDevice without /dev/net/tun', { skip: skip ?? privilegedSkipReason('ip', 'unshare') }, () => {
