@@ -154,6 +154,7 @@ export class Node {
   private readonly invalidatedCandidates = new CandidateSignals();
   private readonly decrypted: { connection: string; packet: Uint8Array } = { connection: '', packet: new Uint8Array(0) };
   private lastAccepted: { readonly source: SocketAddr; readonly connection: Connection } | undefined;
+  private lastLocal: SocketAddr | undefined;
 
   constructor(options: NodeOptions) {
     this.role = options.role;
@@ -592,9 +593,17 @@ export class Node {
 
   /** Step 1 of demultiplexing: the local address a datagram arrived on is a host candidate. */
   private learnHostCandidate(local: SocketAddr, now: number): boolean {
+    // Every datagram passes here: known addresses (all usable) are found without a closure or parse.
+    if (local === this.lastLocal) return true;
+    for (const host of this.hostCandidates) {
+      if (sameSocketAddr(host, local)) {
+        this.lastLocal = local;
+        return true;
+      }
+    }
     if (!isUsableIceAddress(local)) return false;
-    if (this.hostCandidates.some((h) => sameSocketAddr(h, local))) return true;
     this.hostCandidates.push(local);
+    this.lastLocal = local;
     for (const connection of this.connections.values()) {
       this.addLocalHost(connection, local);
       connection.agent.handleTimeout(now);
