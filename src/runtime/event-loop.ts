@@ -26,7 +26,7 @@ import type { RandomSource } from '../util/random.ts';
 import type { Transmit } from '../util/transmit.ts';
 import { validatePacketChecksums } from './checksums.ts';
 import type { TunReadBatch } from './tun-device.ts';
-import type { DatagramSocket, UdpDatagramBatch } from './udp-socket.ts';
+import { sendTransmit, type DatagramSocket, type UdpDatagramBatch } from './udp-socket.ts';
 
 const log = createLogger('firezone_gateway::eventloop');
 
@@ -207,11 +207,6 @@ export class GatewayEventLoop {
     this.flush(now);
   }
 
-  /** Waits for the interface updates started by `init` messages so far (for tests). */
-  settled(): Promise<void> {
-    return this.interfaceUpdate;
-  }
-
   // --- portal messages ---
 
   private dispatch(message: IngressMessage, now: number): void {
@@ -389,12 +384,9 @@ export class GatewayEventLoop {
   }
 
   private sendDatagram(transmit: Transmit): void {
-    const socket = transmit.destination.family === 4 ? this.o.sockets.v4 : this.o.sockets.v6;
-    if (socket === undefined) {
-      if (log.enabled(Level.Debug)) log.debug('No socket for the destination family', { family: transmit.destination.family });
-      return;
+    if (sendTransmit(this.o.sockets, transmit) === 'notConnected' && log.enabled(Level.Debug)) {
+      log.debug('No socket for the destination family', { family: transmit.destination.family });
     }
-    socket.send(transmit.payload, transmit.destination, transmit.source);
   }
 
   private writeToTun(packet: Uint8Array): void {

@@ -12,6 +12,7 @@
  */
 import { createLogger, Level } from '../log/index.ts';
 import { formatIpv4, formatIpv6InetNtop, writeIpText } from '../ip/index.ts';
+import { MAX_DATAGRAM_PAYLOAD } from '../snownet/constants.ts';
 import { socketAddr, type SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import {
@@ -45,8 +46,6 @@ export const DATA_PLANE_PORT = 52625;
 export const FIREZONE_MARK = 0xfd002021;
 export const RECEIVE_BUFFER_SIZE = 10 * 1024 * 1024;
 export const SEND_BUFFER_SIZE = 1024 * 1024;
-/** MAX_IP_SIZE + WireGuard overhead + ChannelData header (connectivity §1.2). */
-export const MAX_FZ_PAYLOAD = 1280 + 32 + 4;
 const DEFAULT_SLOT_SIZE = 2048;
 const DEFAULT_BATCH_SIZE = 64;
 const EAGAIN = 11;
@@ -208,7 +207,7 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
     const batchSize = Math.min(options.batchSize ?? DEFAULT_BATCH_SIZE, MAX_BATCH);
     this.#slotSize = options.slotSize ?? DEFAULT_SLOT_SIZE;
     this.#headroom = options.headroom ?? 0;
-    this.#maxPayloadSize = options.maxPayloadSize ?? MAX_FZ_PAYLOAD;
+    this.#maxPayloadSize = options.maxPayloadSize ?? MAX_DATAGRAM_PAYLOAD;
     this.#onDatagrams = options.onDatagrams;
     this.buffer = new Uint8Array(batchSize * this.#slotSize);
     this.#meta = new Uint8Array(batchSize * RECV_META_STRIDE);
@@ -472,7 +471,7 @@ export class MemoryUdpSocket implements DatagramSocket, UdpDatagramBatch {
     if (this.#closed) return;
     const batch = [];
     for (const d of datagrams) {
-      if (d.payload.length > MAX_FZ_PAYLOAD) {
+      if (d.payload.length > MAX_DATAGRAM_PAYLOAD) {
         this.counters.rxOversized++;
         continue;
       }
