@@ -194,6 +194,15 @@ export class TestClient {
     const grant = await this.api.requestFlow(request.resourceId, this.publicKeyText);
     const gatewayId = grant.gateway_id;
     const now = performance.now();
+    // A relay the node gave up on (it stopped answering for a while) is configured again, as a
+    // portal would announce it again to a real client.
+    const known = new Set(this.node.relayIds());
+    const missing = this.relayServers().filter((relay) => !known.has(relay.id));
+    if (missing.length > 0) {
+      log.info('Configuring relays again', { relays: missing.map((relay) => relay.id).join(', ') });
+      this.node.updateRelays([], missing, now);
+      this.flush(now);
+    }
     const upsert = this.node.upsertConnection(gatewayId, connectionParams(grant), now);
     if (upsert === 'noTurnServers') throw new Error('no relays configured (pass --relay)');
     if (upsert === 'created') {
