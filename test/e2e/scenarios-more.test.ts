@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { labUp, type Lab } from '../../tools/lab/lab.ts';
+import { labPrefix, labUp, type Lab } from '../../tools/lab/lab.ts';
 import { privilegedSkipReason } from '../support/env.ts';
 import { http, probe, tcpConnect, udpEcho, type Probe } from './probes.ts';
 import { REPO_ROOT, startGatewayStack, waitFor, type GatewayStack } from './stack.ts';
@@ -120,7 +120,7 @@ async function gatewayRecord(stack: GatewayStack): Promise<Json> {
 
 /** Each stack keeps its logs in its own folder, so a failure of the first can be read after the second ran. */
 function logDir(name: string): string {
-  const dir = `/tmp/${PREFIX}-${name}`;
+  const dir = `/tmp/${labPrefix(PREFIX)}-${name}`;
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   return dir;

@@ -20,6 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends iproute2 nftables coturn dnsmasq-base curl iputils-ping >/dev/null
 fi
 
+# The Node.js the project requires (24 LTS), from the npm registry where the system's is older.
+source scripts/node-runtime.sh
+
 if [ ! -f build/Release/firezone_native.node ] || [ ! -f dist/bin/firezone-gateway.js ] || [ ! -d node_modules ]; then
   echo "Installing npm dependencies and building (npm ci)..."
   npm ci --no-audit --no-fund >/dev/null

@@ -80,8 +80,16 @@ export function labDown(prefix: string): void {
   }
 }
 
+/**
+ * `FZ_LAB_TAG` (one or two characters) is appended to every lab prefix, so that several checkouts
+ * can run their namespace suites on one machine at the same time.
+ */
+export function labPrefix(prefix: string): string {
+  return prefix + (process.env['FZ_LAB_TAG'] ?? '');
+}
+
 export function labUp(options: LabOptions = {}): Lab {
-  const prefix = options.prefix ?? 'fzl';
+  const prefix = labPrefix(options.prefix ?? 'fzl');
   const clientNat = options.clientNat ?? 'none';
   const gatewayNat = options.gatewayNat ?? 'none';
   labDown(prefix);

@@ -3,7 +3,7 @@
  * `... down [--prefix P]`: brings the namespace lab up or down by hand (modes: none, port-preserving,
  * symmetric). The demo and the e2e suite use `labUp` directly.
  */
-import { labDown, labUp, type NatMode } from './lab.ts';
+import { labDown, labPrefix, labUp, type NatMode } from './lab.ts';
 
 const [command, ...rest] = process.argv.slice(2);
 const option = (name: string): string | undefined => {
@@ -21,7 +21,7 @@ if (command === 'up') {
   const lab = labUp({ prefix, clientNat: mode(option('--client-nat')), gatewayNat: mode(option('--gateway-nat')) });
   console.log(JSON.stringify({ namespaces: lab.ns, addresses: lab.addresses }, null, 2));
 } else if (command === 'down') {
-  labDown(prefix);
+  labDown(labPrefix(prefix));
 } else {
   console.error('usage: lab up|down [--prefix P] [--client-nat none|port-preserving|symmetric] [--gateway-nat ...]');
   process.exit(2);
