@@ -4,6 +4,8 @@ export type { IngestToken, IngestTokenClaims, SpoolRoute } from './ingest-token.
 export { PacketTuple } from './packet-tuple.ts';
 export { logFlowRecord, recordPayload } from './record.ts';
 export type { FlowClose, FlowProtocol, FlowRecord, OuterPath } from './record.ts';
+export { canonicalJson, classifyReportFile, parseReport, reportFileName, serializeReport } from './spool-format.ts';
+export type { ParsedReport, ReportKind } from './spool-format.ts';
 export { FlowTracker } from './tracker.ts';
 export type { FlowTrackerOptions, FlowTrackerStats } from './tracker.ts';
 export { UtcClock, formatUtcMicros, unixSecondsOf } from './utc-time.ts';
