@@ -28,11 +28,12 @@ import { systemRandom } from '../util/random.ts';
 import { DnsForwarder } from './dns-forwarder.ts';
 import { GatewayEventLoop } from './event-loop.ts';
 import { HealthServer } from './health-server.ts';
-import { MetricName, MetricsRegistry, startMetrics } from './metrics.ts';
+import { GatewayStatus } from './gateway-status.ts';
+import { DNS_LOOKUP_BOUNDARIES, MetricName, MetricsRegistry, prometheusEnabled, startMetrics } from './metrics.ts';
 import { markedTcpSocket } from './native.ts';
 import { applyInterfaceConfig } from './interface-config.ts';
 import { readResolvConf } from './resolv-conf.ts';
-import { Resolver } from './resolver.ts';
+import { Resolver, systemLookup } from './resolver.ts';
 import { TUN_DEVICE_NAME, TunDevice } from './tun-device.ts';
 import { bindDataPlaneSockets, FIREZONE_MARK } from './udp-socket.ts';
 
@@ -54,7 +55,9 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   const state = new GatewayState();
 
   let loop: GatewayEventLoop | undefined;
+  const status = new GatewayStatus();
   const metricsRegistry = new MetricsRegistry();
+  const dnsLookups = metricsRegistry.histogram(MetricName.dnsLookupDuration, {}, DNS_LOOKUP_BOUNDARIES);
   const udpBatches = metricsRegistry.histogram(MetricName.batchCount, { 'network.transport': 'udp', 'network.io.direction': 'receive' });
   const sockets = bindDataPlaneSockets({
     mark: FIREZONE_MARK,
@@ -105,6 +108,8 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     createSocket: (address) => markedTcpSocket(isIPv6(address) ? 6 : 4, FIREZONE_MARK),
     onEvent: (event) => {
       logChannelEvent(event, host);
+      if (event.kind === 'stateChanged') status.portalStateChanged(event.state);
+      else if (event.kind === 'hiccup') status.portalHiccup();
       if (event.kind === 'message') loop?.handlePortalMessage(event.message);
       else if (event.kind === 'fatal') fail(new Error(fatalExitMessage(event.error).replace(/^Failed to start Gateway: /, '')));
     },
@@ -116,7 +121,16 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     sockets,
     tun,
     portal: { send: (event, payload) => portal.send(event, payload), reconnect: () => portal.reconnect() },
-    resolver: new Resolver(),
+    resolver: new Resolver({
+      lookup: async (name) => {
+        const startedAt = performance.now();
+        try {
+          return await systemLookup(name);
+        } finally {
+          dnsLookups.record((performance.now() - startedAt) / 1000);
+        }
+      },
+    }),
     configureInterface: async (tunAddresses) => {
       try {
         await applyInterfaceConfig(TUN_DEVICE_NAME, tunAddresses);
@@ -124,6 +138,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
         throw new Error('Failed to update TUN interface', { cause: error });
       }
       await dnsForwarder.rebind(tunAddresses);
+      status.tunConfigured = true;
     },
     clock,
     wallClock: () => Date.now(),
@@ -134,13 +149,15 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
 
   const metrics = startMetrics({
     exporter: options.metrics,
+    otlpGrpcEndpoint: options.otlpGrpcEndpoint,
+    prometheus: prometheusEnabled(process.env),
     firezoneId,
     registry: metricsRegistry,
-    sources: { loop: () => loop?.stats, node: () => node.stats, udpV4: () => sockets.v4, udpV6: () => sockets.v6, tun: () => tun },
+    sources: { loop: () => loop?.stats, node: () => node.stats, connections: () => node.connectionCounts(), status: () => status, udpV4: () => sockets.v4, udpV6: () => sockets.v6, tun: () => tun },
   });
 
   portal.start();
-  const health = await HealthServer.start(options.healthCheckAddr);
+  const health = await HealthServer.start(options.healthCheckAddr, { isReady: () => status.ready, metrics: metrics.prometheusHandler });
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
@@ -148,7 +165,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
       loop?.shutdown();
       // Let the allocation deletions leave before the sockets close.
       await new Promise((resolve) => setTimeout(resolve, 50));
-      metrics.stop();
+      await metrics.stop();
       portal.stop();
       closeSockets();
       tun.close();

@@ -22,7 +22,7 @@ export class ResolveError extends Error {
   }
 }
 
-const systemLookup: LookupFunction = (hostname) =>
+export const systemLookup: LookupFunction = (hostname) =>
   new Promise((resolve, reject) =>
     dnsLookup(hostname, { all: true, verbatim: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))),
   );

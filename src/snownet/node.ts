@@ -102,6 +102,7 @@ export interface NodeStats {
   unknownFormat: number;
   wireguardDropped: number;
   encapsulateDropped: number;
+  handshakes: number;
 }
 
 interface RelayEntry {
@@ -136,7 +137,7 @@ const log = createLogger('snownet');
 export class Node {
   readonly role: NodeRole;
   readonly publicKey: Uint8Array;
-  readonly stats: NodeStats = { datagramsIn: 0, oversizeDropped: 0, unknownFormat: 0, wireguardDropped: 0, encapsulateDropped: 0 };
+  readonly stats: NodeStats = { datagramsIn: 0, oversizeDropped: 0, unknownFormat: 0, wireguardDropped: 0, encapsulateDropped: 0, handshakes: 0 };
   private readonly identity: StaticIdentity;
   private readonly rng: RandomSource;
   private readonly unixOffsetMs: number | undefined;
@@ -301,6 +302,17 @@ export class Node {
   }
 
   /** The nominated path of a connection, if any (for diagnostics and tests). */
+  /** Connections by nominated path; visits every connection, so only for metrics exports. */
+  connectionCounts(): { direct: number; relayed: number; pending: number } {
+    const counts = { direct: 0, relayed: 0, pending: 0 };
+    for (const connection of this.connections.values()) {
+      if (connection.path === undefined) counts.pending++;
+      else if (connection.path.kind === 'direct') counts.direct++;
+      else counts.relayed++;
+    }
+    return counts;
+  }
+
   connectionPath(id: string): IcePath | undefined {
     return this.connections.get(id)?.path;
   }
@@ -436,6 +448,8 @@ export class Node {
     this.drainTunnel(connection, now);
     switch (result) {
       case 'handshake':
+        this.stats.handshakes++;
+        return 'handled';
       case 'cookie':
       case 'keepalive':
         return 'handled';

@@ -164,6 +164,8 @@ scenario(
     }
     const health = lab.exec(lab.ns.gateway, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.addresses.gatewayLan}:8080/healthz`]);
     assert.equal(health, '200');
+    const ready = lab.exec(lab.ns.gateway, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.addresses.gatewayLan}:8080/readyz`]);
+    assert.equal(ready, '200', '/readyz: joined to the portal and the TUN device configured');
     assert.match(lab.exec(lab.ns.gateway, ['ip', 'link', 'show', 'tun-firezone']), /mtu 1280/);
     const portalSocket = lab.exec(lab.ns.gateway, ['ss', '-tne', 'dst', `${lab.addresses.portal}:8081`]);
     assert.match(portalSocket, /fwmark:0xfd002021/, `the portal connection carries the gateway's mark: ${portalSocket}`);

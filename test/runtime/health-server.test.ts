@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { HealthServer } from '../../src/runtime/health-server.ts';
 import { configureLogging, LogFilter } from '../../src/log/index.ts';
@@ -32,6 +32,57 @@ describe('HealthServer', () => {
     }
   });
 
+  test('/readyz answers 503 until the gateway is ready and follows it both ways; /healthz stays 200', async () => {
+    let ready = false;
+    const server = await HealthServer.start('127.0.0.1:0', { isReady: () => ready });
+    try {
+      const port = server.address!.port;
+      assert.equal((await fetchStatus(port, 'GET', '/readyz')).status, 503);
+      assert.equal((await fetchStatus(port, 'GET', '/healthz')).status, 200);
+      ready = true;
+      assert.equal((await fetchStatus(port, 'GET', '/readyz')).status, 200);
+      assert.equal((await fetchStatus(port, 'HEAD', '/readyz')).status, 200);
+      ready = false;
+      assert.equal((await fetchStatus(port, 'GET', '/readyz')).status, 503);
+      assert.equal((await fetchStatus(port, 'POST', '/readyz')).status, 405);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a connection that never sends a byte, and one that never finishes its request head, are closed', async () => {
+    const server = await HealthServer.start('127.0.0.1:0', { limits: { headersTimeoutMs: 200, idleTimeoutMs: 200 } });
+    try {
+      const port = server.address!.port;
+      const silent = await open(port);
+      const partial = await open(port);
+      partial.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+      await Promise.all([once(silent, 'close'), once(partial, 'close')]);
+      assert.equal((await fetchStatus(port, 'GET', '/healthz')).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('beyond the connection cap new connections are closed at once; held ones keep theirs', async () => {
+    const server = await HealthServer.start('127.0.0.1:0', { limits: { maxConnections: 3, idleTimeoutMs: 60_000, headersTimeoutMs: 60_000 } });
+    const held: Socket[] = [];
+    try {
+      const port = server.address!.port;
+      for (let i = 0; i < 3; i++) held.push(await open(port));
+      // Let the server accept the held three before the fourth arrives.
+      await fetchStatusOn(held[0]!);
+      const extra = await open(port);
+      await once(extra, 'close');
+      assert.ok(held.every((socket) => !socket.destroyed));
+      const answer = await fetchStatusOn(held[1]!);
+      assert.match(answer, /^HTTP\/1\.1 200/);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await server.close();
+    }
+  });
+
   test('a port already in use is logged as a warning and not fatal', async () => {
     const blocker = createServer();
     blocker.listen(0, '127.0.0.1');
@@ -50,6 +101,21 @@ describe('HealthServer', () => {
     }
   });
 });
+
+function open(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
+/** One keep-alive request on an open socket; resolves with the raw response head. */
+function fetchStatusOn(socket: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    socket.once('data', (data: Buffer) => resolve(data.toString('latin1')));
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+  });
+}
 
 function fetchStatus(port: number, method: string, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

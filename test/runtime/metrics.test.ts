@@ -1,306 +1,210 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { configureLogging, LogFilter } from '../../src/log/index.ts';
+import { request } from 'node:http';
 import {
   BATCH_COUNT_BOUNDARIES,
   collectMetrics,
   exportIntervalMs,
   MetricName,
   MetricsRegistry,
+  prometheusEnabled,
   serviceInstanceId,
   startMetrics,
-  type MetricsOptions,
   type MetricsSources,
 } from '../../src/runtime/metrics.ts';
-import { emptyTunCounters } from '../../src/runtime/tun-device.ts';
-import { emptyUdpCounters } from '../../src/runtime/udp-socket.ts';
+import { GatewayStatus } from '../../src/runtime/gateway-status.ts';
+import { HealthServer } from '../../src/runtime/health-server.ts';
+import type { UdpCounters } from '../../src/runtime/udp-socket.ts';
+import { OtlpReceiver } from '../support/otlp-receiver.ts';
 
-const START_MS = 1_700_000_000_000;
+const udp = (overrides: Partial<UdpCounters> = {}): UdpCounters => ({
+  rxDatagrams: 0, rxBytes: 0, rxBatches: 0, rxOversized: 0, rxWithoutPktinfo: 0, rxErrors: 0,
+  txDatagrams: 0, txBytes: 0, txDropped: 0, txWouldBlock: 0, ...overrides,
+});
+
+const node = { datagramsIn: 0, oversizeDropped: 0, unknownFormat: 3, wireguardDropped: 0, encapsulateDropped: 2, handshakes: 4 };
+
+function sampleSources(): MetricsSources {
+  const status = new GatewayStatus();
+  status.portalStateChanged('joined');
+  status.portalHiccup();
+  return {
+    udpV4: () => ({ counters: udp({ rxDatagrams: 10, rxBytes: 1000, txDatagrams: 7, txBytes: 700 }) }),
+    node: () => node,
+    connections: () => ({ direct: 2, relayed: 1, pending: 0 }),
+    status: () => status,
+    loop: () => ({ tunnelToTun: 0, tunToTunnel: 0, prohibitedReplies: 5, dropped: 0, internalErrors: 0 }),
+  };
+}
 
 describe('MetricsRegistry', () => {
   test('a counter handle is shared by name and attribute set, whatever the key order', () => {
     const registry = new MetricsRegistry();
-    const a = registry.counter(MetricName.packets, { 'network.type': 'ipv4', 'network.io.direction': 'receive' });
-    const b = registry.counter(MetricName.packets, { 'network.io.direction': 'receive', 'network.type': 'ipv4' });
-    const other = registry.counter(MetricName.packets, { 'network.type': 'ipv6', 'network.io.direction': 'receive' });
-    a.add(2);
-    b.add(3);
-    other.add(1);
+    const a = registry.counter('x', { a: '1', b: '2' });
+    const b = registry.counter('x', { b: '2', a: '1' });
     assert.equal(a, b);
-    assert.equal(a.value, 5);
-    assert.equal(other.value, 1);
-    assert.deepEqual([...registry.counters()].map((c) => [c.attributes['network.type'], c.value]), [
-      ['ipv4', 5],
-      ['ipv6', 1],
-    ]);
+    assert.notEqual(a, registry.counter('x', { a: '1' }));
   });
 
-  test('the batch histogram puts each value in the first bucket whose bound is not below it', () => {
+  test('a histogram puts each value in the first bucket whose bound is not below it', () => {
     const histogram = new MetricsRegistry().histogram(MetricName.batchCount);
-    assert.deepEqual(histogram.boundaries, BATCH_COUNT_BOUNDARIES);
-    assert.equal(histogram.bucketCounts.length, 32);
-    for (const value of [1, 2, 2, 31, 32, 64]) histogram.record(value);
-    const counts = Array.from(histogram.bucketCounts);
-    assert.equal(counts[0], 1);
-    assert.equal(counts[1], 2);
-    assert.equal(counts[30], 1);
-    assert.equal(counts[31], 2);
-    assert.equal(counts.reduce((a, b) => a + b, 0), 6);
-    assert.deepEqual([histogram.count, histogram.sum, histogram.min, histogram.max], [6, 132, 1, 64]);
+    for (const value of [1, 16, 17, 20, 2048, 5000]) histogram.record(value);
+    const bucketOf = (bound: number): number => histogram.bucketCounts[BATCH_COUNT_BOUNDARIES.indexOf(bound)]!;
+    assert.equal(bucketOf(1), 1);
+    assert.equal(bucketOf(16), 1);
+    assert.equal(bucketOf(20), 2, '17 and 20 both fall in (16, 20]');
+    assert.equal(bucketOf(2048), 1);
+    assert.equal(histogram.bucketCounts[BATCH_COUNT_BOUNDARIES.length], 1, 'the overflow bucket');
+    assert.deepEqual([histogram.count, histogram.min, histogram.max], [6, 1, 5000]);
   });
 });
 
 describe('collectMetrics', () => {
-  test('reads the shell counters at collection time and leaves out zero points', () => {
-    const udp = emptyUdpCounters();
-    const tun = emptyTunCounters();
-    const sources: MetricsSources = {
-      udpV4: () => ({ counters: udp }),
-      udpV6: () => undefined,
-      tun: () => ({ name: 'tun-firezone', counters: tun }),
-    };
-    const registry = new MetricsRegistry();
-    assert.deepEqual(collectMetrics(registry, sources), []);
+  test('reads packets and bytes each way, drops by reason, handshakes, connections by path and portal state', () => {
+    const snapshot = collectMetrics(new MetricsRegistry(), sampleSources());
+    const byName = new Map(snapshot.map((metric) => [metric.name, metric]));
+    const points = (name: string): { attributes: Record<string, string>; value: number }[] =>
+      (byName.get(name)?.points ?? []).map((p) => ({ attributes: { ...p.attributes }, value: 'value' in p ? p.value : p.count }));
 
-    udp.rxDatagrams = 7;
-    tun.txPackets = 4;
-    tun.rxOversized = 1;
-    const metrics = collectMetrics(registry, sources);
-    assert.deepEqual(metrics, [
-      {
-        name: MetricName.packets,
-        kind: 'sum',
-        points: [
-          { attributes: { 'network.type': 'ipv4', 'network.io.direction': 'receive', 'network.transport': 'udp' }, value: 7 },
-          { attributes: { 'network.interface.name': 'tun-firezone', 'network.io.direction': 'transmit' }, value: 4 },
-        ],
-      },
-      {
-        name: MetricName.dropped,
-        kind: 'sum',
-        points: [{ attributes: { 'network.interface.name': 'tun-firezone', 'network.io.direction': 'receive', 'error.type': 'PacketTooLarge' }, value: 1 }],
-      },
-    ]);
-  });
-
-  test('node and loop drops become network.packet.dropped by error type', () => {
-    const node = { datagramsIn: 10, oversizeDropped: 0, unknownFormat: 2, wireguardDropped: 0, encapsulateDropped: 3 };
-    const loop = { tunnelToTun: 5, tunToTunnel: 5, prohibitedReplies: 1, dropped: 0, internalErrors: 0 };
-    const [dropped] = collectMetrics(new MetricsRegistry(), { node: () => node, loop: () => loop });
-    assert.equal(dropped?.name, MetricName.dropped);
     assert.deepEqual(
-      dropped?.points.map((p) => [p.attributes['error.type'], 'value' in p ? p.value : undefined]),
-      [
-        ['UnknownFormat', 2],
-        ['NoConnection', 3],
-        ['Filtered', 1],
-      ],
+      points(MetricName.bytes).map((p) => [p.attributes['network.io.direction'], p.value]),
+      [['receive', 1000], ['transmit', 700]],
     );
+    assert.ok(points(MetricName.dropped).some((p) => p.attributes['error.type'] === 'Filtered' && p.value === 5));
+    assert.ok(points(MetricName.dropped).some((p) => p.attributes['error.type'] === 'NoConnection' && p.value === 2));
+    assert.deepEqual(points(MetricName.handshakes), [{ attributes: {}, value: 4 }]);
+    assert.deepEqual(points(MetricName.clients), [{ attributes: {}, value: 3 }]);
+    assert.deepEqual(
+      points(MetricName.connections).map((p) => [p.attributes['network.path'], p.value]),
+      [['direct', 2], ['relayed', 1], ['pending', 0]],
+      'gauges keep their zero points',
+    );
+    const joined = points(MetricName.portalState).filter((p) => p.value === 1);
+    assert.deepEqual(joined, [{ attributes: { state: 'joined' }, value: 1 }]);
+    assert.deepEqual(points(MetricName.portalHiccups), [{ attributes: {}, value: 1 }]);
+    assert.ok(!points(MetricName.dropped).some((p) => p.value === 0), 'counters still at zero are left out');
   });
 });
 
 describe('startMetrics', () => {
-  test('one stdout export is an OTLP/JSON metrics request', () => {
-    const udp = emptyUdpCounters();
-    udp.txDatagrams = 3;
-    const harness = start({ exporter: 'stdout', sources: { udpV4: () => ({ counters: udp }) } });
-    const batches = harness.metrics.registry.histogram(MetricName.batchCount, { 'network.transport': 'udp', 'network.io.direction': 'receive' });
-    batches.record(2);
-    batches.record(40);
-    harness.now = START_MS + 60_000.5;
-    harness.metrics.exportNow();
-
-    assert.equal(harness.lines.length, 1);
-    const buckets = Array.from({ length: 32 }, () => '0');
-    buckets[1] = '1';
-    buckets[31] = '1';
-    const times = { startTimeUnixNano: '1700000000000000000', timeUnixNano: '1700000060000500000' };
-    assert.deepEqual(JSON.parse(harness.lines[0]!), {
-      resourceMetrics: [
-        {
-          resource: {
-            attributes: [
-              { key: 'service.name', value: { stringValue: 'firezone-gateway' } },
-              { key: 'service.version', value: { stringValue: '1.4.13' } },
-              { key: 'service.instance.id', value: { stringValue: 'gateway-1' } },
-              { key: 'os.type', value: { stringValue: process.platform } },
-            ],
-          },
-          scopeMetrics: [
-            {
-              scope: { name: 'connlib' },
-              metrics: [
-                {
-                  name: 'system.network.packets',
-                  description: 'The number of packets processed.',
-                  unit: '',
-                  sum: {
-                    dataPoints: [
-                      {
-                        attributes: [
-                          { key: 'network.type', value: { stringValue: 'ipv4' } },
-                          { key: 'network.io.direction', value: { stringValue: 'transmit' } },
-                          { key: 'network.transport', value: { stringValue: 'udp' } },
-                        ],
-                        ...times,
-                        asInt: '3',
-                      },
-                    ],
-                    aggregationTemporality: 2,
-                    isMonotonic: true,
-                  },
-                },
-                {
-                  name: 'system.network.packets.batch_count',
-                  description: 'How many batches of packets we have processed in a single syscall.',
-                  unit: '{batches}',
-                  histogram: {
-                    dataPoints: [
-                      {
-                        attributes: [
-                          { key: 'network.transport', value: { stringValue: 'udp' } },
-                          { key: 'network.io.direction', value: { stringValue: 'receive' } },
-                        ],
-                        ...times,
-                        count: '2',
-                        sum: 42,
-                        bucketCounts: buckets,
-                        explicitBounds: BATCH_COUNT_BOUNDARIES,
-                        min: 2,
-                        max: 40,
-                      },
-                    ],
-                    aggregationTemporality: 2,
-                  },
-                },
-              ],
-            },
-          ],
-        },
-      ],
-    });
-  });
-
-  test('exports what a registry given at start records', () => {
+  test('otel-collector exports OTLP/gRPC to http://OTLP_GRPC_ENDPOINT through the SDK', async () => {
+    const receiver = await OtlpReceiver.start();
     const registry = new MetricsRegistry();
-    registry.counter(MetricName.dropped, { 'error.type': 'BufferFull' }).add(4);
-    const harness = start({ exporter: 'stdout', registry });
-    assert.equal(harness.metrics.registry, registry);
-    harness.metrics.exportNow();
-    assert.deepEqual(harness.lines.map(firstSumValue), ['4']);
-  });
-
-  test('exports on every interval tick until stopped', () => {
-    const udp = emptyUdpCounters();
-    const harness = start({ exporter: 'stdout', sources: { udpV6: () => ({ counters: udp }) }, env: { OTEL_METRIC_EXPORT_INTERVAL: '5000' } });
-    assert.equal(harness.intervalMs, 5000);
-
-    udp.rxDatagrams = 1;
-    harness.tick();
-    udp.rxDatagrams = 9;
-    harness.tick();
-    assert.deepEqual(harness.lines.map(firstSumValue), ['1', '9']);
-
-    harness.metrics.stop();
-    assert.equal(harness.cleared, harness.timerHandle);
-    harness.tick();
-    harness.metrics.exportNow();
-    assert.equal(harness.lines.length, 2);
-  });
-
-  test('the interval comes from the option, then OTEL_METRIC_EXPORT_INTERVAL, then 60 s', () => {
-    assert.equal(start({ exporter: 'stdout', intervalMs: 250, env: { OTEL_METRIC_EXPORT_INTERVAL: '5000' } }).intervalMs, 250);
-    assert.equal(exportIntervalMs({}), 60_000);
-    assert.equal(exportIntervalMs({ OTEL_METRIC_EXPORT_INTERVAL: '1500' }), 1500);
-    assert.equal(exportIntervalMs({ OTEL_METRIC_EXPORT_INTERVAL: '0' }), 60_000);
-    assert.equal(exportIntervalMs({ OTEL_METRIC_EXPORT_INTERVAL: '10s' }), 60_000);
-  });
-
-  test('without an exporter nothing is scheduled or written', () => {
-    const harness = start({ exporter: undefined });
-    harness.metrics.registry.counter(MetricName.packets).add(1);
-    harness.metrics.exportNow();
-    harness.metrics.stop();
-    assert.equal(harness.intervalMs, undefined);
-    assert.deepEqual(harness.lines, []);
-  });
-
-  test('otel-collector warns once and exports nothing', () => {
-    const logged: string[] = [];
-    configureLogging({ filter: LogFilter.parse('warn'), sink: { write: (line) => logged.push(line) } });
+    registry.histogram(MetricName.batchCount, { 'network.transport': 'udp' }).record(3);
+    const metrics = startMetrics({
+      exporter: 'otel-collector',
+      otlpGrpcEndpoint: `127.0.0.1:${receiver.port}`,
+      firezoneId: 'gw-1',
+      registry,
+      sources: sampleSources(),
+      intervalMs: 3_600_000,
+    });
     try {
-      const harness = start({ exporter: 'otel-collector' });
-      harness.metrics.registry.counter(MetricName.packets).add(1);
-      harness.metrics.exportNow();
-      assert.equal(harness.intervalMs, undefined);
-      assert.deepEqual(harness.lines, []);
-      assert.equal(logged.length, 1);
-      assert.match(logged[0]!, /WARN.*otel-collector export is not supported by this build; use --metrics stdout/);
+      await metrics.exportNow();
+      await receiver.waitFor(1);
+      const received = receiver.exports[0]!;
+      assert.equal(received.resource['service.name'], 'firezone-gateway');
+      assert.equal(received.resource['service.instance.id'], 'gw-1');
+      assert.ok(received.scopes.includes('connlib'));
+      const packets = received.metrics.find((m) => m.name === MetricName.packets);
+      assert.equal(packets?.kind, 'sum');
+      assert.ok(packets.points.some((p) => p.attributes['network.io.direction'] === 'receive' && p.value === 10));
+      const connections = received.metrics.find((m) => m.name === MetricName.connections);
+      assert.equal(connections?.kind, 'gauge');
+      const batches = received.metrics.find((m) => m.name === MetricName.batchCount);
+      assert.deepEqual([batches?.kind, batches?.points[0]?.value], ['histogram', 1]);
     } finally {
-      configureLogging({ filter: LogFilter.parse('off'), sink: { write: (line) => process.stdout.write(line) } });
+      await metrics.stop();
+      await receiver.close();
     }
   });
 
-  test('with real timers, exports repeat and stop() ends them', async () => {
-    const lines: string[] = [];
-    const metrics = startMetrics({ exporter: 'stdout', sources: {}, firezoneId: 'x', intervalMs: 10, write: (line) => lines.push(line) });
-    await sleep(55);
-    metrics.stop();
-    const exported = lines.length;
-    assert.ok(exported >= 2, `exported ${exported} times`);
-    await sleep(30);
-    assert.equal(lines.length, exported);
+  test('stop() exports a last time', async () => {
+    const receiver = await OtlpReceiver.start();
+    const metrics = startMetrics({
+      exporter: 'otel-collector', otlpGrpcEndpoint: `127.0.0.1:${receiver.port}`, firezoneId: 'gw-2', sources: sampleSources(), intervalMs: 3_600_000,
+    });
+    try {
+      await metrics.stop();
+      await receiver.waitFor(1);
+      assert.ok(receiver.exports[0]!.metrics.some((m) => m.name === MetricName.handshakes));
+    } finally {
+      await receiver.close();
+    }
   });
+
+  test('otel-collector without an endpoint exports nothing, as the reference', async () => {
+    const metrics = startMetrics({ exporter: 'otel-collector', firezoneId: 'gw', sources: sampleSources() });
+    assert.equal(metrics.prometheusHandler, undefined);
+    await metrics.exportNow();
+    await metrics.stop();
+  });
+
+  test('stdout writes OTLP/JSON lines and never to the log stream (stdout)', async () => {
+    const stdoutWrite = process.stdout.write;
+    const stderrWrite = process.stderr.write;
+    const stdoutLines: string[] = [];
+    const stderrLines: string[] = [];
+    process.stdout.write = ((chunk: string) => (stdoutLines.push(String(chunk)), true)) as typeof process.stdout.write;
+    process.stderr.write = ((chunk: string) => (stderrLines.push(String(chunk)), true)) as typeof process.stderr.write;
+    const metrics = startMetrics({ exporter: 'stdout', firezoneId: 'gw', sources: sampleSources(), intervalMs: 3_600_000 });
+    try {
+      await metrics.exportNow();
+      await metrics.stop();
+    } finally {
+      process.stdout.write = stdoutWrite;
+      process.stderr.write = stderrWrite;
+    }
+    assert.deepEqual(stdoutLines.filter((line) => line.includes('resourceMetrics')), []);
+    const line = stderrLines.find((text) => text.includes('resourceMetrics'));
+    assert.ok(line !== undefined && line.endsWith('\n'));
+    const document = JSON.parse(line) as { resourceMetrics: { scopeMetrics: { metrics: { name: string }[] }[] }[] };
+    const names = document.resourceMetrics[0]!.scopeMetrics.flatMap((scope) => scope.metrics.map((m) => m.name));
+    assert.ok(names.includes(MetricName.packets), names.join(','));
+  });
+
+  test('Prometheus /metrics on the health server, only when turned on', async () => {
+    const metrics = startMetrics({ exporter: undefined, prometheus: true, firezoneId: 'gw', sources: sampleSources() });
+    const health = await HealthServer.start('127.0.0.1:0', { metrics: metrics.prometheusHandler });
+    const plain = await HealthServer.start('127.0.0.1:0');
+    try {
+      const scrape = await get(health.address!.port, '/metrics');
+      assert.equal(scrape.status, 200);
+      assert.match(scrape.body, /^connlib_network_packets_total\{[^}]*network_io_direction="receive"[^}]*\} 10/m);
+      assert.match(scrape.body, /^wireguard_handshakes_total(\{[^}]*\})? 4/m);
+      assert.match(scrape.body, /^portal_connection_state\{[^}]*state="joined"[^}]*\} 1/m);
+      assert.equal((await get(plain.address!.port, '/metrics')).status, 404);
+    } finally {
+      await health.close();
+      await plain.close();
+      await metrics.stop();
+    }
+  });
+});
+
+test('the export interval is OTEL_METRIC_EXPORT_INTERVAL, else 60 s; Prometheus only with FIREZONE_PROMETHEUS_METRICS=true', () => {
+  assert.equal(exportIntervalMs({ OTEL_METRIC_EXPORT_INTERVAL: '5000' }), 5000);
+  assert.equal(exportIntervalMs({ OTEL_METRIC_EXPORT_INTERVAL: 'x' }), 60_000);
+  assert.equal(exportIntervalMs({}), 60_000);
+  assert.equal(prometheusEnabled({ FIREZONE_PROMETHEUS_METRICS: 'true' }), true);
+  assert.equal(prometheusEnabled({ FIREZONE_PROMETHEUS_METRICS: '1' }), false);
+  assert.equal(prometheusEnabled({}), false);
 });
 
 test('service.instance.id is the SHA-256 of a UUID id and any other id verbatim', () => {
-  const uuid = '6ba7b810-9dad-11d1-80b4-00c04fd430c8';
-  assert.equal(serviceInstanceId(uuid), createHash('sha256').update(uuid).digest('hex'));
-  assert.equal(serviceInstanceId('a'.repeat(64)), 'a'.repeat(64));
-  assert.equal(serviceInstanceId('6ba7b810-9dad-11d1-80b4'), '6ba7b810-9dad-11d1-80b4');
+  assert.equal(serviceInstanceId('gateway-one'), 'gateway-one');
+  assert.match(serviceInstanceId('4694E56C-7643-4A15-9DF3-638E5B05F570'), /^[0-9a-f]{64}$/);
 });
 
-interface Harness {
-  readonly metrics: ReturnType<typeof startMetrics>;
-  readonly lines: string[];
-  now: number;
-  intervalMs: number | undefined;
-  readonly timerHandle: object;
-  cleared: unknown;
-  tick(): void;
-}
-
-function start(overrides: Partial<MetricsOptions>): Harness {
-  const timerHandle = {};
-  let callback: (() => void) | undefined;
-  const harness: Omit<Harness, 'metrics'> = {
-    lines: [],
-    now: START_MS,
-    intervalMs: undefined,
-    timerHandle,
-    cleared: undefined,
-    tick: () => callback?.(),
-  };
-  const metrics = startMetrics({
-    exporter: 'stdout',
-    sources: {},
-    firezoneId: 'gateway-1',
-    write: (line) => harness.lines.push(line),
-    clock: () => harness.now,
-    env: {},
-    setTimer: (cb, ms) => {
-      callback = cb;
-      harness.intervalMs = ms;
-      return timerHandle;
-    },
-    clearTimer: (handle) => (harness.cleared = handle),
-    ...overrides,
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
   });
-  return Object.assign(harness, { metrics });
-}
-
-function firstSumValue(line: string): unknown {
-  return JSON.parse(line).resourceMetrics[0].scopeMetrics[0].metrics[0].sum.dataPoints[0].asInt;
 }
