@@ -3,6 +3,7 @@ import { configureLogging, createLogger, errorChain, Level, LogFilter, registerS
 import { resolveGatewayId, type IdStore, fileIdStore } from './identity.ts';
 import { parseCommandLine, type GatewayOptions } from './options.ts';
 import { hasRequiredPermissions, PERMISSION_MESSAGE } from './permissions.ts';
+import { buildCommit, IMPLEMENTATION } from './build-info.ts';
 import { GATEWAY_VERSION } from './version.ts';
 
 export interface StartedGateway {
@@ -54,6 +55,9 @@ export async function main(context: MainContext): Promise<number> {
     arch: arch(),
     os: `${type()} ${release()}`,
     version: GATEWAY_VERSION,
+    implementation: IMPLEMENTATION,
+    commit: buildCommit(),
+    node: process.version,
     system_uptime: Math.round(uptime()),
   });
   log.debug('Command line', { ...options, token: '<redacted>' });

@@ -24,7 +24,23 @@ interface LoggingConfig {
   clock: () => Date;
 }
 
-const stdoutSink: LogSink = { write: (line) => process.stdout.write(line) };
+/**
+ * When the reader of stdout goes away (EPIPE), logging stops quietly instead of the stream's
+ * unhandled 'error' event ending the gateway.
+ */
+let stdoutOpen = true;
+let stdoutGuarded = false;
+const stdoutSink: LogSink = {
+  write: (line) => {
+    if (!stdoutGuarded) {
+      stdoutGuarded = true;
+      process.stdout.on('error', () => {
+        stdoutOpen = false;
+      });
+    }
+    if (stdoutOpen) process.stdout.write(line);
+  },
+};
 
 let config: LoggingConfig = {
   filter: LogFilter.parse('info'),

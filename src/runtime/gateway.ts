@@ -31,7 +31,7 @@ import { HealthServer } from './health-server.ts';
 import { GatewayStatus } from './gateway-status.ts';
 import { DNS_LOOKUP_BOUNDARIES, MetricName, MetricsRegistry, prometheusEnabled, startMetrics } from './metrics.ts';
 import { markedTcpSocket } from './native.ts';
-import { applyInterfaceConfig } from './interface-config.ts';
+import { applyInterfaceConfig, checkIproute2 } from './interface-config.ts';
 import { readResolvConf } from './resolv-conf.ts';
 import { Resolver, systemLookup } from './resolver.ts';
 import { TUN_DEVICE_NAME, TunDevice } from './tun-device.ts';
@@ -40,6 +40,7 @@ import { bindDataPlaneSockets, FIREZONE_MARK } from './udp-socket.ts';
 const log = createLogger('firezone_gateway');
 
 export async function startGateway(options: GatewayOptions, firezoneId: string): Promise<StartedGateway> {
+  await checkIproute2();
   const rng = systemRandom();
   const name = options.firezoneName ?? (safeHostname() || randomUUID());
 

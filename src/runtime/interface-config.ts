@@ -154,9 +154,41 @@ async function must(run: IpRunner, args: readonly string[], context: string): Pr
   }
 }
 
+export const IPROUTE2_MISSING =
+  '`ip` was not found: install the iproute2 package (Debian and Ubuntu: apt-get install iproute2; Alpine: apk add iproute2)';
+export const IPROUTE2_WITHOUT_JSON =
+  '`ip` does not support JSON output (`ip -j`), as the busybox applet does not: install the iproute2 package (Debian and Ubuntu: apt-get install iproute2; Alpine: apk add iproute2)';
+
+/**
+ * Checks at start-up that `ip` is iproute2 and answers `-j` with JSON, so a host without it
+ * fails with the package to install rather than with an empty reason on the first `init`.
+ */
+export async function checkIproute2(run: IpRunner = runIp): Promise<void> {
+  const result = await run(['-j', 'link', 'show', 'lo']);
+  if (result.code === COMMAND_NOT_FOUND) throw new Error(IPROUTE2_MISSING);
+  if (result.code !== 0 || !Array.isArray(parseJson(result.stdout))) {
+    const detail = result.stderr.trim().split('\n')[0] ?? '';
+    throw new Error(detail === '' ? IPROUTE2_WITHOUT_JSON : `${IPROUTE2_WITHOUT_JSON} (ip said: ${detail})`);
+  }
+}
+
+const COMMAND_NOT_FOUND = 127;
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 function runIp(args: readonly string[]): Promise<CommandResult> {
   return new Promise((resolve) => {
     execFile('ip', args, { encoding: 'utf8' }, (error, stdout, stderr) => {
+      if (error !== null && error.code === 'ENOENT') {
+        resolve({ code: COMMAND_NOT_FOUND, stdout: '', stderr: IPROUTE2_MISSING });
+        return;
+      }
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
       resolve({ code, stdout, stderr });
     });
