@@ -15,6 +15,7 @@
 // conflicts are not resolved unless `resolveRoleConflicts` is set (then RFC 8445 §7.3.1.1 applies).
 import { createLogger, Level } from '../log/index.ts';
 import type { RandomSource } from '../util/random.ts';
+import { RingQueue } from '../util/ring-queue.ts';
 import type { SocketAddr } from '../util/socket-addr.ts';
 import { socketAddrKey } from '../util/socket-addr.ts';
 import {
@@ -110,6 +111,14 @@ export interface IceAgentOptions {
   readonly checkPacing?: Millis | undefined;
   /** Apply RFC 8445 §7.3.1.1 (487 Role Conflict). The reference does not. */
   readonly resolveRoleConflicts?: boolean | undefined;
+  /** Told of every transaction id this agent may receive a response for (a node routes responses by it). */
+  readonly transactions?: IceTransactionRegistry | undefined;
+}
+
+/** Keys are `transactionIdKey` strings. */
+export interface IceTransactionRegistry {
+  add(transactionKey: string): void;
+  remove(transactionKey: string): void;
 }
 
 export class IceAgent {
@@ -129,15 +138,19 @@ export class IceAgent {
   private readonly remotes = new Map<string, RemoteEntry>();
   private pairs: Pair[] = [];
   private readonly transactions = new Map<string, Attempt>();
+  private readonly registry: IceTransactionRegistry | undefined;
   private readonly discoveredSources = new Set<string>();
+  /** The earliest raw deadline of all pairs, valid unless `deadlineStale`: polls do not rescan the pairs. */
+  private deadline: Millis = Infinity;
+  private deadlineStale = true;
 
   private selected: Pair | undefined;
   private state: IceConnectionState = 'new';
   private lastNow: Millis = -Infinity;
   private lastCheckAt: Millis = -Infinity;
 
-  private readonly transmits: IceTransmit[] = [];
-  private readonly events: IceEvent[] = [];
+  private readonly transmits = new RingQueue<IceTransmit>();
+  private readonly events = new RingQueue<IceEvent>();
 
   constructor(options: IceAgentOptions) {
     this.role = options.role;
@@ -148,6 +161,7 @@ export class IceAgent {
     this.timing = options.timing ?? ACTIVE_TIMING;
     this.checkPacing = options.checkPacing ?? DEFAULT_CHECK_PACING;
     this.resolveRoleConflicts = options.resolveRoleConflicts ?? false;
+    this.registry = options.transactions;
     if (options.remote !== undefined) this.setRemoteCredentials(options.remote);
   }
 
@@ -168,14 +182,28 @@ export class IceAgent {
     return this.selected === undefined ? undefined : pathOf(this.selected.local, this.selected.remote.candidate.address);
   }
 
+  get remoteUfrag(): string | undefined {
+    return this.remoteCredentials?.ufrag;
+  }
+
   setRemoteCredentials(credentials: IceCredentials): void {
     this.remoteCredentials = credentials;
     this.remoteKey = shortTermKey(credentials.password);
+    this.deadlineStale = true;
   }
 
   /** Switches the check schedule of every pair (active vs idle). */
   setTiming(timing: StunTiming): void {
+    if (timing === this.timing) return;
     this.timing = timing;
+    for (const pair of this.pairs) scheduleOf(timing, pair);
+    this.deadlineStale = true;
+  }
+
+  /** Forgets every outstanding transaction (the agent is being dropped). */
+  close(): void {
+    for (const pair of this.pairs) this.forgetTransactions(pair);
+    this.transactions.clear();
   }
 
   /**
@@ -317,6 +345,17 @@ export class IceAgent {
     return out;
   }
 
+  /** Whether any remote candidate (signalled or peer-reflexive) is known; allocates nothing. */
+  hasRemoteCandidates(): boolean {
+    for (const entry of this.remotes.values()) if (!entry.discarded) return true;
+    return false;
+  }
+
+  /** The live local candidate at `address`, if any. */
+  localCandidateAt(address: SocketAddr): Candidate | undefined {
+    return this.findLocal(address)?.candidate;
+  }
+
   remoteCandidates(): Candidate[] {
     const out: Candidate[] = [];
     for (const entry of this.remotes.values()) if (!entry.discarded) out.push(entry.candidate);
@@ -339,6 +378,7 @@ export class IceAgent {
   handleStunMessage(message: StunMessage, from: SocketAddr, to: SocketAddr, now: Millis): boolean {
     if (message.method !== StunMethod.Binding) return false;
     this.advanceClock(now);
+    this.deadlineStale = true;
     switch (message.class) {
       case 'request':
         return this.handleRequest(message, from, to);
@@ -353,6 +393,7 @@ export class IceAgent {
 
   handleTimeout(now: Millis): void {
     this.advanceClock(now);
+    this.deadlineStale = true;
     if (this.state === 'new') this.transition('checking', 'started');
     this.pruneFailedPairs(now);
     this.updateState('timeout');
@@ -361,19 +402,12 @@ export class IceAgent {
 
   pollTimeout(): Millis | undefined {
     if (this.state === 'new') return this.lastNow === -Infinity ? 0 : this.lastNow;
-    let earliest = Infinity;
-    const canCheck = this.remoteKey !== undefined;
-    for (const pair of this.pairs) {
-      if (canCheck) {
-        const due = pair.triggered ? -Infinity : nextAttemptAt(this.timing, pair);
-        const paced = Math.max(due, this.lastCheckAt + this.checkPacing);
-        if (paced < earliest) earliest = paced;
-      }
-      const failure = failsAt(this.timing, pair);
-      if (failure < earliest) earliest = failure;
+    if (this.deadlineStale) {
+      this.deadline = this.earliestDeadline();
+      this.deadlineStale = false;
     }
-    if (earliest === Infinity) return undefined;
-    return Math.max(earliest, this.lastNow);
+    if (this.deadline === Infinity) return undefined;
+    return Math.max(this.deadline, this.lastNow);
   }
 
   pollTransmit(): IceTransmit | undefined {
@@ -382,6 +416,21 @@ export class IceAgent {
 
   pollEvent(): IceEvent | undefined {
     return this.events.shift();
+  }
+
+  private earliestDeadline(): Millis {
+    let earliest = Infinity;
+    const canCheck = this.remoteKey !== undefined;
+    const pacedFrom = this.lastCheckAt + this.checkPacing;
+    for (const pair of this.pairs) {
+      if (canCheck) {
+        const due = pair.triggered ? -Infinity : pair.dueAt;
+        const paced = due > pacedFrom ? due : pacedFrom;
+        if (paced < earliest) earliest = paced;
+      }
+      if (pair.failAt < earliest) earliest = pair.failAt;
+    }
+    return earliest;
   }
 
   // ---- local candidates ----
@@ -444,8 +493,11 @@ export class IceAgent {
       succeeded: false,
       triggered: false,
       nominated: false,
+      dueAt: -Infinity,
+      failAt: Infinity,
     };
     this.pairs.push(pair);
+    this.deadlineStale = true;
     return pair;
   }
 
@@ -461,6 +513,7 @@ export class IceAgent {
   }
 
   private sortAndTrimPairs(): void {
+    this.deadlineStale = true;
     this.pairs.sort((a, b) => (a.priority > b.priority ? -1 : a.priority < b.priority ? 1 : 0));
     if (this.pairs.length > MAX_CANDIDATE_PAIRS) {
       const dropped = this.pairs.slice(MAX_CANDIDATE_PAIRS);
@@ -485,20 +538,25 @@ export class IceAgent {
       if (pair === this.selected) selectedDropped = true;
     }
     this.pairs = kept;
+    this.deadlineStale = true;
     if (selectedDropped) this.selected = undefined;
     this.evaluateNomination('pairs dropped');
   }
 
   private forgetTransactions(pair: Pair): void {
-    for (const id of pair.recentTransactions) this.transactions.delete(id);
+    for (const id of pair.recentTransactions) this.forgetTransaction(id);
     pair.recentTransactions.length = 0;
+  }
+
+  private forgetTransaction(id: string): void {
+    if (this.transactions.delete(id)) this.registry?.remove(id);
   }
 
   private pruneFailedPairs(now: Millis): void {
     let anyFailed = false;
-    for (const pair of this.pairs) if (failsAt(this.timing, pair) <= now) anyFailed = true;
+    for (const pair of this.pairs) if (pair.failAt <= now) anyFailed = true;
     if (!anyFailed) return;
-    this.dropPairs((pair) => failsAt(this.timing, pair) <= now);
+    this.dropPairs((pair) => pair.failAt <= now);
   }
 
   // ---- checks ----
@@ -518,7 +576,7 @@ export class IceAgent {
     let best: Pair | undefined;
     let bestDue = Infinity;
     for (const pair of this.pairs) {
-      const due = pair.triggered ? -Infinity : nextAttemptAt(this.timing, pair);
+      const due = pair.triggered ? -Infinity : pair.dueAt;
       if (due > now) continue;
       if (due < bestDue) {
         best = pair;
@@ -547,13 +605,15 @@ export class IceAgent {
     );
     const id = transactionIdKey(transactionId);
     this.transactions.set(id, { pair, role: this.role });
+    this.registry?.add(id);
     pair.recentTransactions.push(id);
-    if (pair.recentTransactions.length > MAX_REMEMBERED_ATTEMPTS) this.transactions.delete(pair.recentTransactions.shift()!);
+    if (pair.recentTransactions.length > MAX_REMEMBERED_ATTEMPTS) this.forgetTransaction(pair.recentTransactions.shift()!);
     if (pair.trailingUnanswered === 0) pair.firstUnansweredAt = now;
     pair.attempts += 1;
     pair.trailingUnanswered += 1;
     pair.lastSentAt = now;
     pair.triggered = false;
+    scheduleOf(this.timing, pair);
     this.lastCheckAt = now;
     this.transmits.push(transmitOf(pair.local, pair.remote.candidate.address, payload));
   }
@@ -610,12 +670,13 @@ export class IceAgent {
     if (!verifyIntegrity(message, this.remoteKey)) return false;
     if (getAttribute(message, 'xorMappedAddress') === undefined) return false;
     const pair = attempt.pair;
-    this.transactions.delete(id);
+    this.forgetTransaction(id);
     const index = pair.recentTransactions.indexOf(id);
     if (index >= 0) pair.recentTransactions.splice(index, 1);
     this.noteDiscovered(from);
     pair.trailingUnanswered = 0;
     pair.succeeded = true;
+    scheduleOf(this.timing, pair);
     this.evaluateNomination('check succeeded');
     return true;
   }
@@ -627,7 +688,7 @@ export class IceAgent {
     if (!verifyIntegrity(message, this.remoteKey)) return false;
     const code = getAttribute(message, 'errorCode')?.code;
     if (code !== ROLE_CONFLICT || !this.resolveRoleConflicts) return true;
-    this.transactions.delete(id);
+    this.forgetTransaction(id);
     if (attempt.role === this.role) {
       this.switchRole(this.role === 'controlling' ? 'controlled' : 'controlling', 'peer reported a role conflict');
     }
@@ -822,6 +883,9 @@ interface Pair {
   triggered: boolean;
   /** Controlling: we nominated it, so every check on it carries USE-CANDIDATE. Controlled: the peer sent USE-CANDIDATE on it. */
   nominated: boolean;
+  /** `nextAttemptAt` and `failsAt` of the current timing, kept up to date whenever the history or the timing changes. */
+  dueAt: Millis;
+  failAt: Millis;
 }
 
 interface Attempt {
@@ -832,6 +896,11 @@ interface Attempt {
 const ROLE_CONFLICT = 487;
 
 const logger = createLogger('ice');
+
+function scheduleOf(timing: StunTiming, pair: Pair): void {
+  pair.dueAt = nextAttemptAt(timing, pair);
+  pair.failAt = failsAt(timing, pair);
+}
 
 function pairKey(localBase: SocketAddr, remote: SocketAddr): string {
   return `${socketAddrKey(localBase)}|${socketAddrKey(remote)}`;

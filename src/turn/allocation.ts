@@ -24,7 +24,9 @@
 //   too, not only the relay candidates.
 // - Optional Send indications with CreatePermission (`sendIndications`), for standard TURN
 //   servers; the Firezone relay forwards only channel data, so the default is off.
+import { DeadlineQueue } from '../util/deadline-queue.ts';
 import type { RandomSource } from '../util/random.ts';
+import { RingQueue } from '../util/ring-queue.ts';
 import type { SocketAddr } from '../util/socket-addr.ts';
 import { sameSocketAddr, socketAddrKey as peerText } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
@@ -50,7 +52,7 @@ import { advanceBackoff, backoffExpired, newBackoff } from './backoff.ts';
 import type { Backoff } from './backoff.ts';
 import type { LocalCandidate } from './candidate.ts';
 import { sameCandidate } from './candidate.ts';
-import { ChannelBindings, recordReceived } from './channel-bindings.ts';
+import { ChannelBindings } from './channel-bindings.ts';
 import type { Channel } from './channel-bindings.ts';
 import {
   BINDING_INTERVAL,
@@ -153,6 +155,7 @@ interface Permission {
   readonly peer: SocketAddr;
   confirmedAt: number | undefined;
   requestedAt: number;
+  requestInFlight: boolean;
 }
 
 interface MutablePeerDatagram {
@@ -176,12 +179,16 @@ export class Allocation {
   private srflxV6: LocalCandidate | undefined;
   private relayed: Relayed | undefined;
   private failure: FreeReason | undefined;
+  /** Outstanding requests by transaction key, and by the instant each is due for retransmission. */
   private readonly pending = new Map<string, PendingRequest>();
+  private readonly retransmissions = new DeadlineQueue<PendingRequest>();
+  private readonly inFlightByKind = new Map<RequestKind, number>();
   private readonly channels = new ChannelBindings();
   private bufferedChannelBinds: SocketAddr[] = [];
   private readonly permissions = new Map<string, Permission>();
-  private readonly transmits: Transmit[] = [];
-  private readonly events: AllocationEvent[] = [];
+  private readonly permissionRefreshes = new DeadlineQueue<Permission>();
+  private readonly transmits = new RingQueue<Transmit>();
+  private readonly events = new RingQueue<AllocationEvent>();
   private readonly output: MutablePeerDatagram;
 
   constructor(config: AllocationConfig, now: number) {
@@ -243,13 +250,12 @@ export class Allocation {
     if (current !== undefined && now >= current.refreshAt && !this.inFlight('refresh')) {
       if (!this.send('refresh', undefined, now)) current.refreshAt = now + REFRESH_RETRY_AFTER_ERROR;
     }
-    for (const channel of this.channels.needingRefresh(now)) {
-      if (this.channelBindInFlight(channel)) continue;
+    for (let channel = this.channels.popRefreshDue(now); channel !== undefined; channel = this.channels.popRefreshDue(now)) {
+      if (channel.bindInFlight) continue;
       this.send('channelBind', undefined, now, newBackoff(now), channel);
     }
-    for (const permission of this.permissions.values()) {
-      if (permission.confirmedAt === undefined || now - permission.confirmedAt < PERMISSION_REFRESH_AFTER) continue;
-      if (this.permissionInFlight(permission.peer)) continue;
+    for (let permission = this.permissionRefreshes.popDue(now); permission !== undefined; permission = this.permissionRefreshes.popDue(now)) {
+      if (permission.requestInFlight || this.permissions.get(permission.peer.address) !== permission) continue;
       this.send('createPermission', undefined, now, newBackoff(now), undefined, permission.peer);
     }
   }
@@ -263,30 +269,16 @@ export class Allocation {
   }
 
   pollTimeout(): number | undefined {
-    let earliest: number | undefined;
-    const consider = (at: number | undefined): void => {
-      if (at !== undefined && (earliest === undefined || at < earliest)) earliest = at;
-    };
-    for (const request of this.pending.values()) consider(request.backoff.nextAt);
+    let earliest = this.retransmissions.peekTime();
     const relayed = this.relayed;
     if (relayed !== undefined) {
-      consider(relayed.receivedAt + relayed.lifetime);
+      earliest = Math.min(earliest, relayed.receivedAt + relayed.lifetime);
       if (this.active !== undefined) {
-        consider(this.nextKeepaliveAt);
-        if (this.credentials !== undefined && !this.inFlight('refresh')) consider(relayed.refreshAt);
-        for (const channel of this.channels) {
-          if (channel.lastReceivedAt !== channel.boundAt && !this.channelBindInFlight(channel)) {
-            consider(channel.boundAt + CHANNEL_REFRESH_AFTER);
-          }
-        }
-        for (const permission of this.permissions.values()) {
-          if (permission.confirmedAt !== undefined && !this.permissionInFlight(permission.peer)) {
-            consider(permission.confirmedAt + PERMISSION_REFRESH_AFTER);
-          }
-        }
+        earliest = Math.min(earliest, this.nextKeepaliveAt, this.channels.nextRefreshAt(), this.permissionRefreshes.peekTime());
+        if (this.credentials !== undefined && !this.inFlight('refresh')) earliest = Math.min(earliest, relayed.refreshAt);
       }
     }
-    return earliest;
+    return earliest === Infinity ? undefined : earliest;
   }
 
   /**
@@ -316,7 +308,7 @@ export class Allocation {
     if (this.failure !== undefined || this.relayed === undefined || this.relayedAddressFor(peer) === undefined) return;
     const key = peer.address;
     if (this.permissions.has(key)) return;
-    this.permissions.set(key, { peer, confirmedAt: undefined, requestedAt: now });
+    this.permissions.set(key, { peer, confirmedAt: undefined, requestedAt: now, requestInFlight: false });
     this.send('createPermission', undefined, now, newBackoff(now), undefined, peer);
   }
 
@@ -433,8 +425,8 @@ export class Allocation {
   private handleChannelData(packet: Uint8Array, now: number): RelayInput {
     const number = channelDataChannel(packet);
     if (number < 0) return 'notForUs';
-    const channel = this.channels.get(number);
-    if (!recordReceived(channel, now)) return 'consumed';
+    const channel = this.channels.received(number, now);
+    if (channel === undefined) return 'consumed';
     const relayed = this.relayedAddressFor(channel.peer);
     if (relayed === undefined) return 'consumed';
     const output = this.output;
@@ -466,7 +458,7 @@ export class Allocation {
       logger.warn('Ignoring TURN response with invalid MESSAGE-INTEGRITY', { kind: request.kind });
       return;
     }
-    this.pending.delete(key);
+    this.untrack(key, request);
     if (logger.enabled(Level.Debug)) {
       logger.debug('TURN response', { kind: request.kind, class: message.class, rtt: now - request.backoff.startedAt });
     }
@@ -541,10 +533,12 @@ export class Allocation {
         this.bufferedChannelBinds = [];
         return;
       case 'channelBind':
-        if (request.channel !== undefined && !request.channel.bound) this.channels.remove(request.channel.number);
+        if (request.channel === undefined) return;
+        if (!request.channel.bound) this.channels.remove(request.channel.number);
+        else this.channels.retryRefreshAt(request.channel, now + REFRESH_RETRY_AFTER_ERROR);
         return;
       case 'createPermission':
-        if (request.peer !== undefined) this.permissions.delete(request.peer.address);
+        if (request.peer !== undefined) this.forgetPermission(request.peer.address);
         return;
       case 'refresh':
         if (this.relayed !== undefined) this.relayed.refreshAt = now + REFRESH_RETRY_AFTER_ERROR;
@@ -583,7 +577,9 @@ export class Allocation {
         return;
       case 'createPermission': {
         const permission = request.peer === undefined ? undefined : this.permissions.get(request.peer.address);
-        if (permission !== undefined) permission.confirmedAt = now;
+        if (permission === undefined) return;
+        permission.confirmedAt = now;
+        this.permissionRefreshes.set(permission, now + PERMISSION_REFRESH_AFTER);
         return;
       }
     }
@@ -645,9 +641,7 @@ export class Allocation {
   }
 
   private handleRequestTimeouts(now: number): void {
-    const due: PendingRequest[] = [];
-    for (const request of this.pending.values()) if (now >= request.backoff.nextAt) due.push(request);
-    for (const request of due) {
+    for (let request = this.retransmissions.popDue(now); request !== undefined; request = this.retransmissions.popDue(now)) {
       const key = transactionIdKey(request.transactionId);
       if (this.pending.get(key) !== request) continue;
       if (!backoffExpired(request.backoff, now)) {
@@ -655,7 +649,7 @@ export class Allocation {
         this.retransmit(request, key);
         continue;
       }
-      this.pending.delete(key);
+      this.untrack(key, request);
       logger.debug('TURN request timed out', { kind: request.kind, relay: peerText(request.destination) });
       if (this.active !== undefined && this.active.family === request.destination.family) {
         logger.info('Relay stopped answering, invalidating allocation', { relay: peerText(this.active) });
@@ -668,20 +662,48 @@ export class Allocation {
 
   private retransmit(request: PendingRequest, key: string): void {
     if (request.kind === 'binding') {
+      this.retransmissions.set(request, request.backoff.nextAt);
       this.transmits.push({ source: undefined, destination: request.destination, payload: request.bytes });
       return;
     }
     const credentials = this.credentials;
-    if (credentials === undefined) {
-      this.pending.delete(key);
-      return;
-    }
-    this.pending.delete(key);
+    this.untrack(key, request);
+    if (credentials === undefined) return;
     request.transactionId = this.newTransactionId();
     request.hadNonce = credentials.nonce !== undefined;
     request.bytes = this.encodeRequest(request.kind, request.transactionId, credentials, request.channel, request.peer);
-    this.pending.set(transactionIdKey(request.transactionId), request);
+    this.track(request);
     this.transmits.push({ source: undefined, destination: request.destination, payload: request.bytes });
+  }
+
+  /** Records an outstanding request in every index. */
+  private track(request: PendingRequest): void {
+    this.pending.set(transactionIdKey(request.transactionId), request);
+    this.retransmissions.set(request, request.backoff.nextAt);
+    this.inFlightByKind.set(request.kind, (this.inFlightByKind.get(request.kind) ?? 0) + 1);
+    if (request.channel !== undefined) request.channel.bindInFlight = true;
+    if (request.kind === 'createPermission' && request.peer !== undefined) {
+      const permission = this.permissions.get(request.peer.address);
+      if (permission !== undefined) permission.requestInFlight = true;
+    }
+  }
+
+  private untrack(key: string, request: PendingRequest): void {
+    if (!this.pending.delete(key)) return;
+    this.retransmissions.delete(request);
+    this.inFlightByKind.set(request.kind, (this.inFlightByKind.get(request.kind) ?? 1) - 1);
+    if (request.channel !== undefined) request.channel.bindInFlight = false;
+    if (request.kind === 'createPermission' && request.peer !== undefined) {
+      const permission = this.permissions.get(request.peer.address);
+      if (permission !== undefined) permission.requestInFlight = false;
+    }
+  }
+
+  private forgetPermission(address: string): void {
+    const permission = this.permissions.get(address);
+    if (permission === undefined) return;
+    this.permissions.delete(address);
+    this.permissionRefreshes.delete(permission);
   }
 
   /**
@@ -716,7 +738,7 @@ export class Allocation {
       bytes = this.encodeRequest(kind, transactionId, credentials, channel, peer);
     }
     const request: PendingRequest = { kind, destination: target, backoff, transactionId, bytes, hadNonce, channel, peer };
-    this.pending.set(transactionIdKey(transactionId), request);
+    this.track(request);
     this.transmits.push({ source: undefined, destination: target, payload: bytes });
     return true;
   }
@@ -779,7 +801,11 @@ export class Allocation {
     this.relayed = undefined;
     this.channels.clear();
     this.permissions.clear();
+    this.permissionRefreshes.clear();
+    for (const request of this.pending.values()) if (request.channel !== undefined) request.channel.bindInFlight = false;
     this.pending.clear();
+    this.retransmissions.clear();
+    this.inFlightByKind.clear();
   }
 
   private invalidateServerReflexive(): void {
@@ -794,31 +820,12 @@ export class Allocation {
   }
 
   private inFlight(kind: RequestKind): boolean {
-    for (const request of this.pending.values()) if (request.kind === kind) return true;
-    return false;
-  }
-
-  private channelBindInFlight(channel: Channel): boolean {
-    for (const request of this.pending.values()) {
-      if (request.kind === 'channelBind' && request.channel?.number === channel.number) return true;
-    }
-    return false;
+    return (this.inFlightByKind.get(kind) ?? 0) > 0;
   }
 
   private channelBindToPeerInFlight(peer: SocketAddr): boolean {
-    for (const request of this.pending.values()) {
-      if (request.kind === 'channelBind' && request.channel !== undefined && sameSocketAddr(request.channel.peer, peer)) {
-        return true;
-      }
-    }
+    if (this.channels.channelOf(peer)?.bindInFlight === true) return true;
     for (const buffered of this.bufferedChannelBinds) if (sameSocketAddr(buffered, peer)) return true;
-    return false;
-  }
-
-  private permissionInFlight(peer: SocketAddr): boolean {
-    for (const request of this.pending.values()) {
-      if (request.kind === 'createPermission' && request.peer?.address === peer.address) return true;
-    }
     return false;
   }
 

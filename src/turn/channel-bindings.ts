@@ -2,8 +2,12 @@
 // sending while bound and younger than its lifetime; it is re-bound at half its lifetime
 // only if data arrived on it since the last bind; its number may go to another peer only
 // after lifetime + cooldown without traffic.
+//
+// A gateway relays thousands of peers through one allocation, so nothing here scans the
+// channels: peers and numbers are map keys, and re-bind deadlines live in a heap.
+import { DeadlineQueue } from '../util/deadline-queue.ts';
+import { EndpointMap } from '../util/endpoint-map.ts';
 import type { SocketAddr } from '../util/socket-addr.ts';
-import { sameSocketAddr } from '../util/socket-addr.ts';
 import {
   CHANNEL_LIFETIME,
   CHANNEL_REBIND_COOLDOWN,
@@ -18,13 +22,25 @@ export interface Channel {
   bound: boolean;
   boundAt: number;
   lastReceivedAt: number;
+  /** A ChannelBind for this number is outstanding. */
+  bindInFlight: boolean;
 }
+
+const CHANNEL_COUNT = LAST_CHANNEL - FIRST_CHANNEL + 1;
 
 export class ChannelBindings {
   private readonly byNumber = new Map<number, Channel>();
+  /** The channel most recently reserved for each peer. */
+  private readonly byPeer = new EndpointMap<Channel>();
+  /** Bound channels by the instant they become due for a re-bind. */
+  private readonly refreshes = new DeadlineQueue<Channel>();
   private nextNumber = FIRST_CHANNEL;
-  private cachedPeer: SocketAddr | undefined;
-  private cachedChannel: Channel | undefined;
+  /** After a search found every number taken: no number frees up before this instant. */
+  private exhaustedUntil = -Infinity;
+
+  get size(): number {
+    return this.byNumber.size;
+  }
 
   get(number: number): Channel | undefined {
     return this.byNumber.get(number);
@@ -32,18 +48,13 @@ export class ChannelBindings {
 
   /** The channel bound to `peer` that may carry data now. */
   usableChannelTo(peer: SocketAddr, now: number): Channel | undefined {
-    const cached = this.cachedChannel;
-    if (peer === this.cachedPeer && cached !== undefined && this.byNumber.get(cached.number) === cached && isUsable(cached, now)) {
-      return cached;
-    }
-    for (const channel of this.byNumber.values()) {
-      if (isUsable(channel, now) && sameSocketAddr(channel.peer, peer)) {
-        this.cachedPeer = peer;
-        this.cachedChannel = channel;
-        return channel;
-      }
-    }
-    return undefined;
+    const channel = this.byPeer.get(peer);
+    return channel !== undefined && isUsable(channel, now) ? channel : undefined;
+  }
+
+  /** The channel reserved for `peer` (bound or not). */
+  channelOf(peer: SocketAddr): Channel | undefined {
+    return this.byPeer.get(peer);
   }
 
   /**
@@ -51,20 +62,16 @@ export class ChannelBindings {
    * reserved for it, else the next free or re-bindable one. Undefined when all are taken.
    */
   reserve(peer: SocketAddr, now: number): Channel | undefined {
-    for (const channel of this.byNumber.values()) {
-      if (
-        channel.bound &&
-        sameSocketAddr(channel.peer, peer) &&
-        now - channel.boundAt < CHANNEL_LIFETIME + CHANNEL_REBIND_COOLDOWN
-      ) {
-        return channel;
-      }
-    }
+    const own = this.byPeer.get(peer);
+    if (own !== undefined && own.bound && now - own.boundAt < CHANNEL_LIFETIME + CHANNEL_REBIND_COOLDOWN) return own;
     const number = this.findFreeNumber(now);
     if (number === undefined) return undefined;
     this.nextNumber = number === LAST_CHANNEL ? FIRST_CHANNEL : number + 1;
-    const channel: Channel = { number, peer, bound: false, boundAt: now, lastReceivedAt: now };
+    const previous = this.byNumber.get(number);
+    if (previous !== undefined) this.forget(previous);
+    const channel: Channel = { number, peer, bound: false, boundAt: now, lastReceivedAt: now, bindInFlight: false };
     this.byNumber.set(number, channel);
+    this.byPeer.set(peer, channel);
     return channel;
   }
 
@@ -74,56 +81,87 @@ export class ChannelBindings {
     channel.bound = true;
     channel.boundAt = now;
     channel.lastReceivedAt = now;
+    this.refreshes.set(channel, now + CHANNEL_REFRESH_AFTER);
     return true;
   }
 
   remove(number: number): void {
-    this.byNumber.delete(number);
+    const channel = this.byNumber.get(number);
+    if (channel !== undefined) this.forget(channel);
   }
 
   clear(): void {
     this.byNumber.clear();
-    this.cachedPeer = undefined;
-    this.cachedChannel = undefined;
+    this.byPeer.clear();
+    this.refreshes.clear();
+    this.exhaustedUntil = -Infinity;
   }
 
-  /** Channels that carried data since their last bind and are old enough to re-bind. */
-  needingRefresh(now: number): Channel[] {
-    const due: Channel[] = [];
-    for (const channel of this.byNumber.values()) if (needsRefresh(channel, now)) due.push(channel);
-    return due;
-  }
-
-  /** The earliest instant a channel will need re-binding, if any channel carried data. */
-  nextRefreshAt(): number | undefined {
-    let earliest: number | undefined;
-    for (const channel of this.byNumber.values()) {
-      if (!hasActivity(channel)) continue;
-      const at = channel.boundAt + CHANNEL_REFRESH_AFTER;
-      if (earliest === undefined || at < earliest) earliest = at;
+  /**
+   * Records data received on channel `number`. Returns the channel, or undefined for an
+   * unknown or unconfirmed one. A channel past its re-bind time gets due at once.
+   */
+  received(number: number, now: number): Channel | undefined {
+    const channel = this.byNumber.get(number);
+    if (channel === undefined || !channel.bound) return undefined;
+    channel.lastReceivedAt = now;
+    if (!channel.bindInFlight && now - channel.boundAt >= CHANNEL_REFRESH_AFTER && !this.refreshes.has(channel)) {
+      this.refreshes.set(channel, now);
     }
-    return earliest;
+    return channel;
+  }
+
+  /**
+   * The next channel that carried data since its last bind and is old enough to re-bind,
+   * removed from the schedule (a confirmed bind puts it back). Channels without traffic
+   * leave the schedule here and lapse.
+   */
+  popRefreshDue(now: number): Channel | undefined {
+    for (let channel = this.refreshes.popDue(now); channel !== undefined; channel = this.refreshes.popDue(now)) {
+      if (needsRefresh(channel, now)) return channel;
+    }
+    return undefined;
+  }
+
+  /** Puts a channel back on the re-bind schedule (a re-bind failed). */
+  retryRefreshAt(channel: Channel, at: number): void {
+    if (this.byNumber.get(channel.number) === channel && channel.bound) this.refreshes.set(channel, at);
+  }
+
+  /** The earliest instant a channel may need re-binding (Infinity when none). */
+  nextRefreshAt(): number {
+    return this.refreshes.peekTime();
   }
 
   [Symbol.iterator](): IterableIterator<Channel> {
     return this.byNumber.values();
   }
 
+  private forget(channel: Channel): void {
+    this.byNumber.delete(channel.number);
+    this.byPeer.deleteIf(channel.peer, channel);
+    this.refreshes.delete(channel);
+    this.exhaustedUntil = -Infinity;
+  }
+
   private findFreeNumber(now: number): number | undefined {
-    for (let i = 0; i <= LAST_CHANNEL - FIRST_CHANNEL; i++) {
-      const number = FIRST_CHANNEL + ((this.nextNumber - FIRST_CHANNEL + i) % (LAST_CHANNEL - FIRST_CHANNEL + 1));
-      const channel = this.byNumber.get(number);
-      if (channel === undefined || canRebind(channel, now)) return number;
+    if (this.byNumber.size < CHANNEL_COUNT) {
+      for (let i = 0; i < CHANNEL_COUNT; i++) {
+        const number = FIRST_CHANNEL + ((this.nextNumber - FIRST_CHANNEL + i) % CHANNEL_COUNT);
+        if (!this.byNumber.has(number)) return number;
+      }
     }
+    if (now < this.exhaustedUntil) return undefined;
+    let reusableAt = Infinity;
+    for (let i = 0; i < CHANNEL_COUNT; i++) {
+      const number = FIRST_CHANNEL + ((this.nextNumber - FIRST_CHANNEL + i) % CHANNEL_COUNT);
+      const channel = this.byNumber.get(number)!;
+      if (canRebind(channel, now)) return number;
+      if (!hasActivity(channel)) reusableAt = Math.min(reusableAt, channel.boundAt + CHANNEL_LIFETIME + CHANNEL_REBIND_COOLDOWN);
+    }
+    this.exhaustedUntil = reusableAt;
     return undefined;
   }
-}
-
-/** Records traffic on a bound channel. Returns false for an unknown or unconfirmed channel. */
-export function recordReceived(channel: Channel | undefined, now: number): channel is Channel {
-  if (channel === undefined || !channel.bound) return false;
-  channel.lastReceivedAt = now;
-  return true;
 }
 
 function isUsable(channel: Channel, now: number): boolean {

@@ -7,6 +7,7 @@
 // keepalive, expiry); their rules are the whitepaper's §6 with boringtun's choices as
 // configured by Firezone (rekey-attempt 15 s, no persistent keepalive).
 import type { RandomSource } from '../util/random.ts';
+import { RingQueue } from '../util/ring-queue.ts';
 import { createLogger, Level } from '../log/index.ts';
 import {
   COOKIE_EXPIRATION,
@@ -130,6 +131,8 @@ export class Tunnel {
   readonly #headroom: number;
 
   readonly #sessions: (Session | undefined)[] = new Array<Session | undefined>(SESSION_RING_SIZE).fill(undefined);
+  /** When the oldest session in the ring expires (Infinity with none): polls do not scan the ring. */
+  #sessionsExpireAt = Infinity;
   /** The session used for sending. */
   #current: Session | undefined;
   /** A responder session waiting for the initiator's first transport message. */
@@ -154,8 +157,8 @@ export class Tunnel {
   #lastDataReceivedWithoutReply: number | undefined;
 
   readonly #queue: Uint8Array[] = [];
-  readonly #transmits: Uint8Array[] = [];
-  readonly #events: TunnelEvent[] = [];
+  readonly #transmits = new RingQueue<Uint8Array>(4);
+  readonly #events = new RingQueue<TunnelEvent>(2);
 
   constructor(config: TunnelConfig) {
     this.#local = config.local;
@@ -270,21 +273,18 @@ export class Tunnel {
 
   pollTimeout(): number | undefined {
     let earliest = this.#sessionEstablishedAt + WIPE_AFTER_TIME;
-    const consider = (at: number | undefined): void => {
-      if (at !== undefined && at < earliest) earliest = at;
-    };
-    for (const session of this.#sessions) consider(session && session.createdAt + REJECT_AFTER_TIME);
-    if (this.#handshakeScheduledAt !== undefined) {
-      consider(this.#handshakeScheduledAt);
-    } else if (this.#pending !== undefined) {
-      consider(this.#pending.retransmitAt);
-      consider(this.#pending.startedAt + this.#rekeyAttemptTime);
-    } else {
-      consider(this.#rekeyOnSendAt());
-      consider(this.#rekeyOnReceiveAt());
-      consider(this.#firstDataSentWithoutReply && this.#firstDataSentWithoutReply + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT);
-      consider(this.#lastDataReceivedWithoutReply && this.#lastDataReceivedWithoutReply + KEEPALIVE_TIMEOUT);
-    }
+    if (this.#sessionsExpireAt < earliest) earliest = this.#sessionsExpireAt;
+    if (this.#handshakeScheduledAt !== undefined) return Math.min(earliest, this.#handshakeScheduledAt);
+    const pending = this.#pending;
+    if (pending !== undefined) return Math.min(earliest, pending.retransmitAt, pending.startedAt + this.#rekeyAttemptTime);
+    const onSend = this.#rekeyOnSendAt();
+    if (onSend !== undefined && onSend < earliest) earliest = onSend;
+    const onReceive = this.#rekeyOnReceiveAt();
+    if (onReceive !== undefined && onReceive < earliest) earliest = onReceive;
+    const noReply = this.#firstDataSentWithoutReply;
+    if (noReply !== undefined && noReply + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT < earliest) earliest = noReply + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT;
+    const quiet = this.#lastDataReceivedWithoutReply;
+    if (quiet !== undefined && quiet + KEEPALIVE_TIMEOUT < earliest) earliest = quiet + KEEPALIVE_TIMEOUT;
     return earliest;
   }
 
@@ -459,22 +459,31 @@ export class Tunnel {
   #installSession(keys: SessionKeys, isInitiator: boolean, now: number): Session {
     const session = new Session(keys, isInitiator, now);
     this.#sessions[keys.localIndex % SESSION_RING_SIZE] = session;
+    this.#updateSessionsExpiry();
     this.#sessionEstablishedAt = now;
     this.#isInitiator = isInitiator;
     return session;
   }
 
   #expireSessions(now: number): void {
+    if (now < this.#sessionsExpireAt) return;
     for (let i = 0; i < SESSION_RING_SIZE; i++) {
       const session = this.#sessions[i];
       if (session === undefined || !session.isExpired(now)) continue;
       this.#sessions[i] = undefined;
+      this.#updateSessionsExpiry();
       if (session === this.#unconfirmed) this.#unconfirmed = undefined;
       if (session !== this.#current) continue;
       this.#current = undefined;
       // The initiator of an expired session replaces it, as boringtun does.
       if (this.#isInitiator && this.#pending === undefined) this.#handshakeScheduledAt ??= now + this.#jitter();
     }
+  }
+
+  #updateSessionsExpiry(): void {
+    let earliest = Infinity;
+    for (const session of this.#sessions) if (session !== undefined && session.createdAt + REJECT_AFTER_TIME < earliest) earliest = session.createdAt + REJECT_AFTER_TIME;
+    this.#sessionsExpireAt = earliest;
   }
 
   #isHandshakeDue(now: number): boolean {
@@ -500,6 +509,7 @@ export class Tunnel {
 
   #expire(now: number, reason: string): void {
     this.#sessions.fill(undefined);
+    this.#sessionsExpireAt = Infinity;
     this.#current = undefined;
     this.#unconfirmed = undefined;
     this.#pending = undefined;
