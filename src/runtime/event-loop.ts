@@ -415,10 +415,15 @@ export class GatewayEventLoop {
     this.flush(now);
   }
 
+  /**
+   * Arms the one timer for the earliest deadline. Both state machines answer `pollTimeout` in O(1)
+   * (their deadlines live in heaps), so this costs the same after every input whatever the number
+   * of clients; a timer that fires early finds nothing due and is re-armed.
+   */
   private armTimer(now: number): void {
-    const deadlines = [this.o.node.pollTimeout(), this.o.state.pollTimeout()];
-    let at = Infinity;
-    for (const d of deadlines) if (d !== undefined && d < at) at = d;
+    const node = this.o.node.pollTimeout() ?? Infinity;
+    const state = this.o.state.pollTimeout() ?? Infinity;
+    const at = node < state ? node : state;
     if (at === Infinity || at >= this.timerAt) return;
     if (this.timer !== undefined) this.clearTimer(this.timer);
     this.timerAt = at;

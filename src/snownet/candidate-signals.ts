@@ -21,6 +21,7 @@ export class CandidateSignals {
   }
 
   take(): CandidateBatch | undefined {
+    if (this.pending.size === 0) return undefined;
     const first = this.pending.entries().next();
     if (first.done) return undefined;
     const [connection, set] = first.value;

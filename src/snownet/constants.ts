@@ -4,6 +4,5 @@ export const CANDIDATE_TIMEOUT = 10_000;
 export const DISCONNECT_TIMEOUT = 2_000;
 export const MAX_IDLE = 20_000;
 export const MAX_BUFFERED_WHILE_CONNECTING = 128;
-export const WIREGUARD_TIMER_TICK = 1_000;
 /** Room in front of every WireGuard datagram for a ChannelData header. */
 export const CHANNEL_DATA_HEADROOM = 4;

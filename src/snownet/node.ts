@@ -20,18 +20,33 @@ import {
   type IceTransmit,
 } from '../ice/index.ts';
 import { createLogger, Level } from '../log/index.ts';
-import { channelDataChannel, decodeStunMessage, looksLikeStun, StunMethod, writeChannelDataHeader } from '../stun/index.ts';
+import {
+  channelDataChannel,
+  decodeStunMessage,
+  getAttribute,
+  looksLikeStun,
+  StunMethod,
+  transactionIdKey,
+  writeChannelDataHeader,
+  type StunMessage,
+} from '../stun/index.ts';
 import { Allocation, type LocalCandidate } from '../turn/index.ts';
+import { DeadlineQueue } from '../util/deadline-queue.ts';
+import { EndpointMap } from '../util/endpoint-map.ts';
 import type { RandomSource } from '../util/random.ts';
+import { RingQueue } from '../util/ring-queue.ts';
 import { sameSocketAddr, socketAddrKey, type SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import {
+  MESSAGE_INITIATION,
   messageType,
   publicIdentity,
   RateLimiter,
+  receiverIndex,
   SessionIndexAllocator,
   staticIdentity,
   Tunnel,
+  tunnelIndexOf,
   type StaticIdentity,
 } from '../wireguard/index.ts';
 import { CandidateSignals } from './candidate-signals.ts';
@@ -42,7 +57,6 @@ import {
   MAX_BUFFERED_WHILE_CONNECTING,
   MAX_DATAGRAM_PAYLOAD,
   MAX_IDLE,
-  WIREGUARD_TIMER_TICK,
 } from './constants.ts';
 import { sameRelayServer, type RelayServer } from './relays.ts';
 
@@ -58,6 +72,16 @@ export interface NodeOptions {
   readonly unixOffsetMs?: number;
   /** Use Send indications towards peers without a channel (standard TURN servers). */
   readonly turnSendIndications?: boolean;
+  /** Test hook: told of every connection the node does work for. */
+  readonly observer?: NodeObserver;
+}
+
+/**
+ * Structural tests count work with this, not time: a timer fire must visit only the connections
+ * that are due, and a datagram only the connection it belongs to.
+ */
+export interface NodeObserver {
+  connectionVisited(connection: string): void;
 }
 
 export interface ConnectionParams {
@@ -108,29 +132,47 @@ export interface NodeStats {
 interface RelayEntry {
   readonly server: RelayServer;
   readonly allocation: Allocation;
+  /** Connections that sampled this relay for their relay candidates. */
+  readonly members: Set<Connection>;
+  /** Connections whose nominated path runs through this relay. */
+  readonly pathUsers: Set<Connection>;
+  removed: boolean;
 }
 
 interface Connection {
   readonly id: string;
+  /** The tunnel's 24-bit index: the upper bits of every session index it announces. */
+  readonly index: number;
   readonly agent: IceAgent;
   readonly tunnel: Tunnel;
   readonly localCredentials: IceCredentials;
+  /** USERNAME of the connectivity checks the peer sends us: `<our ufrag>:<their ufrag>`. */
+  readonly checkUsername: string;
   state: ConnectionState;
   /** The relay sampled for this connection's relay candidates; cleared when it goes away. */
-  relayId: string | undefined;
+  relay: RelayEntry | undefined;
   path: IcePath | undefined;
-  /** The relay allocation a relayed path goes through (looked up once per nomination). */
-  pathAllocation: Allocation | undefined;
-  readonly buffered: Uint8Array[];
-  /** Remote addresses that sent authenticated ICE messages: WireGuard from them is accepted. */
-  readonly possibleSources: Set<string>;
+  /** The relay a relayed path goes through (looked up once per nomination). */
+  pathRelay: RelayEntry | undefined;
+  readonly buffered: RingQueue<Uint8Array>;
+  /** Remote endpoints registered in the node's source map for this connection. */
+  readonly sources: SocketAddr[];
   readonly createdAt: number;
   lastActivity: number;
   disconnectedSince: number | undefined;
-  nextWireguardTick: number;
   failure: FailureReason | undefined;
   established: boolean;
+  /** Where the connection sits in the node's deadline queue (Infinity: not queued). */
+  scheduledAt: number;
 }
+
+/**
+ * Deadlines at least this far ahead are rounded up to the next multiple of `DEADLINE_GRID`, so the
+ * connections' keepalives, consent checks and WireGuard timers fire together in a few batches
+ * rather than one timer each. Nearer deadlines (retransmissions while connecting) stay exact.
+ */
+const COARSE_HORIZON = 1_000;
+const DEADLINE_GRID = 100;
 
 const log = createLogger('snownet');
 
@@ -145,16 +187,28 @@ export class Node {
   private readonly sendIndications: boolean;
   private readonly rateLimiter: RateLimiter;
   private readonly indices: SessionIndexAllocator;
+  private readonly observer: NodeObserver | undefined;
   private readonly relays = new Map<string, RelayEntry>();
+  /** Relays by each of their server addresses: TURN responses and ChannelData are routed by source. */
+  private readonly relaysByServer = new EndpointMap<RelayEntry>();
+  private readonly relayDeadlines = new DeadlineQueue<RelayEntry>();
   private readonly connections = new Map<string, Connection>();
+  private readonly deadlines = new DeadlineQueue<Connection>();
+  /** WireGuard responses, cookies and data by the tunnel index in their receiver index. */
+  private readonly byIndex = new Map<number, Connection>();
+  /** Connectivity checks by USERNAME (more than one connection only when credentials collide). */
+  private readonly byCheckUsername = new Map<string, Connection[]>();
+  /** Responses to our connectivity checks by transaction id. */
+  private readonly byTransaction = new Map<string, Connection>();
+  /** WireGuard handshake initiations by the remote endpoint ICE saw the peer at. */
+  private readonly bySource = new EndpointMap<Connection>();
   private readonly hostCandidates: SocketAddr[] = [];
   private readonly serverReflexive = new Map<4 | 6, { readonly candidate: LocalCandidate; readonly relayId: string }>();
-  private readonly transmits: Transmit[] = [];
-  private readonly events: NodeEvent[] = [];
+  private readonly transmits = new RingQueue<Transmit>(64);
+  private readonly events = new RingQueue<NodeEvent>();
   private readonly newCandidates = new CandidateSignals();
   private readonly invalidatedCandidates = new CandidateSignals();
   private readonly decrypted: { connection: string; packet: Uint8Array } = { connection: '', packet: new Uint8Array(0) };
-  private lastAccepted: { readonly source: SocketAddr; readonly connection: Connection } | undefined;
   private lastLocal: SocketAddr | undefined;
 
   constructor(options: NodeOptions) {
@@ -166,6 +220,7 @@ export class Node {
     this.sendIndications = options.turnSendIndications ?? false;
     this.rateLimiter = new RateLimiter(this.identity, options.rng, options.now);
     this.indices = new SessionIndexAllocator(options.rng);
+    this.observer = options.observer;
     const session = createHash('sha256').update('SESSION-ID').update(this.publicKey).digest('hex').toUpperCase();
     this.software = `snownet; session=${session}`;
   }
@@ -200,10 +255,13 @@ export class Node {
         },
         now,
       );
-      this.relays.set(server.id, { server, allocation });
+      const entry: RelayEntry = { server, allocation, members: new Set(), pathUsers: new Set(), removed: false };
+      this.relays.set(server.id, entry);
+      if (server.v4 !== undefined) this.relaysByServer.set(server.v4, entry);
+      if (server.v6 !== undefined) this.relaysByServer.set(server.v6, entry);
     }
     for (const [id, entry] of this.relays) if (!touched.has(id)) entry.allocation.refresh(now);
-    this.drainRelays(now);
+    for (const relay of [...this.relays.values()]) this.drainRelay(relay, now);
   }
 
   /**
@@ -211,7 +269,7 @@ export class Node {
    * restarted gateway on the same address can allocate again at once. Drain `pollTransmit` after.
    */
   close(now: number): void {
-    this.connections.clear();
+    for (const connection of [...this.connections.values()]) this.dropConnection(connection);
     for (const id of [...this.relays.keys()]) this.removeRelay(id, now, true);
   }
 
@@ -226,11 +284,16 @@ export class Node {
 
   // --- connections ---
 
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
   upsertConnection(id: string, params: ConnectionParams, now: number): UpsertResult {
     const existing = this.connections.get(id);
     if (existing !== undefined && sameCredentials(existing.localCredentials, params.localCredentials)) {
       if (existing.state === 'idle') this.setState(existing, 'connected', now);
       existing.lastActivity = now;
+      this.touch(existing, now);
       return 'reused';
     }
     if (existing !== undefined) this.dropConnection(existing);
@@ -239,14 +302,17 @@ export class Node {
     const index = this.indices.next();
     if (index === undefined) throw new Error('WireGuard session indices exhausted');
     const relayIds = [...this.relays.keys()];
-    const relayId = relayIds[this.rng.u32() % relayIds.length];
+    const relay = this.relays.get(relayIds[this.rng.u32() % relayIds.length]!)!;
+    const registry = { add: (key: string) => this.byTransaction.set(key, connection), remove: (key: string) => this.forgetTransaction(key, connection) };
     const connection: Connection = {
       id,
+      index,
       agent: new IceAgent({
         role: this.role === 'server' ? 'controlled' : 'controlling',
         local: params.localCredentials,
         remote: params.remoteCredentials,
         rng: this.rng,
+        transactions: registry,
       }),
       tunnel: new Tunnel({
         local: this.identity,
@@ -260,31 +326,35 @@ export class Node {
         ...(this.unixOffsetMs !== undefined ? { unixOffsetMs: this.unixOffsetMs } : {}),
       }),
       localCredentials: params.localCredentials,
+      checkUsername: `${params.localCredentials.ufrag}:${params.remoteCredentials.ufrag}`,
       state: 'connecting',
-      relayId,
+      relay,
       path: undefined,
-      pathAllocation: undefined,
-      buffered: [],
-      possibleSources: new Set(),
+      pathRelay: undefined,
+      buffered: new RingQueue(4),
+      sources: [],
       createdAt: now,
       lastActivity: now,
       disconnectedSince: undefined,
-      nextWireguardTick: now,
       failure: undefined,
       established: false,
+      scheduledAt: Infinity,
     };
     this.connections.set(id, connection);
+    this.byIndex.set(index, connection);
+    const sharing = this.byCheckUsername.get(connection.checkUsername);
+    if (sharing === undefined) this.byCheckUsername.set(connection.checkUsername, [connection]);
+    else sharing.push(connection);
+    relay.members.add(connection);
 
     for (const host of this.hostCandidates) this.addLocalHost(connection, host);
-    for (const { candidate } of [...this.serverReflexive.values()]) this.signalServerReflexive(connection, candidate);
-    const relay = relayId === undefined ? undefined : this.relays.get(relayId);
-    if (relay !== undefined) {
-      for (const candidate of relay.allocation.candidates()) {
-        if (candidate.kind === 'relay') this.addLocalRelay(connection, relay.allocation, candidate);
-      }
+    for (const { candidate } of this.serverReflexive.values()) this.signalServerReflexive(connection, candidate);
+    for (const candidate of relay.allocation.candidates()) {
+      if (candidate.kind === 'relay') this.addLocalRelay(connection, relay.allocation, candidate);
     }
     connection.agent.handleTimeout(now);
     this.drainAgent(connection, now);
+    this.touch(connection, now);
     return 'created';
   }
 
@@ -317,6 +387,12 @@ export class Node {
     return this.connections.get(id)?.path;
   }
 
+  /** When the node next services a connection (for diagnostics and structural tests). */
+  connectionDeadline(id: string): number | undefined {
+    const at = this.connections.get(id)?.scheduledAt;
+    return at === Infinity ? undefined : at;
+  }
+
   addRemoteCandidate(id: string, sdp: string, now: number): void {
     const connection = this.connections.get(id);
     if (connection === undefined || connection.state !== 'connecting') return;
@@ -326,13 +402,14 @@ export class Node {
       return;
     }
     if (!connection.agent.addRemoteCandidate(candidate)) return;
-    if (candidate.kind !== 'host') {
-      const relay = connection.relayId === undefined ? undefined : this.relays.get(connection.relayId);
-      relay?.allocation.bindChannel(candidate.address, now);
-      if (relay !== undefined) this.drainRelay(relay, now);
+    const relay = connection.relay;
+    if (candidate.kind !== 'host' && relay !== undefined) {
+      relay.allocation.bindChannel(candidate.address, now);
+      this.drainRelay(relay, now);
     }
     connection.agent.handleTimeout(now);
     this.drainAgent(connection, now);
+    this.touch(connection, now);
   }
 
   removeRemoteCandidate(id: string, sdp: string, now: number): void {
@@ -343,6 +420,7 @@ export class Node {
     if (connection.agent.removeRemoteCandidate(candidate)) {
       connection.agent.handleTimeout(now);
       this.drainAgent(connection, now);
+      this.touch(connection, now);
     }
   }
 
@@ -358,6 +436,7 @@ export class Node {
       this.stats.encapsulateDropped++;
       return undefined;
     }
+    this.visit(connection);
     if (connection.path === undefined) {
       // The server never starts WireGuard before the client has nominated a path.
       if (this.role === 'server') {
@@ -366,6 +445,8 @@ export class Node {
       }
       const queued = connection.tunnel.encapsulate(packet, now);
       if (queued === 'queueFull') this.stats.encapsulateDropped++;
+      this.drainTunnel(connection, now);
+      this.touch(connection, now);
       return undefined;
     }
     connection.lastActivity = now;
@@ -373,14 +454,20 @@ export class Node {
     const sealed = connection.tunnel.encapsulate(packet, now);
     if (typeof sealed === 'string') {
       this.drainTunnel(connection, now);
+      this.touch(connection, now);
       return undefined;
     }
+    this.touch(connection, now);
     return this.transmitOnPath(connection, sealed, now);
   }
 
   /**
    * Handles one received datagram. `local` is the address it arrived on (destination IP from
    * pktinfo and the socket's port). Returns the decrypted packet, or what happened instead.
+   *
+   * Every step finds its owner by a key in the datagram, never by asking each connection: relay
+   * traffic by source address, checks by USERNAME, check responses by transaction id, WireGuard
+   * by receiver index (initiations, which carry none, by source address).
    */
   decapsulate(local: SocketAddr, from: SocketAddr, datagram: Uint8Array, now: number): DecryptedPacket | DecapsulateStatus {
     this.stats.datagramsIn++;
@@ -395,7 +482,7 @@ export class Node {
     let payload = datagram;
     const first = datagram[0] ?? 0xff;
     if (first <= 0x03 || (first >= 0x40 && first <= 0x4f)) {
-      const relay = this.relayAt(from);
+      const relay = this.relaysByServer.get(from);
       if (relay === undefined && first >= 0x40 && channelDataChannel(datagram) !== -1) {
         // Well-formed ChannelData is only ever accepted from a relay.
         return 'dropped';
@@ -407,6 +494,7 @@ export class Node {
           return 'handled';
         }
         if (input !== 'notForUs') {
+          this.scheduleRelay(relay);
           source = input.peer;
           destination = input.relayed;
           payload = input.payload;
@@ -417,35 +505,34 @@ export class Node {
     if (looksLikeStun(payload)) {
       const message = decodeStunMessage(payload);
       if (typeof message !== 'string' && message.method === StunMethod.Binding) {
-        for (const connection of this.connections.values()) {
-          if (connection.agent.handleStunMessage(message, source, destination, now)) {
-            this.drainAgent(connection, now);
-            break;
-          }
-        }
+        this.handleCheck(message, source, destination, now);
         return 'handled';
       }
     }
 
-    const connection = this.connectionAccepting(source);
+    const type = messageType(payload);
+    const connection = type === MESSAGE_INITIATION ? this.bySource.get(source) : type === 0 ? undefined : this.byIndex.get(tunnelIndexOf(receiverIndex(payload)!));
     if (connection === undefined) {
-      if (messageType(payload) !== 0) {
+      if (type !== 0) {
         this.stats.wireguardDropped++;
         return 'dropped';
       }
       this.stats.unknownFormat++;
       return 'unknownFormat';
     }
+    this.visit(connection);
     const result = connection.tunnel.decapsulate(payload, source.address, now);
     if (result instanceof Uint8Array) {
       connection.lastActivity = now;
       if (connection.state === 'idle') this.setState(connection, 'connected', now);
       this.drainTunnel(connection, now);
+      this.touch(connection, now);
       this.decrypted.connection = connection.id;
       this.decrypted.packet = result;
       return this.decrypted;
     }
     this.drainTunnel(connection, now);
+    this.touch(connection, now);
     switch (result) {
       case 'handshake':
         this.stats.handshakes++;
@@ -462,42 +549,22 @@ export class Node {
 
   // --- time ---
 
+  /** Services the relays and connections whose deadline has come, and nothing else. */
   handleTimeout(now: number): void {
-    this.rateLimiter.handleTimeout(now);
-    for (const relay of [...this.relays.values()]) relay.allocation.handleTimeout(now);
-    this.drainRelays(now);
-
-    for (const connection of [...this.connections.values()]) {
-      connection.agent.handleTimeout(now);
-      this.drainAgent(connection, now);
-      if (connection.path !== undefined && (now >= connection.nextWireguardTick || now >= (connection.tunnel.pollTimeout() ?? Infinity))) {
-        connection.tunnel.handleTimeout(now);
-        connection.nextWireguardTick = now + WIREGUARD_TIMER_TICK;
-        this.drainTunnel(connection, now);
-      }
-      this.checkConnection(connection, now);
+    for (let relay = this.relayDeadlines.popDue(now); relay !== undefined; relay = this.relayDeadlines.popDue(now)) {
+      relay.allocation.handleTimeout(now);
+      this.drainRelay(relay, now);
+    }
+    for (let connection = this.deadlines.popDue(now); connection !== undefined; connection = this.deadlines.popDue(now)) {
+      connection.scheduledAt = Infinity;
+      this.serviceConnection(connection, now);
     }
   }
 
+  /** The earliest deadline of any relay or connection: O(1). */
   pollTimeout(): number | undefined {
-    let earliest: number | undefined = this.rateLimiter.pollTimeout();
-    const consider = (at: number | undefined): void => {
-      if (at !== undefined && (earliest === undefined || at < earliest)) earliest = at;
-    };
-    for (const relay of this.relays.values()) consider(relay.allocation.pollTimeout());
-    for (const connection of this.connections.values()) {
-      // A failure found outside handleTimeout (a relay removed) is reported at once.
-      if (connection.failure !== undefined) consider(connection.lastActivity);
-      consider(connection.agent.pollTimeout());
-      if (connection.path !== undefined) {
-        consider(connection.nextWireguardTick);
-        consider(connection.tunnel.pollTimeout());
-      }
-      if (connection.state === 'connecting' && connection.agent.remoteCandidates().length === 0) consider(connection.createdAt + CANDIDATE_TIMEOUT);
-      if (connection.disconnectedSince !== undefined) consider(connection.disconnectedSince + DISCONNECT_TIMEOUT);
-      if (connection.state === 'connected') consider(connection.lastActivity + MAX_IDLE);
-    }
-    return earliest;
+    const earliest = Math.min(this.deadlines.peekTime(), this.relayDeadlines.peekTime());
+    return earliest === Infinity ? undefined : earliest;
   }
 
   pollTransmit(): Transmit | undefined {
@@ -521,18 +588,20 @@ export class Node {
     // As the reference: the relay's candidates are withdrawn; the server-reflexive address it
     // reported stays a valid mapping of our socket.
     for (const candidate of entry.allocation.candidates()) {
-      if (candidate.kind === 'relay') this.onCandidateInvalidated(id, candidate, now);
+      if (candidate.kind === 'relay') this.onCandidateInvalidated(entry, candidate, now);
     }
     this.relays.delete(id);
-    for (const transmit of drain(entry.allocation)) this.transmits.push(transmit);
-    for (const connection of this.connections.values()) {
-      if (connection.relayId === id) connection.relayId = undefined;
-      if (connection.pathAllocation === entry.allocation) connection.failure ??= 'relayGone';
+    entry.removed = true;
+    if (entry.server.v4 !== undefined) this.relaysByServer.deleteIf(entry.server.v4, entry);
+    if (entry.server.v6 !== undefined) this.relaysByServer.deleteIf(entry.server.v6, entry);
+    this.relayDeadlines.delete(entry);
+    for (let t = entry.allocation.pollTransmit(); t !== undefined; t = entry.allocation.pollTransmit()) this.transmits.push(t);
+    for (const connection of entry.members) connection.relay = undefined;
+    entry.members.clear();
+    for (const connection of entry.pathUsers) {
+      connection.failure ??= 'relayGone';
+      this.touch(connection, now);
     }
-  }
-
-  private drainRelays(now: number): void {
-    for (const relay of [...this.relays.values()]) this.drainRelay(relay, now);
   }
 
   private drainRelay(relay: RelayEntry, now: number): void {
@@ -540,67 +609,67 @@ export class Node {
     for (let t = allocation.pollTransmit(); t !== undefined; t = allocation.pollTransmit()) this.transmits.push(t);
     for (let e = allocation.pollEvent(); e !== undefined; e = allocation.pollEvent()) {
       if (e.kind === 'candidateAdded') this.onCandidateAdded(relay, e.candidate, now);
-      else this.onCandidateInvalidated(relay.server.id, e.candidate, now);
+      else this.onCandidateInvalidated(relay, e.candidate, now);
     }
     const freed = allocation.canBeFreed();
     if (freed !== undefined && this.relays.get(relay.server.id) === relay) {
       log.info('Disconnecting from relay', { relay: relay.server.id, reason: freed });
       this.removeRelay(relay.server.id, now, false);
+      return;
     }
+    this.scheduleRelay(relay);
+  }
+
+  private scheduleRelay(relay: RelayEntry): void {
+    if (!relay.removed) this.relayDeadlines.set(relay, relay.allocation.pollTimeout());
   }
 
   private onCandidateAdded(relay: RelayEntry, candidate: LocalCandidate, now: number): void {
     if (candidate.kind === 'srflx') {
       this.serverReflexive.set(candidate.address.family, { candidate, relayId: relay.server.id });
-      for (const connection of this.connections.values()) {
-        if (connection.state === 'connecting' && connection.relayId === relay.server.id) this.signalServerReflexive(connection, candidate);
+      for (const connection of relay.members) {
+        if (connection.state === 'connecting') this.signalServerReflexive(connection, candidate);
       }
       return;
     }
     if (candidate.kind !== 'relay') return;
-    for (const connection of this.connections.values()) {
-      if (connection.state === 'connecting' && connection.relayId === relay.server.id) {
-        this.addLocalRelay(connection, relay.allocation, candidate);
-        connection.agent.handleTimeout(now);
-        this.drainAgent(connection, now);
-      }
+    for (const connection of relay.members) {
+      if (connection.state !== 'connecting') continue;
+      this.addLocalRelay(connection, relay.allocation, candidate);
+      connection.agent.handleTimeout(now);
+      this.drainAgent(connection, now);
+      this.touch(connection, now);
     }
   }
 
-  private onCandidateInvalidated(relayId: string, candidate: LocalCandidate, now: number): void {
-    if (candidate.kind === 'srflx') {
-      const current = this.serverReflexive.get(candidate.address.family);
-      if (current !== undefined && current.relayId === relayId && sameSocketAddr(current.candidate.address, candidate.address)) {
-        this.serverReflexive.delete(candidate.address.family);
-      }
-    }
-    for (const connection of this.connections.values()) {
-      if (candidate.kind === 'relay') {
-        const local = connection.agent.localCandidates().find((c) => sameSocketAddr(c.address, candidate.address));
+  private onCandidateInvalidated(relay: RelayEntry, candidate: LocalCandidate, now: number): void {
+    if (candidate.kind === 'relay') {
+      // Relay candidates only ever went to the connections that sampled this relay.
+      for (const connection of relay.members) {
+        const local = connection.agent.localCandidateAt(candidate.address);
         if (local === undefined || !connection.agent.removeLocalCandidate(candidate.address)) continue;
         this.invalidatedCandidates.add(connection.id, formatCandidate(local));
         connection.agent.handleTimeout(now);
         this.drainAgent(connection, now);
-      } else if (candidate.kind === 'srflx') {
-        this.invalidatedCandidates.add(connection.id, formatCandidate(connection.agent.serverReflexiveCandidate(candidate.address, candidate.base)));
+        this.touch(connection, now);
       }
+      return;
+    }
+    if (candidate.kind !== 'srflx') return;
+    const current = this.serverReflexive.get(candidate.address.family);
+    if (current !== undefined && current.relayId === relay.server.id && sameSocketAddr(current.candidate.address, candidate.address)) {
+      this.serverReflexive.delete(candidate.address.family);
+    }
+    // Every connection was told of it: every connection hears it is gone (a rare, per-event broadcast).
+    for (const connection of this.connections.values()) {
+      this.invalidatedCandidates.add(connection.id, formatCandidate(connection.agent.serverReflexiveCandidate(candidate.address, candidate.base)));
     }
   }
 
-  private relayAt(from: SocketAddr): RelayEntry | undefined {
-    for (const relay of this.relays.values()) {
-      const { v4, v6 } = relay.server;
-      if ((v4 !== undefined && sameSocketAddr(v4, from)) || (v6 !== undefined && sameSocketAddr(v6, from))) return relay;
-    }
-    return undefined;
-  }
-
-  private allocationServing(relaySocket: SocketAddr): Allocation | undefined {
-    for (const relay of this.relays.values()) {
-      const active = relay.allocation.activeSocket();
-      if (active !== undefined && sameSocketAddr(active, relaySocket)) return relay.allocation;
-    }
-    return undefined;
+  private allocationServing(relaySocket: SocketAddr): RelayEntry | undefined {
+    const relay = this.relaysByServer.get(relaySocket);
+    const active = relay?.allocation.activeSocket();
+    return active !== undefined && sameSocketAddr(active, relaySocket) ? relay : undefined;
   }
 
   // --- internals: candidates ---
@@ -618,10 +687,12 @@ export class Node {
     if (!isUsableIceAddress(local)) return false;
     this.hostCandidates.push(local);
     this.lastLocal = local;
+    // A new local address is news for every connection (a rare, per-event broadcast).
     for (const connection of this.connections.values()) {
       this.addLocalHost(connection, local);
       connection.agent.handleTimeout(now);
       this.drainAgent(connection, now);
+      this.touch(connection, now);
     }
     return true;
   }
@@ -644,16 +715,51 @@ export class Node {
 
   // --- internals: connections ---
 
+  /** A Binding request goes to the connection its USERNAME names, a response to the one that sent the request. */
+  private handleCheck(message: StunMessage, source: SocketAddr, destination: SocketAddr, now: number): void {
+    if (message.class === 'request') {
+      const username = getAttribute(message, 'username')?.value;
+      const candidates = username === undefined ? undefined : this.byCheckUsername.get(username);
+      if (candidates === undefined) return;
+      for (const connection of candidates) {
+        this.visit(connection);
+        if (!connection.agent.handleStunMessage(message, source, destination, now)) continue;
+        this.drainAgent(connection, now);
+        this.touch(connection, now);
+        return;
+      }
+      return;
+    }
+    if (message.class === 'indication') return;
+    const connection = this.byTransaction.get(transactionIdKey(message.transactionId));
+    if (connection === undefined) return;
+    this.visit(connection);
+    if (!connection.agent.handleStunMessage(message, source, destination, now)) return;
+    this.drainAgent(connection, now);
+    this.touch(connection, now);
+  }
+
+  private serviceConnection(connection: Connection, now: number): void {
+    this.visit(connection);
+    connection.agent.handleTimeout(now);
+    this.drainAgent(connection, now);
+    if (connection.path !== undefined && now >= (connection.tunnel.pollTimeout() ?? Infinity)) {
+      connection.tunnel.handleTimeout(now);
+      this.drainTunnel(connection, now);
+    }
+    if (this.checkConnection(connection, now)) this.schedule(connection, now, true);
+  }
+
   private drainAgent(connection: Connection, now: number): void {
     const { agent } = connection;
-    for (let t = agent.pollTransmit(); t !== undefined; t = agent.pollTransmit()) this.sendIce(connection, t, now);
+    for (let t = agent.pollTransmit(); t !== undefined; t = agent.pollTransmit()) this.sendIce(t, now);
     for (let e = agent.pollEvent(); e !== undefined; e = agent.pollEvent()) {
       switch (e.kind) {
         case 'nominated':
           this.onNominated(connection, e.path, e.local, e.remote, now);
           break;
         case 'discoveredRecv':
-          connection.possibleSources.add(socketAddrKey(e.source));
+          this.addSource(connection, e.source);
           break;
         case 'stateChanged':
           if (e.state === 'disconnected') connection.disconnectedSince ??= now;
@@ -665,6 +771,11 @@ export class Node {
     }
   }
 
+  private addSource(connection: Connection, source: SocketAddr): void {
+    this.bySource.set(source, connection);
+    connection.sources.push(source);
+  }
+
   private onNominated(connection: Connection, path: IcePath, local: Candidate, remote: Candidate, now: number): void {
     const previous = connection.path;
     if (previous !== undefined && samePath(previous, path)) return;
@@ -673,13 +784,16 @@ export class Node {
       return;
     }
     connection.path = path;
-    connection.pathAllocation = path.kind === 'relay' ? this.allocationServing(path.relay) : undefined;
+    this.addSource(connection, path.destination);
+    connection.pathRelay?.pathUsers.delete(connection);
+    connection.pathRelay = path.kind === 'relay' ? this.allocationServing(path.relay) : undefined;
+    connection.pathRelay?.pathUsers.add(connection);
     if (log.enabled(Level.Info)) {
       log.info('Nominated path', { connection: connection.id, local: formatCandidate(local), remote: formatCandidate(remote) });
     }
     if (connection.state === 'connecting') {
       this.setState(connection, 'connected', now);
-      for (const datagram of connection.buffered.splice(0)) {
+      for (let datagram = connection.buffered.shift(); datagram !== undefined; datagram = connection.buffered.shift()) {
         const transmit = this.transmitOnPath(connection, datagram, now);
         if (transmit !== undefined) this.transmits.push(transmit);
       }
@@ -715,12 +829,13 @@ export class Node {
   private transmitOnPath(connection: Connection, datagram: Uint8Array, now: number): Transmit | undefined {
     const path = connection.path!;
     if (path.kind === 'direct') return { source: path.source, destination: path.destination, payload: datagram };
-    const allocation = connection.pathAllocation;
-    const relaySocket = allocation?.activeSocket();
-    if (allocation === undefined || relaySocket === undefined) {
+    const relay = connection.pathRelay;
+    const relaySocket = relay?.allocation.activeSocket();
+    if (relay === undefined || relay.removed || relaySocket === undefined) {
       this.stats.encapsulateDropped++;
       return undefined;
     }
+    const { allocation } = relay;
     const channel = allocation.channelTo(path.destination, now);
     if (channel !== undefined && datagram.byteOffset >= CHANNEL_DATA_HEADROOM) {
       const framed = new Uint8Array(datagram.buffer, datagram.byteOffset - CHANNEL_DATA_HEADROOM, datagram.length + CHANNEL_DATA_HEADROOM);
@@ -729,48 +844,26 @@ export class Node {
     }
     const transmit = allocation.encodeToPeer(path.destination, datagram, now);
     if (transmit === undefined) this.stats.encapsulateDropped++;
-    for (let t = allocation.pollTransmit(); t !== undefined; t = allocation.pollTransmit()) this.transmits.push(t);
+    this.drainRelayTransmits(relay);
     return transmit;
   }
 
-  private sendIce(connection: Connection, transmit: IceTransmit, now: number): void {
+  private sendIce(transmit: IceTransmit, now: number): void {
     if (transmit.kind === 'direct') {
       this.transmits.push({ source: transmit.source, destination: transmit.destination, payload: transmit.payload });
       return;
     }
-    const allocation = this.allocationServing(transmit.relay);
-    if (allocation === undefined) return;
-    const wrapped = allocation.encodeToPeer(transmit.destination, transmit.payload, now);
+    const relay = this.allocationServing(transmit.relay);
+    if (relay === undefined) return;
+    const wrapped = relay.allocation.encodeToPeer(transmit.destination, transmit.payload, now);
     if (wrapped !== undefined) this.transmits.push(wrapped);
-    for (let t = allocation.pollTransmit(); t !== undefined; t = allocation.pollTransmit()) this.transmits.push(t);
-    void connection;
+    this.drainRelayTransmits(relay);
   }
 
-  private connectionAccepting(source: SocketAddr): Connection | undefined {
-    // The socket layer hands out one SocketAddr object per peer endpoint, so the common case
-    // (the same peer as the last datagram) is an identity check, with no string built.
-    const cached = this.lastAccepted;
-    if (cached !== undefined && cached.source === source && this.connections.get(cached.connection.id) === cached.connection && this.accepts(cached.connection, source)) {
-      return cached.connection;
-    }
-    const found = this.findAccepting(source);
-    this.lastAccepted = found === undefined ? undefined : { source, connection: found };
-    return found;
-  }
-
-  private accepts(connection: Connection, source: SocketAddr): boolean {
-    const path = connection.path;
-    return (path !== undefined && sameSocketAddr(path.destination, source)) || connection.possibleSources.has(socketAddrKey(source));
-  }
-
-  private findAccepting(source: SocketAddr): Connection | undefined {
-    const key = socketAddrKey(source);
-    for (const connection of this.connections.values()) {
-      const path = connection.path;
-      if (path !== undefined && sameSocketAddr(path.destination, source)) return connection;
-      if (connection.possibleSources.has(key)) return connection;
-    }
-    return undefined;
+  /** After sending through a relay: its requests (a channel bind) go out and its deadline may have moved. */
+  private drainRelayTransmits(relay: RelayEntry): void {
+    for (let t = relay.allocation.pollTransmit(); t !== undefined; t = relay.allocation.pollTransmit()) this.transmits.push(t);
+    this.scheduleRelay(relay);
   }
 
   private setState(connection: Connection, state: ConnectionState, now: number): void {
@@ -781,13 +874,14 @@ export class Node {
     log.debug('Connection state changed', { connection: connection.id, state });
   }
 
-  private checkConnection(connection: Connection, now: number): void {
+  /** Applies failures and the idle transition; returns false when the connection was dropped. */
+  private checkConnection(connection: Connection, now: number): boolean {
     if (connection.failure === undefined) {
-      if (connection.state === 'connecting' && now >= connection.createdAt + CANDIDATE_TIMEOUT && connection.agent.remoteCandidates().length === 0) {
+      if (connection.state === 'connecting' && now >= connection.createdAt + CANDIDATE_TIMEOUT && !connection.agent.hasRemoteCandidates()) {
         connection.failure = 'noRemoteCandidates';
       } else if (connection.disconnectedSince !== undefined && now >= connection.disconnectedSince + DISCONNECT_TIMEOUT) {
         connection.failure = 'iceDisconnected';
-      } else if (connection.pathAllocation !== undefined && ![...this.relays.values()].some((r) => r.allocation === connection.pathAllocation)) {
+      } else if (connection.pathRelay?.removed === true) {
         connection.failure = 'relayGone';
       }
     }
@@ -796,13 +890,75 @@ export class Node {
       this.dropConnection(connection);
       log.info('Connection failed', { connection: connection.id, reason });
       this.events.push({ kind: 'connectionFailed', connection: connection.id, reason });
-      return;
+      return false;
     }
     if (connection.state === 'connected' && now >= connection.lastActivity + MAX_IDLE) this.setState(connection, 'idle', now);
+    return true;
+  }
+
+  /** The earliest instant the connection has work, coarsened (see DEADLINE_GRID). */
+  private deadlineOf(connection: Connection, now: number): number {
+    if (connection.failure !== undefined) return now;
+    let at = connection.agent.pollTimeout() ?? Infinity;
+    if (connection.path !== undefined) {
+      const tunnel = connection.tunnel.pollTimeout();
+      if (tunnel !== undefined && tunnel < at) at = tunnel;
+    }
+    if (connection.state === 'connecting' && connection.createdAt + CANDIDATE_TIMEOUT < at && !connection.agent.hasRemoteCandidates()) {
+      at = connection.createdAt + CANDIDATE_TIMEOUT;
+    }
+    if (connection.disconnectedSince !== undefined && connection.disconnectedSince + DISCONNECT_TIMEOUT < at) at = connection.disconnectedSince + DISCONNECT_TIMEOUT;
+    if (connection.state === 'connected' && connection.lastActivity + MAX_IDLE < at) at = connection.lastActivity + MAX_IDLE;
+    if (at === Infinity || at - now < COARSE_HORIZON) return at;
+    return Math.ceil(at / DEADLINE_GRID) * DEADLINE_GRID;
+  }
+
+  /**
+   * After a connection was touched outside its timer: its queued deadline only moves earlier.
+   * A later deadline is left for the timer to find (it wakes the connection a little early, once),
+   * which keeps the data path to a comparison in the common case.
+   */
+  private touch(connection: Connection, now: number): void {
+    if (!this.connections.has(connection.id) || this.connections.get(connection.id) !== connection) return;
+    const at = this.deadlineOf(connection, now);
+    if (at < connection.scheduledAt) {
+      connection.scheduledAt = at;
+      this.deadlines.set(connection, at);
+    }
+  }
+
+  /** After servicing: the exact next deadline, never again within this `handleTimeout`. */
+  private schedule(connection: Connection, now: number, fromTimer: boolean): void {
+    let at = this.deadlineOf(connection, now);
+    if (fromTimer && at <= now) at = now + 1;
+    connection.scheduledAt = at;
+    this.deadlines.set(connection, at);
+  }
+
+  private visit(connection: Connection): void {
+    this.observer?.connectionVisited(connection.id);
+  }
+
+  private forgetTransaction(key: string, connection: Connection): void {
+    if (this.byTransaction.get(key) === connection) this.byTransaction.delete(key);
   }
 
   private dropConnection(connection: Connection): void {
+    if (this.connections.get(connection.id) !== connection) return;
     this.connections.delete(connection.id);
+    this.deadlines.delete(connection);
+    connection.scheduledAt = Infinity;
+    if (this.byIndex.get(connection.index) === connection) this.byIndex.delete(connection.index);
+    const sharing = this.byCheckUsername.get(connection.checkUsername);
+    if (sharing !== undefined) {
+      const at = sharing.indexOf(connection);
+      if (at >= 0) sharing.splice(at, 1);
+      if (sharing.length === 0) this.byCheckUsername.delete(connection.checkUsername);
+    }
+    connection.agent.close();
+    for (const source of connection.sources) this.bySource.deleteIf(source, connection);
+    connection.relay?.members.delete(connection);
+    connection.pathRelay?.pathUsers.delete(connection);
     this.newCandidates.forget(connection.id);
     this.invalidatedCandidates.forget(connection.id);
   }
@@ -817,10 +973,4 @@ function samePath(a: IcePath, b: IcePath): boolean {
   if (a.kind === 'direct' && b.kind === 'direct') return sameSocketAddr(a.source, b.source);
   if (a.kind === 'relay' && b.kind === 'relay') return sameSocketAddr(a.relay, b.relay) && sameSocketAddr(a.relayed, b.relayed);
   return false;
-}
-
-function drain(allocation: Allocation): Transmit[] {
-  const out: Transmit[] = [];
-  for (let t = allocation.pollTransmit(); t !== undefined; t = allocation.pollTransmit()) out.push(t);
-  return out;
 }

@@ -39,6 +39,9 @@ const encoder = new TextEncoder();
  * The node-wide handshake gate (whitepaper §5.4.7): MAC1 on every handshake message, and once
  * more than `limit` handshake messages arrived within the current second, a valid MAC2 for
  * the sender's IP or else a cookie reply. One instance is shared by every tunnel of a node.
+ *
+ * `verify` applies the per-second count reset and the secret rotation itself when their time
+ * has passed, so an owner need not wake up for them (a node with no handshakes sleeps).
  */
 export class RateLimiter {
   readonly #local: PublicIdentity;
