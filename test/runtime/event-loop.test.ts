@@ -87,7 +87,7 @@ class GatewayHost implements SimAgent {
 
 function setUp(filters: unknown[] = [{ protocol: 'tcp', port_range_start: 80, port_range_end: 80 }, { protocol: 'icmp' }]) {
   const rng = seededRandom(3);
-  const net = new SimNetwork(rng);
+  const net = new SimNetwork(rng, { wakeAllOnRun: true });
   const relay = new TestTurnServer({ listen: [RELAY_ADDR], relayIpv4: '192.0.2.100', password: () => RELAY_PASSWORD });
   net.addHost('relay', ['192.0.2.100'], relay, { port: 3478 });
   const gateway = new GatewayHost(net);

@@ -47,6 +47,8 @@ export class GatewayHost implements SimAgent {
   readonly loop: GatewayEventLoop;
   private readonly socket: MemoryUdpSocket;
   private timerAt: number | undefined;
+  /** How much of the socket's `sent` list was handed to the network. */
+  private sentDrained = 0;
   private readonly answers: { at: number; packet: Uint8Array }[] = [];
 
   constructor(o: GatewayHostOptions) {
@@ -95,9 +97,14 @@ export class GatewayHost implements SimAgent {
   }
 
   pollTransmit(): Transmit | undefined {
-    const sent = this.socket.sent.shift();
-    if (sent === undefined) return undefined;
-    return { source: sent.source, destination: sent.destination, payload: sent.payload };
+    const sent = this.socket.sent;
+    if (this.sentDrained === sent.length) {
+      sent.length = 0;
+      this.sentDrained = 0;
+      return undefined;
+    }
+    const next = sent[this.sentDrained++]!;
+    return { source: next.source, destination: next.destination, payload: next.payload };
   }
 
   pollTimeout(): number | undefined {
@@ -163,10 +170,15 @@ export class ClientHost implements SimAgent {
 export class PortalHost implements SimAgent {
   private queue: (() => void)[] = [];
 
-  constructor(private readonly clock: () => number) {}
+  /** `wake`: tells the network this host has work (a message may be queued from any host's callback). */
+  constructor(
+    private readonly clock: () => number,
+    private readonly wake: () => void = () => undefined,
+  ) {}
 
   enqueue(action: () => void): void {
     this.queue.push(action);
+    this.wake();
   }
 
   handleDatagram(): void {}
@@ -237,15 +249,18 @@ export class DnsHost implements SimAgent, NameResolver {
   static readonly DELAY_MS = 3;
   private readonly pending: { at: number; name: string; resolve: (ips: string[]) => void; reject: (error: Error) => void }[] = [];
 
+  /** `answered`: called after answers went to the resolver's caller (another host). */
   constructor(
     private readonly records: Readonly<Record<string, readonly string[] | undefined>>,
     private readonly clock: () => number,
+    private readonly answered: () => void = () => undefined,
   ) {}
 
   resolve(name: string): Promise<string[]> {
     const thenable = {
       then: (resolve: (ips: string[]) => void, reject: (error: Error) => void) => {
         this.pending.push({ at: this.clock() + DnsHost.DELAY_MS, name, resolve, reject });
+        this.wakeSelf();
       },
     };
     return thenable as unknown as Promise<string[]>;
@@ -253,13 +268,19 @@ export class DnsHost implements SimAgent, NameResolver {
 
   handleDatagram(): void {}
 
+  /** Set by the world: the gateway asks from its own events, so this host must be woken. */
+  wakeSelf: () => void = () => undefined;
+
   handleTimeout(now: number): void {
+    let answered = false;
     while (this.pending.length > 0 && this.pending[0]!.at <= now) {
       const query = this.pending.shift()!;
       const ips = this.records[query.name.toLowerCase()];
       if (ips === undefined) query.reject(new Error(`no records for ${query.name}`));
       else query.resolve([...ips]);
+      answered = true;
     }
+    if (answered) this.answered();
   }
 
   pollTransmit(): Transmit | undefined {

@@ -183,6 +183,7 @@ export class World {
   readonly model: ReferenceModel;
   readonly gateway: GatewayHost;
   readonly clients: SimClient[] = [];
+  private readonly clientsById = new Map<string, SimClient>();
   readonly violations: string[] = [];
   /** Relay ids the gateway was told about (init / relays_presence). */
   private readonly gatewayRelays = new Set<string>();
@@ -223,10 +224,12 @@ export class World {
       this.relayOnline.push(r < config.relays);
       this.net.setOnline(`relay${r}`, r < config.relays);
     }
-    this.portal = new PortalHost(clock);
+    this.portal = new PortalHost(clock, () => this.net.wake('portal'));
     this.net.addHost('portal', ['192.0.2.250'], this.portal);
-    this.dns = new DnsHost(DNS_RECORDS, clock);
+    // Answers reach the gateway's event loop from the DNS host's timer.
+    this.dns = new DnsHost(DNS_RECORDS, clock, () => this.net.wake('gateway'));
     this.net.addHost('dns', ['192.0.2.251'], this.dns);
+    this.dns.wakeSelf = () => this.net.wake('dns');
     this.gateway = new GatewayHost({
       rng: seededRandom(config.seed ^ 0x5eed),
       privateKey: this.key(),
@@ -244,7 +247,7 @@ export class World {
       if (event.kind !== 'connectionFailed') return;
       this.stats.connectionFailures++;
       if (process.env['SIM_TRACE']) console.log(this.net.now, 'gateway connection failed', event.connection, event.reason);
-      const client = this.clients.find((c) => c.id === event.connection);
+      const client = this.clientsById.get(event.connection);
       if (client !== undefined) client.gatewayHasConnection = false;
       this.model.forget(event.connection);
     };
@@ -253,8 +256,8 @@ export class World {
     config.clientNats.forEach((nat, index) => {
       const client: SimClient = {
         index,
-        id: `3abd725a-733b-4801-ac16-72f26cd98a${(0x20 + index).toString(16)}`,
-        tun: { v4: `100.64.0.${10 + index}`, v6: `fd00:2021:1111::${(0x10 + index).toString(16)}` },
+        id: `3abd725a-733b-4801-ac16-${(0x72f26cd98a20 + index).toString(16)}`,
+        tun: clientTun(index),
         nat,
         host: undefined as unknown as ClientHost,
         epoch: 0,
@@ -265,6 +268,7 @@ export class World {
       };
       client.host = this.newClientHost(client);
       this.clients.push(client);
+      this.clientsById.set(client.id, client);
     });
 
     this.sendInit(false);
@@ -386,6 +390,7 @@ export class World {
       );
       client.host.drainEvents(now);
     }
+    this.net.wake(clientHostName(client));
     const connected = (): boolean => this.flowsAuthorized.has(ref) && this.clientReady(client) && this.gatewayReady(client);
     if (expectAccepted) this.net.runUntilCondition(connected, CONNECT_TIMEOUT_MS, 10);
     else this.settle();
@@ -434,6 +439,7 @@ export class World {
       if (online) client.host.node.updateRelays([], [clientRelay(relay)], this.net.now);
       else client.host.node.updateRelays([id], [], this.net.now);
       client.host.drainEvents(this.net.now);
+      this.net.wake(clientHostName(client));
     }
     this.settle();
   }
@@ -442,6 +448,7 @@ export class World {
     if (this.partitioned) return;
     client.host.retired = true;
     this.net.setOnline(clientHostName(client), false);
+    this.net.wake(clientHostName(client));
     client.roams++;
     this.stats.roams++;
     client.psk = this.key();
@@ -465,6 +472,7 @@ export class World {
       const verdict = this.model.outbound(client.id, client.tun, source, destination, spec.protocol, spec.port, sentAt);
       // A packet the node holds for a handshake leaves whenever that completes: its verdict is anyone's guess.
       const onItsWay = client.host.send(GATEWAY_CONNECTION, packet, sentAt);
+      this.net.wake(clientHostName(client));
       const expect = !onItsWay ? 'unknown' : verdict.kind === 'unreachable' ? 'deny' : verdict.kind;
       const presence = this.model.clientPresence(client.id, sentAt, sentAt + MAX_TRANSIT_MS);
       const live = client.gatewayHasConnection && !client.stalled && this.config.loss === 0;
@@ -508,6 +516,7 @@ export class World {
     const request: ResolveRequest = { client: client.index, resource: resource.def.id, domain, at: now, answers: [] };
     this.resolveRequests.push(request);
     client.host.send(GATEWAY_CONNECTION, packet, now);
+    this.net.wake(clientHostName(client));
     this.net.runUntil(this.net.now + SETTLE_MS);
     if (expected !== 'none' && live) this.net.runUntilCondition(() => request.answers.length > 0, MAX_TRANSIT_MS - SETTLE_MS, 10);
     const status = request.answers[0];
@@ -553,6 +562,7 @@ export class World {
       this.flows.set(tag, flow);
       inbound.push(flow);
       this.gateway.readFromTun(packet.slice());
+      this.net.wake('gateway');
     }
     this.waitFor(inbound);
     for (const flow of inbound) {
@@ -633,13 +643,15 @@ export class World {
         const ids = payload['client_ids'] as string[];
         const candidates = payload['candidates'] as string[];
         this.portal.enqueue(() => {
-          for (const client of this.clients) {
-            if (!ids.includes(client.id) || !client.host.node.hasConnection(GATEWAY_CONNECTION)) continue;
+          for (const id of ids) {
+            const client = this.clientsById.get(id);
+            if (client === undefined || !client.host.node.hasConnection(GATEWAY_CONNECTION)) continue;
             for (const candidate of candidates) {
               if (add) client.host.node.addRemoteCandidate(GATEWAY_CONNECTION, candidate, this.net.now);
               else client.host.node.removeRemoteCandidate(GATEWAY_CONNECTION, candidate, this.net.now);
             }
             client.host.drainEvents(this.net.now);
+            this.net.wake(clientHostName(client));
           }
         });
         return;
@@ -660,7 +672,10 @@ export class World {
     if (this.partitioned && !signalling) return;
     const decoded = decodeIngress(event, payload);
     if (!decoded.ok) throw new Error(`the simulated portal built an invalid ${event}: ${JSON.stringify(decoded.error)}`);
-    this.portal.enqueue(() => this.gateway.loop.handlePortalMessage(decoded.message));
+    this.portal.enqueue(() => {
+      this.gateway.loop.handlePortalMessage(decoded.message);
+      this.net.wake('gateway');
+    });
   }
 
   private sendInit(withAuthorizations: boolean): void {
@@ -776,8 +791,9 @@ export class World {
     node.node.updateRelays([], relays, this.net.now);
     const name = clientHostName(client);
     const nat = client.nat;
-    if (nat === 'none') this.net.addHost(name, [`198.51.${100 + client.index}.${client.roams + 2}`], this.jittered(node));
-    else this.net.addHost(name, [`192.168.${client.index}.${client.roams + 2}`], this.jittered(node), { nat: { publicIp: `198.51.${100 + client.index}.${client.roams + 2}`, kind: nat } });
+    const publicIp = clientPublicIp(client.index, client.roams);
+    if (nat === 'none') this.net.addHost(name, [publicIp], this.jittered(node));
+    else this.net.addHost(name, [clientPrivateIp(client.index, client.roams)], this.jittered(node), { nat: { publicIp, kind: nat } });
     return node;
   }
 
@@ -812,6 +828,22 @@ export class World {
     this.flows.delete(this.nextTag);
     return this.nextTag;
   }
+}
+
+/** Tunnel addresses; the first 230 as they always were, the rest clear of STRANGER_TUN. */
+function clientTun(index: number): { v4: string; v6: string } {
+  if (index < 230) return { v4: `100.64.0.${10 + index}`, v6: `fd00:2021:1111::${(0x10 + index).toString(16)}` };
+  return { v4: `100.64.${1 + (index >> 8)}.${index & 0xff}`, v6: `fd00:2021:1111::1:${index.toString(16)}` };
+}
+
+function clientPublicIp(index: number, roams: number): string {
+  if (index < 150) return `198.51.${100 + index}.${roams + 2}`;
+  return `198.18.${(roams * 4 + (index >> 8)) & 0xff}.${index & 0xff}`;
+}
+
+function clientPrivateIp(index: number, roams: number): string {
+  if (index < 200) return `192.168.${index}.${roams + 2}`;
+  return `172.${16 + (index >> 8)}.${index & 0xff}.${roams + 2}`;
 }
 
 function clientHostName(client: SimClient): string {

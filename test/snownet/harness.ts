@@ -14,6 +14,8 @@ export class NodeAgent implements SimAgent {
   readonly events: NodeEvent[] = [];
   peer: NodeAgent | undefined;
   signalling = true;
+  /** Tells the network the peer's node was called from this agent's event. */
+  wakePeer: (peer: NodeAgent) => void = () => undefined;
 
   constructor(readonly name: string, readonly node: Node, readonly peerId: string) {}
 
@@ -60,10 +62,12 @@ export class NodeAgent implements SimAgent {
   flushSignals(now: number): void {
     const peer = this.peer;
     if (peer === undefined || !peer.node.hasConnection(this.name)) return;
-    for (const { add, candidate } of this.pendingSignals.splice(0)) {
+    const signals = this.pendingSignals.splice(0);
+    for (const { add, candidate } of signals) {
       if (add) peer.node.addRemoteCandidate(this.name, candidate, now);
       else peer.node.removeRemoteCandidate(this.name, candidate, now);
     }
+    if (signals.length > 0) this.wakePeer(peer);
   }
 }
 
@@ -114,7 +118,7 @@ export class Scenario {
 
   constructor(topology: Topology = {}) {
     this.rng = seededRandom(topology.seed ?? 1);
-    this.net = new SimNetwork(this.rng, { latencyMs: 5, loss: topology.loss ?? 0 });
+    this.net = new SimNetwork(this.rng, { latencyMs: 5, loss: topology.loss ?? 0, wakeAllOnRun: true });
     this.relay = new TestTurnServer({ listen: [RELAY_ADDR], relayIpv4: '192.0.2.100', password: () => RELAY_PASSWORD, ...topology.relay });
     this.net.addHost('relay', ['192.0.2.100'], this.relay, { port: 3478 });
     this.clientKey = keyPair(this.rng);
@@ -125,6 +129,7 @@ export class Scenario {
     this.gateway = new NodeAgent('gateway', gatewayNode, 'client');
     this.client.peer = this.gateway;
     this.gateway.peer = this.client;
+    this.client.wakePeer = this.gateway.wakePeer = (peer) => this.net.wake(peer);
     const clientNat: SimNat | undefined = topology.clientNat && { publicIp: '198.51.100.1', kind: topology.clientNat };
     const gatewayNat: SimNat | undefined = topology.gatewayNat && { publicIp: '203.0.113.1', kind: topology.gatewayNat };
     this.net.addHost('client', [clientNat ? '192.168.1.2' : '198.51.100.2'], this.client, clientNat ? { nat: clientNat } : {});

@@ -2,8 +2,17 @@
  * A simulated IP network in virtual time for deterministic tests: hosts with addresses and one
  * UDP port each, optional NAT routers in front of them, latency, seeded loss. Every host runs a
  * sans-IO agent; the network delivers its transmits and fires its timers in time order.
+ *
+ * Cost per event is O(log n) in the number of hosts: datagrams in flight wait in a heap ordered by
+ * (arrival, sending order), and each host's next timer sits in a DeadlineQueue. After the network
+ * delivers to a host or fires its timer it drains and re-polls that host alone. Code that calls
+ * into a host's state machine any other way (a test, a portal stand-in relaying a message from
+ * another host's callback) must `wake` that host so it is drained and re-polled too. Small
+ * networks check this after every event and throw on a host changed without a wake, so the code
+ * driving large networks is checked by the small ones.
  */
 import type { RandomSource } from '../../src/util/random.ts';
+import { DeadlineQueue } from '../../src/util/deadline-queue.ts';
 import { socketAddr, socketAddrKey, type SocketAddr } from '../../src/util/socket-addr.ts';
 import type { Transmit } from '../../src/util/transmit.ts';
 
@@ -32,6 +41,8 @@ interface Host {
   readonly agent: SimAgent;
   readonly nat: SimNat | undefined;
   online: boolean;
+  /** The timer as last polled (what the timer queue holds). */
+  timerAt: number;
 }
 
 interface NatState {
@@ -56,15 +67,36 @@ export interface SimNetworkOptions {
   readonly latencyMs?: number;
   /** Probability in [0, 1) that a datagram is lost. */
   readonly loss?: number;
+  /**
+   * After every event, check that no host changed without a `wake` (O(hosts) per event).
+   * Default: on for networks of up to 32 hosts.
+   */
+  readonly checkWakes?: boolean;
+  /**
+   * Wake every host at the start of each `runUntil` (O(hosts) per call), for small tests that poke
+   * their nodes between runs. Calls made from within another host's event still need `wake`.
+   */
+  readonly wakeAllOnRun?: boolean;
 }
+
+/** Networks up to this size check wakes by default. */
+const CHECKED_NETWORK_SIZE = 32;
 
 export class SimNetwork {
   now = 0;
   private readonly hosts: Host[] = [];
+  private readonly byName = new Map<string, Host>();
+  private readonly byAgent = new Map<SimAgent, Host>();
   private readonly byIp = new Map<string, Host>();
   private readonly nats = new Map<string, NatState>();
-  private queue: Delivery[] = [];
+  private readonly inFlight = new DeliveryHeap();
+  private readonly timers = new DeadlineQueue<Host>();
+  private readonly woken = new Set<Host>();
+  private readonly checkWakes: boolean | undefined;
+  private readonly wakeAllOnRun: boolean;
   private seq = 0;
+  /** Events processed so far (deliveries and timer fires), for tests that bound the work. */
+  events = 0;
   latencyMs: number;
   loss: number;
   /** Every datagram that crossed the network, for assertions. */
@@ -73,45 +105,57 @@ export class SimNetwork {
   constructor(private readonly rng: RandomSource, options: SimNetworkOptions = {}) {
     this.latencyMs = options.latencyMs ?? 5;
     this.loss = options.loss ?? 0;
+    this.checkWakes = options.checkWakes;
+    this.wakeAllOnRun = options.wakeAllOnRun ?? false;
   }
 
   addHost(name: string, ips: readonly string[], agent: SimAgent, options: { port?: number; nat?: SimNat } = {}): void {
-    const host: Host = { name, ips, port: options.port ?? 52625, agent, nat: options.nat, online: true };
+    const host: Host = { name, ips, port: options.port ?? 52625, agent, nat: options.nat, online: true, timerAt: Infinity };
     this.hosts.push(host);
+    this.byName.set(name, host);
+    this.byAgent.set(agent, host);
     for (const ip of ips) this.byIp.set(ip, host);
     if (options.nat !== undefined) {
       this.nats.set(options.nat.publicIp, { nat: options.nat, host, outbound: new Map(), inbound: new Map(), nextPort: 40000 });
     }
+    this.woken.add(host);
+  }
+
+  /**
+   * Tells the network that a host's state machine was called from outside the network (a test,
+   * or another host's callback): its transmits are sent and its timer is re-read.
+   */
+  wake(agentOrName: SimAgent | string): void {
+    const host = typeof agentOrName === 'string' ? this.byName.get(agentOrName) : this.byAgent.get(agentOrName);
+    if (host === undefined) throw new Error(`wake: no such host ${typeof agentOrName === 'string' ? agentOrName : 'agent'}`);
+    this.woken.add(host);
   }
 
   /** Takes a host off the network (its datagrams vanish both ways) or brings it back. */
   setOnline(name: string, online: boolean): void {
-    const host = this.hosts.find((h) => h.name === name);
+    const host = this.byName.get(name);
     if (host) host.online = online;
   }
 
   /** Runs until virtual time `until`, delivering datagrams and firing timers in order. */
   runUntil(until: number): void {
-    for (let guard = 0; guard < 1_000_000; guard++) {
-      this.drainTransmits();
-      const nextDelivery = this.queue[0]?.at ?? Infinity;
-      let nextTimer = Infinity;
-      let timerHost: Host | undefined;
-      for (const host of this.hosts) {
-        const t = host.agent.pollTimeout();
-        if (t !== undefined && t < nextTimer) {
-          nextTimer = t;
-          timerHost = host;
-        }
-      }
+    const checked = this.checkWakes ?? this.hosts.length <= CHECKED_NETWORK_SIZE;
+    if (this.wakeAllOnRun) for (const host of this.hosts) this.woken.add(host);
+    for (let guard = 0; guard < 10_000_000; guard++) {
+      this.settleWoken();
+      if (checked) this.assertNothingUnwoken();
+      const nextDelivery = this.inFlight.peekAt();
+      const nextTimer = this.timers.peekTime();
       const next = Math.min(nextDelivery, nextTimer);
       if (next > until) break;
       this.now = Math.max(this.now, next);
+      this.events++;
       if (nextDelivery <= nextTimer) {
-        const delivery = this.queue.shift()!;
-        this.deliver(delivery);
+        this.deliver(this.inFlight.pop()!);
       } else {
-        timerHost!.agent.handleTimeout(this.now);
+        const host = this.timers.peekKey()!;
+        this.woken.add(host);
+        host.agent.handleTimeout(this.now);
       }
     }
     this.now = Math.max(this.now, until);
@@ -127,9 +171,27 @@ export class SimNetwork {
     return condition();
   }
 
-  private drainTransmits(): void {
+  /** Drains and re-polls every host that had an event or was woken. */
+  private settleWoken(): void {
+    while (this.woken.size > 0) {
+      for (const host of this.woken) {
+        this.woken.delete(host);
+        for (let t = host.agent.pollTransmit(); t !== undefined; t = host.agent.pollTransmit()) this.send(host, t);
+        const at = host.agent.pollTimeout() ?? Infinity;
+        host.timerAt = at;
+        this.timers.set(host, at);
+      }
+    }
+  }
+
+  private assertNothingUnwoken(): void {
     for (const host of this.hosts) {
-      for (let t = host.agent.pollTransmit(); t !== undefined; t = host.agent.pollTransmit()) this.send(host, t);
+      const at = host.agent.pollTimeout() ?? Infinity;
+      if (at !== host.timerAt) throw new Error(`sim network: host ${host.name} moved its timer (${host.timerAt} -> ${at}) without a wake`);
+      // A host whose timer is due may release datagrams it holds until then (jitter): not a change.
+      if (host.timerAt <= this.now) continue;
+      const transmit = host.agent.pollTransmit();
+      if (transmit !== undefined) throw new Error(`sim network: host ${host.name} has a datagram to send without a wake`);
     }
   }
 
@@ -143,10 +205,7 @@ export class SimNetwork {
     const dropped = this.loss > 0 && this.rng.float() < this.loss;
     this.record(from, transmit.destination, transmit.payload, dropped);
     if (dropped) return;
-    const delivery: Delivery = { at: this.now + this.latencyMs, seq: this.seq++, from, to: transmit.destination, payload: transmit.payload.slice() };
-    let index = this.queue.length;
-    while (index > 0 && this.queue[index - 1]!.at > delivery.at) index--;
-    this.queue.splice(index, 0, delivery);
+    this.inFlight.push({ at: this.now + this.latencyMs, seq: this.seq++, from, to: transmit.destination, payload: transmit.payload.slice() });
   }
 
   private deliver(delivery: Delivery): void {
@@ -161,6 +220,7 @@ export class SimNetwork {
     if (host === undefined || !host.online) return;
     // Hosts behind a NAT are reachable only through their NAT's public address.
     if (host.nat !== undefined && natState === undefined) return;
+    this.woken.add(host);
     host.agent.handleDatagram(delivery.from, to, delivery.payload, this.now);
   }
 
@@ -184,4 +244,49 @@ export class SimNetwork {
 
 function filterKey(nat: SimNat, remote: SocketAddr): string {
   return nat.kind === 'symmetric' ? socketAddrKey(remote) : remote.address;
+}
+
+/** Datagrams in flight: a binary min-heap by arrival time, then by the order they were sent. */
+class DeliveryHeap {
+  private readonly items: Delivery[] = [];
+
+  peekAt(): number {
+    return this.items.length === 0 ? Infinity : this.items[0]!.at;
+  }
+
+  push(delivery: Delivery): void {
+    const items = this.items;
+    let slot = items.length;
+    items.push(delivery);
+    while (slot > 0) {
+      const parent = (slot - 1) >> 1;
+      if (!earlier(delivery, items[parent]!)) break;
+      items[slot] = items[parent]!;
+      slot = parent;
+    }
+    items[slot] = delivery;
+  }
+
+  pop(): Delivery | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (top === undefined || last === undefined || items.length === 0) return top;
+    let slot = 0;
+    for (;;) {
+      const left = 2 * slot + 1;
+      if (left >= items.length) break;
+      const right = left + 1;
+      const child = right < items.length && earlier(items[right]!, items[left]!) ? right : left;
+      if (!earlier(items[child]!, last)) break;
+      items[slot] = items[child]!;
+      slot = child;
+    }
+    items[slot] = last;
+    return top;
+  }
+}
+
+function earlier(a: Delivery, b: Delivery): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }

@@ -20,6 +20,8 @@ import {
   type StunAttribute,
   type StunMessage,
 } from '../../src/stun/index.ts';
+import { DeadlineQueue } from '../../src/util/deadline-queue.ts';
+import { RingQueue } from '../../src/util/ring-queue.ts';
 import { socketAddr, socketAddrKey, type SocketAddr } from '../../src/util/socket-addr.ts';
 import type { Transmit } from '../../src/util/transmit.ts';
 import type { SimAgent } from './sim-network.ts';
@@ -61,7 +63,9 @@ export class TestTurnServer implements SimAgent {
   private nextPort = 49152;
   private readonly allocations = new Map<string, Allocation>();
   private readonly byRelayed = new Map<string, Allocation>();
-  private readonly transmits: Transmit[] = [];
+  /** Allocations by expiry, so a datagram does not visit every allocation to expire the stale ones. */
+  private readonly expiries = new DeadlineQueue<Allocation>();
+  private readonly transmits = new RingQueue<Transmit>();
   /** Counters for assertions in tests. */
   readonly stats = { allocations: 0, refreshes: 0, channelBinds: 0, deniedPeers: 0, relayedToPeer: 0, relayedToClient: 0 };
 
@@ -157,6 +161,7 @@ export class TestTurnServer implements SimAgent {
           permissions: new Set(),
         };
         this.allocations.set(socketAddrKey(from), allocation);
+        this.expiries.set(allocation, allocation.expiresAt);
         for (const r of relayed) this.byRelayed.set(socketAddrKey(r), allocation);
         this.stats.allocations++;
         return this.success(listen, from, message, key, [
@@ -170,7 +175,7 @@ export class TestTurnServer implements SimAgent {
         const requested = getAttribute(message, 'lifetime')?.seconds ?? this.lifetime;
         this.stats.refreshes++;
         if (requested === 0) this.remove(existing);
-        else existing.expiresAt = now + this.lifetime * 1000;
+        else this.expiries.set(existing, (existing.expiresAt = now + this.lifetime * 1000));
         return this.success(listen, from, message, key, [{ kind: 'lifetime', seconds: requested === 0 ? 0 : this.lifetime }]);
       }
       case StunMethod.CreatePermission: {
@@ -258,10 +263,11 @@ export class TestTurnServer implements SimAgent {
   }
 
   private expire(now: number): void {
-    for (const allocation of this.allocations.values()) if (allocation.expiresAt <= now) this.remove(allocation);
+    for (let allocation = this.expiries.popDue(now); allocation !== undefined; allocation = this.expiries.popDue(now)) this.remove(allocation);
   }
 
   private remove(allocation: Allocation): void {
+    this.expiries.delete(allocation);
     this.allocations.delete(socketAddrKey(allocation.client));
     for (const r of allocation.relayed) this.byRelayed.delete(socketAddrKey(r));
   }

@@ -1,0 +1,101 @@
+// Structure, not the clock: with a thousand connections the node does work only for the
+// connections an input concerns. Work is counted through the node's observer hook.
+import { strict as assert } from 'node:assert';
+import { before, describe, test } from 'node:test';
+import { configureLogging, LogFilter } from '../../src/log/index.ts';
+import { Fleet, GATEWAY_CONNECTION } from '../support/fleet.ts';
+import { ipv4UdpPacket } from './harness.ts';
+
+const CLIENTS = 1_000;
+
+class VisitCounter {
+  readonly visits: string[] = [];
+  connectionVisited(connection: string): void {
+    this.visits.push(connection);
+  }
+  take(): string[] {
+    return this.visits.splice(0);
+  }
+}
+
+describe(`a gateway node with ${CLIENTS} idle connections`, () => {
+  const counter = new VisitCounter();
+  let fleet: Fleet;
+
+  before(() => {
+    configureLogging({ filter: LogFilter.parse('error') });
+    fleet = new Fleet({ clients: CLIENTS, gateway: 'node', observer: counter });
+    assert.ok(fleet.connectSpread(10_000, 60_000), `only ${fleet.connectedCount()} of ${CLIENTS} connected`);
+    // Idle after 20 s without packets.
+    fleet.net.runUntil(fleet.net.now + 21_000);
+    const idle = fleet.clients.filter((c) => fleet.gateway.connectionState(c.id) === 'idle').length;
+    assert.equal(idle, CLIENTS);
+    counter.take();
+  });
+
+  test('a timer fire visits exactly the connections that are due, and few are due at a time', () => {
+    const fires: { due: number; visited: number }[] = [];
+    fleet.gatewayProbe = (input, run) => {
+      if (input.kind !== 'timer') return run();
+      const due = new Set<string>();
+      for (const client of fleet.clients) if ((fleet.gateway.connectionDeadline(client.id) ?? Infinity) <= input.now) due.add(client.id);
+      counter.take();
+      run();
+      const visited = counter.take();
+      assert.equal(new Set(visited).size, visited.length, 'no connection is visited twice in one fire');
+      for (const id of visited) assert.ok(due.has(id), `${id} was visited but not due`);
+      for (const id of due) assert.ok(visited.includes(id), `${id} was due but not visited`);
+      fires.push({ due: due.size, visited: visited.length });
+    };
+    const start = fleet.net.now;
+    fleet.net.runUntil(start + 30_000);
+    fleet.gatewayProbe = undefined;
+
+    assert.ok(fires.length > 0);
+    const visits = fires.reduce((sum, f) => sum + f.visited, 0);
+    const busiest = Math.max(...fires.map((f) => f.visited));
+    // Idle connections check their pairs every 25 s: a few visits per connection per 30 s. The
+    // clients arrived over 10 s, so a fire serves a small batch (deadlines far ahead share a 100 ms
+    // grid), never all of them.
+    assert.ok(visits <= CLIENTS * 8, `${visits} visits in 30 s`);
+    assert.ok(busiest < CLIENTS / 4, `a fire visited ${busiest} connections`);
+  });
+
+  test('every datagram the network delivers touches at most the one connection it belongs to', () => {
+    let datagrams = 0;
+    fleet.gatewayProbe = (input, run) => {
+      if (input.kind !== 'datagram') return run();
+      counter.take();
+      run();
+      const visited = counter.take();
+      datagrams++;
+      assert.ok(visited.length <= 1, `a datagram visited ${visited.length} connections`);
+      const sender = fleet.clients.find((c) => c.ip === input.from.address);
+      if (sender !== undefined && visited.length === 1) assert.equal(visited[0], sender.id);
+    };
+    fleet.net.runUntil(fleet.net.now + 10_000);
+    fleet.gatewayProbe = undefined;
+    assert.ok(datagrams > 100, `only ${datagrams} datagrams`);
+  });
+
+  test('a WireGuard packet from one client is decrypted by its connection alone, waking it from idle', () => {
+    const client = fleet.client(CLIENTS / 2);
+    const packet = ipv4UdpPacket(client.tunV4, '10.0.0.1', new TextEncoder().encode('ping'));
+    const transmit = client.agent.seal(packet, fleet.net.now);
+    fleet.net.wake(client.name);
+    assert.ok(transmit !== undefined);
+    counter.take();
+    const result = fleet.gateway.decapsulate(transmit.destination, { address: client.ip, port: 52625, family: 4 }, transmit.payload, fleet.net.now);
+    fleet.net.wake('gateway');
+    assert.notEqual(typeof result, 'string');
+    assert.deepEqual(counter.take(), [client.id]);
+    assert.equal(fleet.gateway.connectionState(client.id), 'connected');
+    assert.equal(client.node.connectionState(GATEWAY_CONNECTION), 'connected');
+  });
+
+  test('asking for the next deadline does no per-connection work', () => {
+    counter.take();
+    for (let i = 0; i < 1_000; i++) fleet.gateway.pollTimeout();
+    assert.deepEqual(counter.take(), []);
+  });
+});
