@@ -112,8 +112,11 @@ export interface GatewayStack {
   admin(method: string, path: string, body?: unknown): Promise<Json>;
   /** Connects the client to a resource; resolves with the set-up time in ms (request to tunnel up). */
   connectClient(resource: string, extra?: Json): Promise<number>;
-  /** Starts another test client, in `ns` (any namespace on the lab's wan bridge) with its own TUN device and id. */
-  addClient(ns: string, options?: { tun?: string; hostsFile?: string }): Promise<ExtraClient>;
+  /**
+   * Starts another test client, in `ns` (any namespace on the lab's wan bridge) with its own TUN device and id;
+   * `program` runs another client built on the test client's process (tools/attacker/main.ts).
+   */
+  addClient(ns: string, options?: { tun?: string; hostsFile?: string; program?: string }): Promise<ExtraClient>;
   startGateway(): void;
   stopGateway(signal?: NodeJS.Signals): Promise<number | null>;
   startPortal(): Promise<void>;
@@ -212,9 +215,9 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 20_000, 'gateway joining the portal');
 
   const extraClients: ClientHandle[] = [];
-  const spawnClient = async (ns: string, id: string, extraArgs: readonly string[], logName: string): Promise<ClientHandle> => {
+  const spawnClient = async (ns: string, id: string, extraArgs: readonly string[], logName: string, program = 'tools/test-client/main.ts'): Promise<ClientHandle> => {
     const child = lab.spawn(ns, [
-      'node', '--import', 'tsx', `${REPO_ROOT}tools/test-client/main.ts`, '--portal', portal, '--client-id', id,
+      'node', '--import', 'tsx', `${REPO_ROOT}${program}`, '--portal', portal, '--client-id', id,
       '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, ...extraArgs,
     ], { env: { ...process.env, RUST_LOG: 'info', ...options.clientEnv }, interactive: true, log: `${logDir}/${lab.prefix}-${logName}.log` });
     const handle = new ClientHandle(child);
@@ -252,7 +255,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     async addClient(ns, clientOptions = {}) {
       const id = randomUUID();
       const args = ['--tun', clientOptions.tun ?? 'tun-fzclient', ...(clientOptions.hostsFile === undefined ? [] : ['--hosts-file', clientOptions.hostsFile])];
-      const handle = await spawnClient(ns, id, args, `client-${extraClients.length + 2}`);
+      const handle = await spawnClient(ns, id, args, `client-${extraClients.length + 2}`, clientOptions.program);
       extraClients.push(handle);
       return { clientId: id, client: handle, connect: (resource, extra = {}) => connectWith(handle, resource, extra) };
     },
@@ -271,9 +274,10 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
 
 function curl(lab: Lab, method: string, url: string, body?: unknown): { ok: boolean; status: number; text: string } {
   const args = ['curl', '-sS', '-X', method, '-H', 'content-type: application/json', '-w', '\n%{http_code}', '--max-time', '40'];
-  if (body !== undefined) args.push('--data-binary', JSON.stringify(body));
+  // The body goes through stdin: a large one (a hostile portal message) would not fit in argv.
+  if (body !== undefined) args.push('--data-binary', '@-');
   try {
-    const out = lab.exec(lab.ns.wan, [...args, url], { timeoutMs: 45_000 });
+    const out = lab.exec(lab.ns.wan, [...args, url], { timeoutMs: 45_000, ...(body === undefined ? {} : { input: JSON.stringify(body) }) });
     const split = out.lastIndexOf('\n');
     const status = Number(out.slice(split + 1));
     return { ok: status >= 200 && status < 300, status, text: out.slice(0, split) };

@@ -18,7 +18,7 @@ import { TunDevice, type TunReadBatch } from '../../src/runtime/tun-device.ts';
 import { UdpSocket, type UdpDatagramBatch } from '../../src/runtime/udp-socket.ts';
 import { Node, type RelayServer } from '../../src/snownet/index.ts';
 import { systemRandom } from '../../src/util/random.ts';
-import { parseSocketAddr } from '../../src/util/socket-addr.ts';
+import { parseSocketAddr, type SocketAddr } from '../../src/util/socket-addr.ts';
 import type { Transmit } from '../../src/util/transmit.ts';
 import { relayCredentials } from '../dev-portal/credentials.ts';
 import { DomainAssignments, type AssignmentStatus } from './domain-assignments.ts';
@@ -50,6 +50,10 @@ export interface TestClientOptions {
   /** When set, rewritten with `<proxy ip> <domain>` lines for every DNS resource (an /etc/hosts file). */
   readonly hostsFile?: string;
   readonly onEvent?: (event: ClientEvent) => void;
+  /** Sees every packet decrypted from a gateway before it is handled (the attacker tool counts replies with it). */
+  readonly onTunnelPacket?: (gatewayId: string, packet: Uint8Array) => void;
+  /** Sees every datagram received on the data-plane sockets before the node handles it. */
+  readonly onDatagram?: (payload: Uint8Array, from: SocketAddr) => void;
 }
 
 export type PathKind = 'direct' | 'relay';
@@ -74,6 +78,8 @@ export interface ConnectResult {
   readonly resource_type: string;
   readonly gateway_id: string;
   readonly gateway_ipv4: string;
+  readonly gateway_ipv6: string;
+  readonly gateway_public_key: string;
   readonly flow_id: string;
   readonly path: PathKind | undefined;
   readonly routes: string[];
@@ -248,6 +254,8 @@ export class TestClient {
       resource_type: grant.resource.type,
       gateway_id: gatewayId,
       gateway_ipv4: grant.gateway_ipv4,
+      gateway_ipv6: grant.gateway_ipv6,
+      gateway_public_key: grant.gateway_public_key,
       flow_id: grant.flow_id,
       path: this.pathOf(gatewayId),
       routes: installed,
@@ -318,6 +326,39 @@ export class TestClient {
     };
   }
 
+  /**
+   * Encrypts an IP packet to a gateway as if it had been read from the TUN device, whatever its
+   * addresses (for tools that craft packets). The datagram is queued; `flushSockets` sends it.
+   */
+  sendPacket(gatewayId: string, packet: Uint8Array): boolean {
+    const transmit = this.sealPacket(gatewayId, packet);
+    return transmit !== undefined && this.send(transmit);
+  }
+
+  /** The datagram that carries `packet` to a gateway (not sent); its payload may be a pooled buffer. */
+  sealPacket(gatewayId: string, packet: Uint8Array): Transmit | undefined {
+    if (this.closed) return undefined;
+    return this.node.encapsulate(gatewayId, packet, performance.now());
+  }
+
+  /** Queues a raw datagram on the data-plane socket of the destination's family (the address gateways know us by). */
+  sendDatagram(payload: Uint8Array, destination: SocketAddr): boolean {
+    if (this.closed) return false;
+    return this.send({ source: undefined, destination, payload });
+  }
+
+  flushSockets(): void {
+    this.v4?.flush();
+    this.v6?.flush();
+  }
+
+  /** Where a gateway receives our datagrams on the nominated path: its own address (direct) or the relay. */
+  gatewayAddress(gatewayId: string): SocketAddr | undefined {
+    const path = this.node.connectionPath(gatewayId);
+    if (path === undefined) return undefined;
+    return path.kind === 'direct' ? path.destination : path.relay;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -334,10 +375,13 @@ export class TestClient {
   private handleDatagrams(batch: UdpDatagramBatch): void {
     if (this.closed) return;
     const now = performance.now();
+    const { onDatagram, onTunnelPacket } = this.options;
     for (let i = 0; i < batch.count; i++) {
+      onDatagram?.(batch.payload(i), batch.source(i));
       const result = this.node.decapsulate(batch.destination(i), batch.source(i), batch.payload(i), now);
       if (typeof result === 'string') continue;
       const packet = result.packet;
+      onTunnelPacket?.(result.connection, packet);
       if (packet[0]! >>> 4 === 6 && packet[6] === PROTOCOL_FZ_P2P_CONTROL && this.packet.parse(packet) === undefined && isP2pControlPacket(this.packet)) {
         this.handleControlPacket(result.connection);
         continue;
@@ -454,9 +498,9 @@ export class TestClient {
     this.wakeWaiters();
   }
 
-  private send(transmit: Transmit): void {
+  private send(transmit: Transmit): boolean {
     const socket = transmit.destination.family === 4 ? this.v4 : this.v6;
-    socket?.send(transmit.payload, transmit.destination, transmit.source);
+    return socket?.send(transmit.payload, transmit.destination, transmit.source) ?? false;
   }
 
   private armTimer(now: number): void {
