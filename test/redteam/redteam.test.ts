@@ -43,7 +43,6 @@ const OBSERVE_MS = Math.max(2_200, Number(process.env['FZ_REDTEAM_OBSERVE_MS'] ?
 const PENDING = {
   hostClosed: "the gateway's tunnel addresses closed except DNS :53535 and ICMP echo (rules, src/gateway)",
   assignedIpsBounds: 'per-client caps on domains and proxy IPs, p2p control rate limit, incremental filters (rules, src/gateway)',
-  healthBounds: 'health server header/idle timeouts and connection cap (packaging, health-server.ts)',
   dnsTcpBounds: 'DNS forwarder idle timeout, connection cap and buffer bound (harden, dns-forwarder.ts)',
   portalCaps: 'relays per message capped (harden, src/portal after issue 15 lands)',
 } as const;
@@ -174,7 +173,7 @@ describe('red team: an authorized client attacks the gateway while another keeps
 
   redteamCase(
     'idle-connection flood on the health port (:8080 from the LAN side)',
-    { victimLost: 0, rssGrowthMb: 96, todo: PENDING.healthBounds },
+    { victimLost: 0, rssGrowthMb: 96 },
     async () => {
       const count = 3_000 * SCALE;
       const out = rt.lab.exec(rt.lab.ns.resources, ['node', '--import', 'tsx', `${REPO_ROOT}tools/attacker/idle-connections.ts`, rt.lab.addresses.gatewayLan, '8080', String(count), '15000', 'idle'], { timeoutMs: 90_000 });
