@@ -103,6 +103,11 @@ static napi_value init(napi_env env, napi_value exports) {
     {"closeFd", NULL, fz_close_fd, NULL, NULL, NULL, napi_default, NULL},
     {"pollerStart", NULL, fz_poller_start, NULL, NULL, NULL, napi_default, NULL},
     {"pollerStop", NULL, fz_poller_stop, NULL, NULL, NULL, napi_default, NULL},
+    {"aeadKeyringCreate", NULL, fz_aead_keyring_create, NULL, NULL, NULL, napi_default, NULL},
+    {"aeadKeyAdd", NULL, fz_aead_key_add, NULL, NULL, NULL, napi_default, NULL},
+    {"aeadKeyRemove", NULL, fz_aead_key_remove, NULL, NULL, NULL, napi_default, NULL},
+    {"aeadKeyCount", NULL, fz_aead_key_count, NULL, NULL, NULL, napi_default, NULL},
+    {"aeadRun", NULL, fz_aead_run, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok) {
     fz_throw_last_napi_error(env);

@@ -40,6 +40,25 @@
 
 #define FZ_MAX_BATCH 256
 
+/* Batched transport AEAD (aead.c): one job is FZ_AEAD_JOB_WORDS u32 words. */
+#define FZ_AEAD_JOB_WORDS 8
+#define FZ_AEAD_JOB_KEY 0
+#define FZ_AEAD_JOB_COUNTER_LOW 1
+#define FZ_AEAD_JOB_COUNTER_HIGH 2
+#define FZ_AEAD_JOB_SOURCE 3
+#define FZ_AEAD_JOB_LENGTH 4
+#define FZ_AEAD_JOB_TARGET 5
+#define FZ_AEAD_JOB_STATUS 6
+#define FZ_AEAD_OK 0
+#define FZ_AEAD_UNAUTHENTIC 1
+#define FZ_AEAD_BAD_KEY 2
+#define FZ_AEAD_BAD_RANGE 3
+#define FZ_AEAD_FAILED 4
+#define FZ_AEAD_KEY_SIZE 32
+#define FZ_AEAD_NONCE_SIZE 12
+#define FZ_AEAD_TAG_SIZE 16
+#define FZ_AEAD_MAX_LENGTH 65535
+
 void fz_throw_last_napi_error(napi_env env);
 napi_value fz_throw_errno(napi_env env, int err, const char *what);
 int fz_get_i32(napi_env env, napi_value value, int32_t *out);
@@ -72,5 +91,10 @@ napi_value fz_tcp_socket(napi_env env, napi_callback_info info);
 napi_value fz_close_fd(napi_env env, napi_callback_info info);
 napi_value fz_poller_start(napi_env env, napi_callback_info info);
 napi_value fz_poller_stop(napi_env env, napi_callback_info info);
+napi_value fz_aead_keyring_create(napi_env env, napi_callback_info info);
+napi_value fz_aead_key_add(napi_env env, napi_callback_info info);
+napi_value fz_aead_key_remove(napi_env env, napi_callback_info info);
+napi_value fz_aead_key_count(napi_env env, napi_callback_info info);
+napi_value fz_aead_run(napi_env env, napi_callback_info info);
 
 #endif

@@ -21,7 +21,7 @@ import {
   type RequestConnectionMessage,
   type ResourceDescription,
 } from '../portal/index.ts';
-import { mergeRelayEntries, type Node, type RelayServer } from '../snownet/index.ts';
+import { mergeRelayEntries, type DecryptedPacket, type Node, type RelayServer } from '../snownet/index.ts';
 import type { RandomSource } from '../util/random.ts';
 import type { Transmit } from '../util/transmit.ts';
 import { validatePacketChecksums } from './checksums.ts';
@@ -38,6 +38,8 @@ export interface PortalPort {
 
 export interface PacketSink {
   write(packet: Uint8Array): boolean;
+  /** Writes `count` packets in one go (views valid only during the call); returns how many were taken. */
+  writeBatch?(packets: readonly Uint8Array[], count: number): number;
 }
 
 export interface NameResolver {
@@ -96,6 +98,9 @@ export class GatewayEventLoop {
   private interfaceUpdate: Promise<void> = Promise.resolve();
   private readonly pendingLegacy = new Map<string, PendingLegacy>();
   private readonly onTimer = (): void => this.handleTimeout();
+  /** Decrypted packets for the TUN device, written in one call per batch. */
+  private readonly tunBatch: Uint8Array[] = [];
+  private tunBatchCount = 0;
 
   constructor(options: EventLoopOptions) {
     this.o = options;
@@ -118,24 +123,54 @@ export class GatewayEventLoop {
     this.timer = undefined;
   }
 
-  /** Datagrams from one UDP socket read. */
+  /**
+   * Datagrams from one UDP socket read. WireGuard data messages are opened together (one cipher
+   * call per `transportBatchCapacity` datagrams) and their packets written to the TUN device in
+   * one call.
+   */
   handleDatagrams(batch: UdpDatagramBatch): void {
     if (this.stopped) return;
     const now = this.o.clock();
+    const capacity = this.o.node.transportBatchCapacity;
     for (let i = 0; i < batch.count; i++) {
       try {
         this.handleDatagram(batch, i, now);
       } catch (error) {
         this.contain(error);
       }
+      if ((i + 1) % capacity === 0) this.drainDecrypted(now);
     }
+    this.drainDecrypted(now);
     this.flush(now);
   }
 
   private handleDatagram(batch: UdpDatagramBatch, i: number, now: number): void {
-    const result = this.o.node.decapsulate(batch.destination(i), batch.source(i), batch.payload(i), now);
-    if (typeof result === 'string') return;
-    const verdict = this.o.state.handleTunnelPacket(result.connection, result.packet, now);
+    const result = this.o.node.decapsulateBatched(batch.destination(i), batch.source(i), batch.payload(i), 0, now);
+    if (typeof result !== 'string') this.handleDecrypted(result, now);
+  }
+
+  private drainDecrypted(now: number): void {
+    const { node } = this.o;
+    for (;;) {
+      let decrypted: DecryptedPacket | undefined;
+      try {
+        decrypted = node.pollDecrypted(now);
+      } catch (error) {
+        this.contain(error);
+        continue;
+      }
+      if (decrypted === undefined) break;
+      try {
+        this.handleDecrypted(decrypted, now);
+      } catch (error) {
+        this.contain(error);
+      }
+    }
+    this.writeTunBatch();
+  }
+
+  private handleDecrypted(decrypted: DecryptedPacket, now: number): void {
+    const verdict = this.o.state.handleTunnelPacket(decrypted.connection, decrypted.packet, now);
     switch (verdict.action) {
       case TunnelAction.ToTun:
         this.writeToTun(verdict.packet);
@@ -143,7 +178,7 @@ export class GatewayEventLoop {
         break;
       case TunnelAction.ReplyToClient:
         this.stats.prohibitedReplies++;
-        this.sendToClient(result.connection, verdict.packet, now);
+        this.sendToClient(decrypted.connection, verdict.packet, now);
         break;
       case TunnelAction.Consumed:
         break;
@@ -165,17 +200,20 @@ export class GatewayEventLoop {
     log.error('Dropped a packet after an internal error', { error: message, stack: error instanceof Error ? error.stack : undefined });
   }
 
-  /** Packets read from the TUN device. */
+  /** Packets read from the TUN device: judged one by one, sealed together (one cipher call per batch). */
   handleTunPackets(batch: TunReadBatch): void {
     if (this.stopped) return;
     const now = this.o.clock();
-    const { state } = this.o;
+    const { state, node } = this.o;
     for (let i = 0; i < batch.count; i++) {
       try {
         const verdict = state.handleTunPacket(batch.packet(i), now);
         if (verdict.action === TunAction.ToClient) {
           this.stats.tunToTunnel++;
-          this.sendToClient(verdict.clientId, verdict.packet, now);
+          if (!node.queueEncapsulate(verdict.clientId, verdict.packet, now)) {
+            this.drainSealed(now);
+            node.queueEncapsulate(verdict.clientId, verdict.packet, now);
+          }
         } else {
           this.stats.dropped++;
         }
@@ -183,7 +221,23 @@ export class GatewayEventLoop {
         this.contain(error);
       }
     }
+    this.drainSealed(now);
     this.flush(now);
+  }
+
+  private drainSealed(now: number): void {
+    const { node } = this.o;
+    for (;;) {
+      let transmit: Transmit | undefined;
+      try {
+        transmit = node.pollSealed(now);
+      } catch (error) {
+        this.contain(error);
+        continue;
+      }
+      if (transmit === undefined) return;
+      this.sendDatagram(transmit);
+    }
   }
 
   handlePortalMessage(message: IngressMessage): void {
@@ -391,7 +445,18 @@ export class GatewayEventLoop {
 
   private writeToTun(packet: Uint8Array): void {
     if (this.o.validateChecksums) validatePacketChecksums(packet);
-    this.o.tun.write(packet);
+    if (this.o.tun.writeBatch === undefined) {
+      this.o.tun.write(packet);
+      return;
+    }
+    this.tunBatch[this.tunBatchCount++] = packet;
+  }
+
+  private writeTunBatch(): void {
+    if (this.tunBatchCount === 0) return;
+    const count = this.tunBatchCount;
+    this.tunBatchCount = 0;
+    this.o.tun.writeBatch!(this.tunBatch, count);
   }
 
   private sendToPortal(message: { event: string; payload: Readonly<Record<string, unknown>> }): void {

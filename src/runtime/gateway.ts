@@ -25,6 +25,7 @@ import {
 } from '../portal/index.ts';
 import { Node } from '../snownet/index.ts';
 import { systemRandom } from '../util/random.ts';
+import { dataPathMode, logDataPath, transportCipherFor } from './data-path.ts';
 import { DnsForwarder } from './dns-forwarder.ts';
 import { GatewayEventLoop } from './event-loop.ts';
 import { HealthServer } from './health-server.ts';
@@ -52,7 +53,10 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
 
   const privateKey = cryptoRandomBytes(32);
   const clock = (): number => performance.now();
-  const node = new Node({ role: 'server', privateKey, rng, now: clock(), unixOffsetMs: Date.now() - clock() });
+  const dataPath = dataPathMode();
+  const transportCipher = transportCipherFor(dataPath);
+  logDataPath(dataPath, transportCipher);
+  const node = new Node({ role: 'server', privateKey, rng, now: clock(), unixOffsetMs: Date.now() - clock(), transportCipher });
   const state = new GatewayState();
 
   let loop: GatewayEventLoop | undefined;

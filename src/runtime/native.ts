@@ -41,6 +41,8 @@ declare const pollerBrand: unique symbol;
 export type PollerHandle = { readonly [pollerBrand]: true };
 declare const tunWriterBrand: unique symbol;
 export type TunWriterHandle = { readonly [tunWriterBrand]: true };
+declare const keyringBrand: unique symbol;
+export type AeadKeyringHandle = { readonly [keyringBrand]: true };
 
 /** `tunWriterStats` fills a Float64Array of this many entries, in this order. */
 export const TUN_WRITER_STATS_LENGTH = 5;
@@ -111,6 +113,15 @@ export interface NativeAddon {
     callback: (count: number, errno: number) => void,
   ): PollerHandle;
   pollerStop(handle: PollerHandle): void;
+  /** A set of transport keys, each an initialised OpenSSL ChaCha20-Poly1305 context; freed with the handle. */
+  aeadKeyringCreate(): AeadKeyringHandle;
+  /** Copies a 32-byte key into a new context; returns its id (slot index and a generation byte). */
+  aeadKeyAdd(ring: AeadKeyringHandle, key: Uint8Array, seal: boolean): number;
+  /** Frees (and so wipes) a key's context; false when the id names no live key. */
+  aeadKeyRemove(ring: AeadKeyringHandle, id: number): boolean;
+  aeadKeyCount(ring: AeadKeyringHandle): number;
+  /** Runs a batch of AEAD jobs (layout in src/wireguard/transport-cipher.ts); returns how many succeeded. */
+  aeadRun(ring: AeadKeyringHandle, open: boolean, source: Uint8Array, target: Uint8Array, jobs: Uint32Array, count: number): number;
 }
 
 const ADDON_PATH = fileURLToPath(new URL('../../build/Release/firezone_native.node', import.meta.url));

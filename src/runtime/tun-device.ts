@@ -15,6 +15,7 @@
  * (`write` returns false). With `writerThread: false` the JS thread writes synchronously.
  */
 import { createLogger } from '../log/index.ts';
+import { SlotViews } from '../util/slot-views.ts';
 import {
   loadNative,
   MAX_BATCH,
@@ -115,6 +116,9 @@ export class TunDevice implements PacketDevice {
   readonly #writeSpans: Uint32Array;
   readonly #writeSlotSize: number;
   readonly #writeBatchSize: number;
+  /** The whole buffer the last zero-copy batch came from (its packets are passed as spans). */
+  #spanSourceBuffer: ArrayBufferLike | undefined;
+  #spanSource: Uint8Array = new Uint8Array(0);
   #closed = false;
 
   /** Opens (creating if needed) the device in the current network namespace. */
@@ -249,12 +253,14 @@ export class TunDevice implements PacketDevice {
   }
 
   /**
-   * Writes `count` packets with one native call per `batchSize` packets (each packet is copied
-   * into the write ring first). Returns how many the kernel accepted (with writer threads: how
+   * Writes `count` packets with one native call per `batchSize` packets. Packets that all lie in
+   * one buffer (the batch arena of the data path) are passed where they are; others are copied
+   * into the write ring first. Returns how many the kernel accepted (with writer threads: how
    * many were queued); the rest count as drops.
    */
   writeBatch(packets: readonly Uint8Array[], count = packets.length, queue = 0): number {
     if (this.#closed) return 0;
+    if (count > 0 && count <= this.#writeBatchSize && sameBuffer(packets, count)) return this.#writeInPlace(packets, count, queue);
     const fd = this.#fds[queue] ?? this.#fds[0]!;
     const writer = this.#writers.length > 0 ? (this.#writers[queue] ?? this.#writers[0]!) : undefined;
     const counters = this.#counters;
@@ -305,6 +311,44 @@ export class TunDevice implements PacketDevice {
     return written;
   }
 
+  #writeInPlace(packets: readonly Uint8Array[], count: number, queue: number): number {
+    const buffer = packets[0]!.buffer;
+    if (buffer !== this.#spanSourceBuffer) {
+      this.#spanSourceBuffer = buffer;
+      this.#spanSource = new Uint8Array(buffer);
+    }
+    const spans = this.#writeSpans;
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const packet = packets[i]!;
+      spans[i * 2] = packet.byteOffset;
+      spans[i * 2 + 1] = packet.length;
+      bytes += packet.length;
+    }
+    const writer = this.#writers.length > 0 ? (this.#writers[queue] ?? this.#writers[0]!) : undefined;
+    const counters = this.#counters;
+    if (writer !== undefined) {
+      const queued = this.#native.tunWriterPushBatch(writer, this.#spanSource, spans, count);
+      if (queued === count) return queued;
+      this.#pushDrops += count - queued;
+      for (let i = 0; i < count; i++) if (spans[i * 2 + 1] === 0) this.#lastWriteErrno = spans[i * 2]!;
+      return queued;
+    }
+    const accepted = this.#native.tunWriteBatch(this.#fds[queue] ?? this.#fds[0]!, this.#spanSource, spans, count);
+    counters.txPackets += accepted;
+    counters.txDropped += count - accepted;
+    if (accepted === count) {
+      counters.txBytes += bytes;
+      return accepted;
+    }
+    for (let i = 0; i < count; i++) {
+      const length = spans[i * 2 + 1]!;
+      if (length === 0) this.#lastWriteErrno = spans[i * 2]!;
+      else counters.txBytes += length;
+    }
+    return accepted;
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -316,6 +360,12 @@ export class TunDevice implements PacketDevice {
   get closed(): boolean {
     return this.#closed;
   }
+}
+
+function sameBuffer(packets: readonly Uint8Array[], count: number): boolean {
+  const buffer = packets[0]!.buffer;
+  for (let i = 1; i < count; i++) if (packets[i]!.buffer !== buffer) return false;
+  return true;
 }
 
 interface QueueReaderOptions {
@@ -337,6 +387,7 @@ class QueueReader implements TunReadBatch {
   readonly #counters: TunCounters;
   readonly #lengths: Uint32Array;
   readonly #slotOf: Uint16Array;
+  readonly #views: SlotViews;
   readonly #slotSize: number;
   readonly #headroom: number;
   readonly #maxPacketSize: number;
@@ -359,6 +410,7 @@ class QueueReader implements TunReadBatch {
     const meta = new Uint8Array(options.batchSize * 4);
     this.#lengths = new Uint32Array(meta.buffer);
     this.#slotOf = new Uint16Array(options.batchSize);
+    this.#views = new SlotViews(this.buffer, options.batchSize);
     this.#poller = native.pollerStart(
       fd,
       POLLER_TUN,
@@ -380,8 +432,7 @@ class QueueReader implements TunReadBatch {
   }
 
   packet(index: number): Uint8Array {
-    const offset = this.offset(index);
-    return this.buffer.subarray(offset, offset + this.length(index));
+    return this.#views.view(this.#slotOf[index]!, this.offset(index), this.length(index));
   }
 
   stop(): void {

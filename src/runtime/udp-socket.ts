@@ -13,6 +13,7 @@
 import { createLogger, Level } from '../log/index.ts';
 import { formatIpv4, formatIpv6InetNtop, writeIpText } from '../ip/index.ts';
 import { MAX_DATAGRAM_PAYLOAD } from '../snownet/constants.ts';
+import { SlotViews } from '../util/slot-views.ts';
 import { socketAddr, type SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import {
@@ -147,6 +148,7 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
   readonly #meta: Uint8Array;
   readonly #metaView: DataView;
   readonly #slotOf: Uint16Array;
+  readonly #views: SlotViews;
   readonly #slotSize: number;
   readonly #headroom: number;
   readonly #maxPayloadSize: number;
@@ -213,6 +215,7 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
     this.#meta = new Uint8Array(batchSize * RECV_META_STRIDE);
     this.#metaView = new DataView(this.#meta.buffer);
     this.#slotOf = new Uint16Array(batchSize);
+    this.#views = new SlotViews(this.buffer, batchSize);
     this.#sendCapacity = batchSize;
     this.#sendRing = new Uint8Array(batchSize * this.#slotSize);
     this.#sendMeta = new Uint8Array(batchSize * SEND_META_STRIDE);
@@ -243,8 +246,7 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
   }
 
   payload(index: number): Uint8Array {
-    const offset = this.offset(index);
-    return this.buffer.subarray(offset, offset + this.length(index));
+    return this.#views.view(this.#slotOf[index]!, this.offset(index), this.length(index));
   }
 
   source(index: number): SocketAddr {

@@ -40,14 +40,18 @@ import type { Transmit } from '../util/transmit.ts';
 import {
   MESSAGE_INITIATION,
   messageType,
+  NodeCryptoTransportCipher,
+  OpenBatch,
   publicIdentity,
   RateLimiter,
   receiverIndex,
+  SealBatch,
   SessionIndexAllocator,
   staticIdentity,
   Tunnel,
   tunnelIndexOf,
   type StaticIdentity,
+  type TransportCipher,
 } from '../wireguard/index.ts';
 import { CandidateSignals } from './candidate-signals.ts';
 import {
@@ -74,6 +78,8 @@ export interface NodeOptions {
   readonly turnSendIndications?: boolean;
   /** Test hook: told of every connection the node does work for. */
   readonly observer?: NodeObserver;
+  /** Where WireGuard data is sealed and opened (node:crypto by default; the runtime injects the native one). */
+  readonly transportCipher?: TransportCipher;
 }
 
 /**
@@ -111,6 +117,8 @@ export type NodeEvent =
 export interface DecryptedPacket {
   readonly connection: string;
   readonly packet: Uint8Array;
+  /** What the caller passed to `decapsulateBatched` with the datagram (0 otherwise). */
+  readonly tag: number;
 }
 
 /**
@@ -118,7 +126,7 @@ export interface DecryptedPacket {
  * dropped (oversize, unusable local address, unknown WireGuard sender, failed decryption), or
  * not a format the node knows.
  */
-export type DecapsulateStatus = 'handled' | 'dropped' | 'unknownFormat';
+export type DecapsulateStatus = 'handled' | 'dropped' | 'unknownFormat' | 'pending';
 
 export interface NodeStats {
   datagramsIn: number;
@@ -208,7 +216,20 @@ export class Node {
   private readonly events = new RingQueue<NodeEvent>();
   private readonly newCandidates = new CandidateSignals();
   private readonly invalidatedCandidates = new CandidateSignals();
-  private readonly decrypted: { connection: string; packet: Uint8Array } = { connection: '', packet: new Uint8Array(0) };
+  private readonly decrypted: { connection: string; packet: Uint8Array; tag: number } = { connection: '', packet: new Uint8Array(0), tag: 0 };
+  private readonly cipher: TransportCipher;
+  private readonly openBatch: OpenBatch;
+  private readonly openConnections: (Connection | undefined)[];
+  private readonly openTags: Float64Array;
+  private batchingOpens = false;
+  private batchTag = 0;
+  private readonly sealBatch: SealBatch;
+  private readonly sealConnections: (Connection | undefined)[];
+  private readonly sealedTransmit: { source: SocketAddr | undefined; destination: SocketAddr; payload: Uint8Array } = {
+    source: undefined,
+    destination: { family: 4, address: '0.0.0.0', port: 0 },
+    payload: new Uint8Array(0),
+  };
   private lastLocal: SocketAddr | undefined;
 
   constructor(options: NodeOptions) {
@@ -221,6 +242,12 @@ export class Node {
     this.rateLimiter = new RateLimiter(this.identity, options.rng, options.now);
     this.indices = new SessionIndexAllocator(options.rng);
     this.observer = options.observer;
+    this.cipher = options.transportCipher ?? new NodeCryptoTransportCipher();
+    this.openBatch = new OpenBatch(this.cipher);
+    this.openConnections = new Array<Connection | undefined>(this.openBatch.capacity).fill(undefined);
+    this.openTags = new Float64Array(this.openBatch.capacity);
+    this.sealBatch = new SealBatch(this.cipher, CHANNEL_DATA_HEADROOM);
+    this.sealConnections = new Array<Connection | undefined>(this.sealBatch.capacity).fill(undefined);
     const session = createHash('sha256').update('SESSION-ID').update(this.publicKey).digest('hex').toUpperCase();
     this.software = `snownet; session=${session}`;
   }
@@ -323,6 +350,7 @@ export class Node {
         rateLimiter: this.rateLimiter,
         now,
         headroom: CHANNEL_DATA_HEADROOM,
+        cipher: this.cipher,
         ...(this.unixOffsetMs !== undefined ? { unixOffsetMs: this.unixOffsetMs } : {}),
       }),
       localCredentials: params.localCredentials,
@@ -521,15 +549,12 @@ export class Node {
       return 'unknownFormat';
     }
     this.visit(connection);
-    const result = connection.tunnel.decapsulate(payload, source.address, now);
-    if (result instanceof Uint8Array) {
-      connection.lastActivity = now;
-      if (connection.state === 'idle') this.setState(connection, 'connected', now);
-      this.drainTunnel(connection, now);
-      this.touch(connection, now);
-      this.decrypted.connection = connection.id;
-      this.decrypted.packet = result;
-      return this.decrypted;
+    const result = connection.tunnel.decapsulate(payload, source.address, now, this.batchingOpens ? this.openBatch : undefined);
+    if (result instanceof Uint8Array) return this.onDecrypted(connection, result, 0, now);
+    if (result === 'pending') {
+      this.openConnections[this.openBatch.lastSlot] = connection;
+      this.openTags[this.openBatch.lastSlot] = this.batchTag;
+      return 'pending';
     }
     this.drainTunnel(connection, now);
     this.touch(connection, now);
@@ -545,6 +570,86 @@ export class Node {
         if (log.enabled(Level.Debug)) log.debug('Dropped WireGuard datagram', { connection: connection.id, reason: result, from: socketAddrKey(source) });
         return 'dropped';
     }
+  }
+
+  /**
+   * `decapsulate` for a batch of datagrams: a WireGuard data message is checked and queued
+   * ('pending') and opened together with the others by `pollDecrypted`, which must be drained
+   * at least every `transportBatchCapacity` datagrams (beyond that they are opened one by one).
+   * `tag` comes back with the packet (the runtime passes the datagram's ECN bits).
+   */
+  decapsulateBatched(local: SocketAddr, from: SocketAddr, datagram: Uint8Array, tag: number, now: number): DecryptedPacket | DecapsulateStatus {
+    this.batchingOpens = true;
+    this.batchTag = tag;
+    try {
+      return this.decapsulate(local, from, datagram, now);
+    } finally {
+      this.batchingOpens = false;
+    }
+  }
+
+  /** Datagrams `decapsulateBatched` and `queueEncapsulate` can hold before their poll must be drained. */
+  get transportBatchCapacity(): number {
+    return this.openBatch.capacity;
+  }
+
+  /** Opens the queued data messages (one cipher call) and yields their packets in arrival order. */
+  pollDecrypted(now: number): DecryptedPacket | undefined {
+    const batch = this.openBatch;
+    for (let slot = batch.next(now); slot !== -1; slot = batch.next(now)) {
+      const connection = this.openConnections[slot]!;
+      this.openConnections[slot] = undefined;
+      const outcome = batch.outcome(slot);
+      if (typeof outcome === 'number') return this.onDecrypted(connection, batch.packet(slot), this.openTags[slot]!, now);
+      this.drainTunnel(connection, now);
+      this.touch(connection, now);
+      if (outcome !== 'keepalive') {
+        this.stats.wireguardDropped++;
+        if (log.enabled(Level.Debug)) log.debug('Dropped WireGuard datagram', { connection: connection.id, reason: outcome });
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * `encapsulate` for a batch of packets: the packet is queued to be sealed together with the
+   * others by `pollSealed`. False when the batch is full: drain `pollSealed` and queue again.
+   */
+  queueEncapsulate(id: string, packet: Uint8Array, now: number): boolean {
+    const connection = this.connections.get(id);
+    if (connection === undefined || connection.path === undefined || packet.length > this.sealBatch.maxPlaintext) {
+      const transmit = this.encapsulate(id, packet, now);
+      if (transmit !== undefined) this.transmits.push(transmit);
+      return true;
+    }
+    this.visit(connection);
+    connection.lastActivity = now;
+    if (connection.state === 'idle') this.setState(connection, 'connected', now);
+    const slot = connection.tunnel.encapsulateInto(packet, now, this.sealBatch);
+    if (slot === 'batchFull') return false;
+    if (typeof slot === 'number') this.sealConnections[slot] = connection;
+    else this.drainTunnel(connection, now);
+    this.touch(connection, now);
+    return true;
+  }
+
+  /**
+   * Seals the queued packets (one cipher call) and yields their datagrams in order. The
+   * transmit and its payload are reused by the next call.
+   */
+  pollSealed(now: number): Transmit | undefined {
+    const batch = this.sealBatch;
+    for (let slot = batch.next(); slot !== -1; slot = batch.next()) {
+      const connection = this.sealConnections[slot]!;
+      this.sealConnections[slot] = undefined;
+      if (!batch.sealed(slot) || connection.path === undefined) {
+        this.stats.encapsulateDropped++;
+        continue;
+      }
+      const transmit = this.sealedOnPath(connection, slot, now);
+      if (transmit !== undefined) return transmit;
+    }
+    return undefined;
   }
 
   // --- time ---
@@ -825,6 +930,39 @@ export class Node {
     }
   }
 
+  private onDecrypted(connection: Connection, packet: Uint8Array, tag: number, now: number): DecryptedPacket {
+    connection.lastActivity = now;
+    if (connection.state === 'idle') this.setState(connection, 'connected', now);
+    this.drainTunnel(connection, now);
+    this.touch(connection, now);
+    this.decrypted.connection = connection.id;
+    this.decrypted.packet = packet;
+    this.decrypted.tag = tag;
+    return this.decrypted;
+  }
+
+  /** `transmitOnPath` for a sealed batch slot, into the reused transmit. */
+  private sealedOnPath(connection: Connection, slot: number, now: number): Transmit | undefined {
+    const path = connection.path!;
+    const transmit = this.sealedTransmit;
+    if (path.kind === 'direct') {
+      transmit.source = path.source;
+      transmit.destination = path.destination;
+      transmit.payload = this.sealBatch.datagram(slot);
+      return transmit;
+    }
+    const relay = connection.pathRelay;
+    const relaySocket = relay === undefined || relay.removed ? undefined : relay.allocation.activeSocket();
+    const channel = relaySocket === undefined ? undefined : relay!.allocation.channelTo(path.destination, now);
+    if (relaySocket === undefined || channel === undefined) return this.transmitOnPath(connection, this.sealBatch.datagram(slot), now);
+    const framed = this.sealBatch.framed(slot);
+    writeChannelDataHeader(framed, 0, channel, framed.length - CHANNEL_DATA_HEADROOM);
+    transmit.source = undefined;
+    transmit.destination = relaySocket;
+    transmit.payload = framed;
+    return transmit;
+  }
+
   /** Wraps a WireGuard datagram (with CHANNEL_DATA_HEADROOM free bytes in front) for the nominated path. */
   private transmitOnPath(connection: Connection, datagram: Uint8Array, now: number): Transmit | undefined {
     const path = connection.path!;
@@ -945,6 +1083,7 @@ export class Node {
 
   private dropConnection(connection: Connection): void {
     if (this.connections.get(connection.id) !== connection) return;
+    connection.tunnel.close();
     this.connections.delete(connection.id);
     this.deadlines.delete(connection);
     connection.scheduledAt = Infinity;

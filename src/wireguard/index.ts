@@ -22,11 +22,25 @@ export { initiationSender, openInitiation, type OpenedInitiation } from './noise
 export { RateLimiter, type HandshakeVerdict } from './rate-limiter.ts';
 export { ReplayWindow } from './replay.ts';
 export { SessionIndexAllocator } from './session-index.ts';
+export { OpenBatch, SealBatch, TRANSPORT_BATCH_CAPACITY, type OpenOutcome } from './transport-batch.ts';
+export {
+  AEAD_BAD_KEY,
+  AEAD_BAD_RANGE,
+  AEAD_FAILED,
+  AEAD_JOB_WORDS,
+  AEAD_OK,
+  AEAD_UNAUTHENTIC,
+  NodeCryptoTransportCipher,
+  writeAeadJob,
+  type TransportCipher,
+  type TransportCipherKind,
+} from './transport-cipher.ts';
 export {
   Tunnel,
   type DecapsulateDrop,
   type DecapsulateOutcome,
   type DecapsulateResult,
+  type EncapsulateIntoResult,
   type EncapsulateResult,
   type TunnelConfig,
   type TunnelEvent,

@@ -1,17 +1,18 @@
-import { createSecretKey, type KeyObject } from 'node:crypto';
 import {
+  AEAD_TAG_SIZE,
   KEEPALIVE_TIMEOUT,
   MESSAGE_TRANSPORT,
   REJECT_AFTER_MESSAGES,
   REJECT_AFTER_TIME,
   TRANSPORT_HEADER_SIZE,
+  TRANSPORT_MIN_SIZE,
   TRANSPORT_OFFSET_COUNTER,
   TRANSPORT_OFFSET_DATA,
   TRANSPORT_OFFSET_RECEIVER,
 } from './constants.ts';
-import { aeadOpen, aeadSeal, writeNonce } from './crypto.ts';
 import type { SessionKeys } from './noise.ts';
 import { ReplayWindow } from './replay.ts';
+import { writeAeadJob, type TransportCipher } from './transport-cipher.ts';
 
 /** The initiator stops sending on a session this old, so its last packets still arrive before expiry. */
 const INITIATOR_SEND_LIMIT = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT;
@@ -20,28 +21,36 @@ const MAX_COUNTER_HIGH_WORD = Math.floor(REJECT_AFTER_MESSAGES / TWO_POW_32);
 
 export type OpenResult = Uint8Array | 'replayed' | 'decryptFailed';
 
-/** One set of transport keys (whitepaper §5.4.6): a send counter and a receive replay window. */
+/**
+ * One set of transport keys (whitepaper §5.4.6): a send counter and a receive replay window.
+ * The keys themselves live in the transport cipher from construction until `release()`; the
+ * copies the handshake produced are wiped here.
+ */
 export class Session {
   readonly localIndex: number;
   readonly remoteIndex: number;
   readonly createdAt: number;
   readonly isInitiator: boolean;
-  readonly #sendKey: KeyObject;
-  readonly #receiveKey: KeyObject;
-  readonly #sendNonce = new Uint8Array(12);
-  readonly #sendNonceView = new DataView(this.#sendNonce.buffer);
-  readonly #receiveNonce = new Uint8Array(12);
-  readonly #receiveNonceView = new DataView(this.#receiveNonce.buffer);
+  /** Key ids in `cipher`. */
+  readonly sendKey: number;
+  readonly receiveKey: number;
+  readonly #cipher: TransportCipher;
   readonly #replay = new ReplayWindow();
+  /** One job, for the unbatched seal and open. */
+  readonly #job = new Uint32Array(8);
   #sendCounter = 0;
+  #released = false;
 
-  constructor(keys: SessionKeys, isInitiator: boolean, now: number) {
+  constructor(keys: SessionKeys, isInitiator: boolean, now: number, cipher: TransportCipher) {
     this.localIndex = keys.localIndex;
     this.remoteIndex = keys.remoteIndex;
     this.isInitiator = isInitiator;
     this.createdAt = now;
-    this.#sendKey = createSecretKey(keys.sendKey);
-    this.#receiveKey = createSecretKey(keys.receiveKey);
+    this.#cipher = cipher;
+    this.sendKey = cipher.addKey(keys.sendKey, true);
+    this.receiveKey = cipher.addKey(keys.receiveKey, false);
+    keys.sendKey.fill(0);
+    keys.receiveKey.fill(0);
   }
 
   isExpired(now: number): boolean {
@@ -50,11 +59,32 @@ export class Session {
 
   canSend(now: number): boolean {
     const limit = this.isInitiator ? INITIATOR_SEND_LIMIT : REJECT_AFTER_TIME;
-    return now - this.createdAt < limit && this.#sendCounter < REJECT_AFTER_MESSAGES;
+    return !this.#released && now - this.createdAt < limit && this.#sendCounter < REJECT_AFTER_MESSAGES;
   }
 
   get sendCounter(): number {
     return this.#sendCounter;
+  }
+
+  /** Removes both keys from the cipher (idempotent); the session can no longer seal or open. */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#cipher.removeKey(this.sendKey);
+    this.#cipher.removeKey(this.receiveKey);
+  }
+
+  /**
+   * Takes the next send counter and writes the transport header at `offset` in `out`; the
+   * caller seals the payload at offset + 16 under `sendKey` with that counter.
+   */
+  writeHeader(out: Uint8Array, offset: number): number {
+    const counter = this.#sendCounter++;
+    writeU32(out, offset, MESSAGE_TRANSPORT);
+    writeU32(out, offset + TRANSPORT_OFFSET_RECEIVER, this.remoteIndex);
+    writeU32(out, offset + TRANSPORT_OFFSET_COUNTER, counter >>> 0);
+    writeU32(out, offset + TRANSPORT_OFFSET_COUNTER + 4, Math.floor(counter / TWO_POW_32));
+    return counter;
   }
 
   /**
@@ -62,25 +92,38 @@ export class Session {
    * plaintext.length + 32 bytes) and returns its length.
    */
   seal(plaintext: Uint8Array, out: Uint8Array, offset: number): number {
-    const counter = this.#sendCounter++;
-    writeU32(out, offset, MESSAGE_TRANSPORT);
-    writeU32(out, offset + TRANSPORT_OFFSET_RECEIVER, this.remoteIndex);
-    writeU32(out, offset + TRANSPORT_OFFSET_COUNTER, counter >>> 0);
-    writeU32(out, offset + TRANSPORT_OFFSET_COUNTER + 4, Math.floor(counter / TWO_POW_32));
-    writeNonce(this.#sendNonce, this.#sendNonceView, counter);
-    return TRANSPORT_HEADER_SIZE + aeadSeal(this.#sendKey, this.#sendNonce, plaintext, undefined, out, offset + TRANSPORT_OFFSET_DATA);
+    const counter = this.writeHeader(out, offset);
+    writeAeadJob(this.#job, 0, this.sendKey, counter, 0, plaintext.length, offset + TRANSPORT_OFFSET_DATA);
+    this.#cipher.run(false, plaintext, out, this.#job, 1);
+    return TRANSPORT_HEADER_SIZE + plaintext.length + AEAD_TAG_SIZE;
   }
 
-  /** Opens a transport message already known to be addressed to this session. */
-  open(message: Uint8Array): OpenResult {
+  /**
+   * The counter of a transport message addressed to this session, if the replay window could
+   * still accept it (nothing is recorded until `acceptCounter`).
+   */
+  receivableCounter(message: Uint8Array): number | 'replayed' {
     const high = readU32(message, TRANSPORT_OFFSET_COUNTER + 4);
     if (high > MAX_COUNTER_HIGH_WORD) return 'replayed';
     const counter = high * TWO_POW_32 + readU32(message, TRANSPORT_OFFSET_COUNTER);
     if (counter >= REJECT_AFTER_MESSAGES || !this.#replay.check(counter)) return 'replayed';
-    writeNonce(this.#receiveNonce, this.#receiveNonceView, counter);
-    const plaintext = aeadOpen(this.#receiveKey, this.#receiveNonce, message.subarray(TRANSPORT_OFFSET_DATA), undefined);
-    if (plaintext === undefined) return 'decryptFailed';
-    if (!this.#replay.update(counter)) return 'replayed';
+    return counter;
+  }
+
+  /** Records an authenticated counter; false when it was a replay after all (a duplicate in one batch). */
+  acceptCounter(counter: number): boolean {
+    return this.#replay.update(counter);
+  }
+
+  /** Opens a transport message already known to be addressed to this session, into a new array. */
+  open(message: Uint8Array): OpenResult {
+    if (message.length < TRANSPORT_MIN_SIZE) return 'decryptFailed';
+    const counter = this.receivableCounter(message);
+    if (counter === 'replayed') return counter;
+    const plaintext = new Uint8Array(message.length - TRANSPORT_MIN_SIZE);
+    writeAeadJob(this.#job, 0, this.receiveKey, counter, TRANSPORT_OFFSET_DATA, message.length - TRANSPORT_HEADER_SIZE, 0);
+    if (this.#cipher.run(true, message, plaintext, this.#job, 1) !== 1) return 'decryptFailed';
+    if (!this.acceptCounter(counter)) return 'replayed';
     return plaintext;
   }
 }

@@ -6,6 +6,12 @@
 // Timers: `pollTimeout` is the next instant `handleTimeout` has work (retransmission, rekey,
 // keepalive, expiry); their rules are the whitepaper's §6 with boringtun's choices as
 // configured by Firezone (rekey-attempt 15 s, no persistent keepalive).
+//
+// Data messages can also go through batches (transport-batch.ts): `encapsulateInto` and
+// `decapsulate(..., batch)` do the protocol work per packet and leave the AEAD to one cipher
+// call per batch; `completeOpen` is the batch handing an opened message back. The AEAD itself
+// runs in the injected `TransportCipher` (native or node:crypto), which holds each session's keys
+// until the session is dropped or the tunnel closed.
 import type { RandomSource } from '../util/random.ts';
 import { RingQueue } from '../util/ring-queue.ts';
 import { createLogger, Level } from '../log/index.ts';
@@ -32,6 +38,7 @@ import {
   RESPONSE_OFFSET_MAC1,
   RESPONSE_OFFSET_MAC2,
   SESSION_RING_SIZE,
+  TRANSPORT_MIN_SIZE,
   TRANSPORT_OFFSET_RECEIVER,
   TRANSPORT_OVERHEAD,
   WIPE_AFTER_TIME,
@@ -53,6 +60,8 @@ import {
 import type { RateLimiter } from './rate-limiter.ts';
 import { readU32, Session } from './session.ts';
 import { isLater, tai64n } from './tai64n.ts';
+import type { OpenBatch, OpenOutcome, SealBatch } from './transport-batch.ts';
+import { AEAD_BAD_KEY, AEAD_OK, NodeCryptoTransportCipher, type TransportCipher } from './transport-cipher.ts';
 
 export interface TunnelConfig {
   readonly local: StaticIdentity;
@@ -70,6 +79,8 @@ export interface TunnelConfig {
   readonly rekeyAttemptTime?: number;
   /** Free bytes left in front of every datagram `encapsulate` returns (for a ChannelData header). */
   readonly headroom?: number;
+  /** Where transport keys live and data messages are sealed and opened (node:crypto by default). */
+  readonly cipher?: TransportCipher;
 }
 
 /** Outcomes of `decapsulate` other than a decrypted IP packet. */
@@ -78,7 +89,9 @@ export type DecapsulateOutcome =
   | 'handshake'
   /** A cookie reply was accepted; the next handshake message carries MAC2. */
   | 'cookie'
-  | 'keepalive';
+  | 'keepalive'
+  /** A data message joined the open batch passed in; its result comes from the batch. */
+  | 'pending';
 
 export type DecapsulateDrop =
   | 'malformed'
@@ -98,6 +111,9 @@ export type DecapsulateDrop =
 export type DecapsulateResult = Uint8Array | DecapsulateOutcome | DecapsulateDrop;
 
 export type EncapsulateResult = Uint8Array | 'queued' | 'queueFull';
+
+/** `encapsulateInto`: the batch slot the packet was queued in, or why not. */
+export type EncapsulateIntoResult = number | 'queued' | 'queueFull' | 'batchFull';
 
 export type TunnelEvent =
   /** A new session is ready for sending. */
@@ -129,6 +145,7 @@ export class Tunnel {
   readonly #unixOffsetMs: number;
   readonly #rekeyAttemptTime: number;
   readonly #headroom: number;
+  readonly #cipher: TransportCipher;
 
   readonly #sessions: (Session | undefined)[] = new Array<Session | undefined>(SESSION_RING_SIZE).fill(undefined);
   /** When the oldest session in the ring expires (Infinity with none): polls do not scan the ring. */
@@ -172,6 +189,7 @@ export class Tunnel {
     this.#unixOffsetMs = config.unixOffsetMs ?? 0;
     this.#rekeyAttemptTime = config.rekeyAttemptTime ?? REKEY_ATTEMPT_TIME;
     this.#headroom = config.headroom ?? 0;
+    this.#cipher = config.cipher ?? new NodeCryptoTransportCipher();
     this.#sessionEstablishedAt = config.now;
     this.#lastDataSentAt = config.now;
     this.#lastDataReceivedAt = config.now;
@@ -198,20 +216,37 @@ export class Tunnel {
     const session = this.#current;
     if (session !== undefined && session.canSend(now)) return this.#seal(session, packet, now);
 
-    if (this.#queue.length >= MAX_QUEUED_PACKETS) return 'queueFull';
-    this.#queue.push(packet.slice());
-    if (!this.isHandshaking()) this.#sendInitiation(now, false);
-    return 'queued';
+    return this.#queueForHandshake(packet, now);
+  }
+
+  /**
+   * `encapsulate` into a batch: with a session, the packet is copied into a slot of `batch`
+   * under its counter and sealed with the rest of the batch. 'batchFull': drain the batch
+   * and try again (a packet larger than a slot never fits: use `encapsulate`).
+   */
+  encapsulateInto(packet: Uint8Array, now: number, batch: SealBatch): EncapsulateIntoResult {
+    const session = this.#current;
+    if (session === undefined || !session.canSend(now)) return this.#queueForHandshake(packet, now);
+    if (!batch.hasRoom(packet.length)) return 'batchFull';
+    const slot = batch.queue(session, packet);
+    this.#onDataSent(packet.length, now);
+    return slot;
   }
 
   /**
    * Handles one datagram from the peer. `sourceIp` is the sender's IP address; under load a
-   * cookie is bound to it.
+   * cookie is bound to it. With `batch`, a data message it accepts is checked and queued there
+   * ('pending'); any other message first lets the batch finish what it holds, so that handshakes
+   * and data keep their order.
    */
-  decapsulate(datagram: Uint8Array, sourceIp: string | Uint8Array, now: number): DecapsulateResult {
-    switch (messageType(datagram)) {
-      case MESSAGE_TRANSPORT:
-        return this.#receiveTransport(datagram, now);
+  decapsulate(datagram: Uint8Array, sourceIp: string | Uint8Array, now: number, batch?: OpenBatch): DecapsulateResult {
+    const type = messageType(datagram);
+    if (type === MESSAGE_TRANSPORT) {
+      if (batch !== undefined && batch.accepts(datagram)) return this.#queueTransport(datagram, now, batch);
+      return this.#receiveTransport(datagram, now);
+    }
+    if (batch !== undefined) batch.run(now);
+    switch (type) {
       case MESSAGE_INITIATION:
       case MESSAGE_RESPONSE:
         return this.#receiveHandshake(datagram, sourceIp, now);
@@ -220,6 +255,30 @@ export class Tunnel {
       default:
         return 'malformed';
     }
+  }
+
+  /**
+   * The batch hands back a message it opened for `session` (queued by `decapsulate`): the
+   * plaintext is at `offset` in `buffer`. Returns the IP packet's length there, or why none.
+   */
+  completeOpen(session: Session, counter: number, status: number, buffer: Uint8Array, offset: number, length: number, now: number): OpenOutcome {
+    if (status !== AEAD_OK) return status === AEAD_BAD_KEY ? 'unknownSession' : 'decryptFailed';
+    if (!session.acceptCounter(counter)) return 'replayed';
+    return this.#received(session, buffer, offset, length, now);
+  }
+
+  /** Drops every session and releases its keys from the cipher. The tunnel is unusable after. */
+  close(): void {
+    for (let i = 0; i < SESSION_RING_SIZE; i++) {
+      this.#sessions[i]?.release();
+      this.#sessions[i] = undefined;
+    }
+    this.#sessionsExpireAt = Infinity;
+    this.#current = undefined;
+    this.#unconfirmed = undefined;
+    this.#pending = undefined;
+    this.#handshakeScheduledAt = undefined;
+    this.#queue.length = 0;
   }
 
   /**
@@ -299,14 +358,25 @@ export class Tunnel {
   // --- outbound ---
 
   #seal(session: Session, packet: Uint8Array, now: number): Uint8Array {
-    const buffer = Buffer.allocUnsafe(this.#headroom + packet.length + TRANSPORT_OVERHEAD);
+    const buffer = new Uint8Array(this.#headroom + packet.length + TRANSPORT_OVERHEAD);
     session.seal(packet, buffer, this.#headroom);
+    this.#onDataSent(packet.length, now);
+    return this.#headroom === 0 ? buffer : buffer.subarray(this.#headroom);
+  }
+
+  #onDataSent(length: number, now: number): void {
     this.#lastDataReceivedWithoutReply = undefined;
-    if (packet.length > 0) {
+    if (length > 0) {
       this.#lastDataSentAt = now;
       this.#firstDataSentWithoutReply ??= now;
     }
-    return this.#headroom === 0 ? buffer : buffer.subarray(this.#headroom);
+  }
+
+  #queueForHandshake(packet: Uint8Array, now: number): 'queued' | 'queueFull' {
+    if (this.#queue.length >= MAX_QUEUED_PACKETS) return 'queueFull';
+    this.#queue.push(packet.slice());
+    if (!this.isHandshaking()) this.#sendInitiation(now, false);
+    return 'queued';
   }
 
   #sendInitiation(now: number, isRetransmit: boolean): void {
@@ -354,13 +424,35 @@ export class Tunnel {
   // --- inbound ---
 
   #receiveTransport(datagram: Uint8Array, now: number): DecapsulateResult {
+    const session = this.#receivingSession(datagram, now);
+    if (typeof session === 'string') return session;
+    const plaintext = session.open(datagram);
+    if (typeof plaintext === 'string') return plaintext;
+    const outcome = this.#received(session, plaintext, 0, plaintext.length, now);
+    if (typeof outcome === 'string') return outcome;
+    return outcome === plaintext.length ? plaintext : plaintext.subarray(0, outcome);
+  }
+
+  #queueTransport(datagram: Uint8Array, now: number, batch: OpenBatch): DecapsulateResult {
+    const session = this.#receivingSession(datagram, now);
+    if (typeof session === 'string') return session;
+    const counter = session.receivableCounter(datagram);
+    if (counter === 'replayed') return counter;
+    batch.queue(this, session, counter, datagram);
+    return 'pending';
+  }
+
+  #receivingSession(datagram: Uint8Array, now: number): Session | DecapsulateDrop {
+    if (datagram.length < TRANSPORT_MIN_SIZE) return 'malformed';
     const index = readU32(datagram, TRANSPORT_OFFSET_RECEIVER);
     const session = this.#sessions[index % SESSION_RING_SIZE];
     if (session === undefined || session.localIndex !== index) return 'unknownSession';
     if (session.isExpired(now)) return 'expired';
-    const plaintext = session.open(datagram);
-    if (typeof plaintext === 'string') return plaintext;
+    return session;
+  }
 
+  /** An authenticated data message: its IP packet's length at `offset`, or what it was instead. */
+  #received(session: Session, plaintext: Uint8Array, offset: number, length: number, now: number): OpenOutcome {
     this.#firstDataSentWithoutReply = undefined;
     if (session === this.#unconfirmed) {
       this.#unconfirmed = undefined;
@@ -368,13 +460,12 @@ export class Tunnel {
       this.#events.push(SESSION_ESTABLISHED);
       this.#flushQueue(now);
     }
-    if (plaintext.length === 0) return 'keepalive';
-
-    const packet = ipPacket(plaintext);
-    if (packet === undefined) return 'notIp';
+    if (length === 0) return 'keepalive';
+    const packetLength = ipPacketLength(plaintext, offset, length);
+    if (packetLength === 0) return 'notIp';
     this.#lastDataReceivedAt = now;
     this.#lastDataReceivedWithoutReply = now;
-    return packet;
+    return packetLength;
   }
 
   #receiveHandshake(datagram: Uint8Array, sourceIp: string | Uint8Array, now: number): DecapsulateResult {
@@ -457,8 +548,10 @@ export class Tunnel {
   // --- state ---
 
   #installSession(keys: SessionKeys, isInitiator: boolean, now: number): Session {
-    const session = new Session(keys, isInitiator, now);
-    this.#sessions[keys.localIndex % SESSION_RING_SIZE] = session;
+    const session = new Session(keys, isInitiator, now, this.#cipher);
+    const slot = keys.localIndex % SESSION_RING_SIZE;
+    this.#sessions[slot]?.release();
+    this.#sessions[slot] = session;
     this.#updateSessionsExpiry();
     this.#sessionEstablishedAt = now;
     this.#isInitiator = isInitiator;
@@ -470,6 +563,7 @@ export class Tunnel {
     for (let i = 0; i < SESSION_RING_SIZE; i++) {
       const session = this.#sessions[i];
       if (session === undefined || !session.isExpired(now)) continue;
+      session.release();
       this.#sessions[i] = undefined;
       this.#updateSessionsExpiry();
       if (session === this.#unconfirmed) this.#unconfirmed = undefined;
@@ -508,6 +602,7 @@ export class Tunnel {
   }
 
   #expire(now: number, reason: string): void {
+    for (const session of this.#sessions) session?.release();
     this.#sessions.fill(undefined);
     this.#sessionsExpireAt = Infinity;
     this.#current = undefined;
@@ -541,22 +636,21 @@ export class Tunnel {
 }
 
 /**
- * The IP packet inside a decrypted payload, cut to the length its header states; undefined
- * when it is neither a well-formed IPv4 nor IPv6 packet.
+ * The length of the IP packet inside a decrypted payload (`length` bytes at `offset`), as its
+ * header states (the rest is padding); 0 when it is neither a well-formed IPv4 nor IPv6 packet.
  */
-function ipPacket(plaintext: Uint8Array): Uint8Array | undefined {
-  const version = plaintext[0]! >> 4;
-  let length: number;
+function ipPacketLength(plaintext: Uint8Array, offset: number, length: number): number {
+  const version = plaintext[offset]! >> 4;
+  let stated: number;
   if (version === 4) {
-    if (plaintext.length < 20) return undefined;
-    length = (plaintext[2]! << 8) | plaintext[3]!;
-    if (length < 20) return undefined;
+    if (length < 20) return 0;
+    stated = (plaintext[offset + 2]! << 8) | plaintext[offset + 3]!;
+    if (stated < 20) return 0;
   } else if (version === 6) {
-    if (plaintext.length < 40) return undefined;
-    length = 40 + ((plaintext[4]! << 8) | plaintext[5]!);
+    if (length < 40) return 0;
+    stated = 40 + ((plaintext[offset + 4]! << 8) | plaintext[offset + 5]!);
   } else {
-    return undefined;
+    return 0;
   }
-  if (length > plaintext.length) return undefined;
-  return length === plaintext.length ? plaintext : plaintext.subarray(0, length);
+  return stated > length ? 0 : stated;
 }

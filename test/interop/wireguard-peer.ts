@@ -9,12 +9,15 @@
 // stdout: JSON lines: {"ready":true}, {"event":...}, {"stats":...}.
 import { createSocket } from 'node:dgram';
 import { createInterface } from 'node:readline';
+import { dataPathMode, transportCipherFor } from '../../src/runtime/data-path.ts';
 import { TunDevice } from '../../src/runtime/tun-device.ts';
 import { systemRandom } from '../../src/util/random.ts';
 import {
   RateLimiter,
   SessionIndexAllocator,
   staticIdentity,
+  OpenBatch,
+  SealBatch,
   Tunnel,
   messageType,
 } from '../../src/wireguard/index.ts';
@@ -48,6 +51,10 @@ const stats = {
 };
 
 const presharedKey = Buffer.from(config.presharedKey, 'base64');
+// The data path under test (FZ_DATA_PATH): its cipher, and batches as the gateway uses them.
+const cipher = transportCipherFor(dataPathMode());
+const sealBatch = new SealBatch(cipher, 0);
+const openBatch = new OpenBatch(cipher);
 let tunnel = newTunnel();
 let timer: NodeJS.Timeout | undefined;
 
@@ -56,8 +63,12 @@ const tun = TunDevice.open(config.tun, {
   onPackets(batch) {
     const now = performance.now();
     for (let i = 0; i < batch.count; i++) {
-      const result = tunnel.encapsulate(batch.packet(i), now);
-      if (typeof result !== 'string') send(result);
+      const result = tunnel.encapsulateInto(batch.packet(i), now, sealBatch);
+      if (result === 'batchFull') throw new Error('a TUN batch is larger than the seal batch');
+    }
+    for (let slot = sealBatch.next(); slot !== -1; slot = sealBatch.next()) {
+      // A copy: node:dgram may still hold the bytes when the arena is reused.
+      if (sealBatch.sealed(slot)) send(sealBatch.datagram(slot).slice());
     }
     drain(now);
   },
@@ -67,12 +78,11 @@ socket.on('message', (datagram, from) => {
   const now = performance.now();
   const type = messageType(datagram);
   stats.receivedByType[type] = (stats.receivedByType[type] ?? 0) + 1;
-  const result = tunnel.decapsulate(datagram, from.address, now);
-  if (typeof result === 'string') {
-    stats.decapsulated[result] = (stats.decapsulated[result] ?? 0) + 1;
+  const result = tunnel.decapsulate(datagram, from.address, now, openBatch);
+  if (result === 'pending') {
+    for (let slot = openBatch.next(now); slot !== -1; slot = openBatch.next(now)) received(openBatch.outcome(slot), () => openBatch.packet(slot));
   } else {
-    stats.decapsulated['packet'] = (stats.decapsulated['packet'] ?? 0) + 1;
-    if (tun.write(result)) stats.tunWrites++;
+    received(typeof result === 'string' ? result : result.length, () => result as Uint8Array);
   }
   drain(now);
 });
@@ -91,10 +101,12 @@ createInterface({ input: process.stdin }).on('line', (line) => {
       break;
     case 'reset':
       rateLimiter = new RateLimiter(identity, rng, now);
+      tunnel.close();
       tunnel = newTunnel();
       break;
     case 'underLoad':
       rateLimiter = new RateLimiter(identity, rng, now, 0);
+      tunnel.close();
       tunnel = newTunnel();
       break;
     case 'stats':
@@ -108,6 +120,15 @@ createInterface({ input: process.stdin }).on('line', (line) => {
 });
 process.stdin.on('end', shutdown);
 
+function received(outcome: string | number, packet: () => Uint8Array): void {
+  if (typeof outcome === 'string') {
+    stats.decapsulated[outcome] = (stats.decapsulated[outcome] ?? 0) + 1;
+    return;
+  }
+  stats.decapsulated['packet'] = (stats.decapsulated['packet'] ?? 0) + 1;
+  if (tun.write(packet())) stats.tunWrites++;
+}
+
 function newTunnel(): Tunnel {
   return new Tunnel({
     local: identity,
@@ -118,6 +139,7 @@ function newTunnel(): Tunnel {
     rateLimiter,
     now: performance.now(),
     unixOffsetMs,
+    cipher,
   });
 }
 

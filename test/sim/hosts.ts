@@ -4,6 +4,7 @@
  * portal (a queue of messages delivered in virtual time).
  */
 import { GatewayState } from '../../src/gateway/index.ts';
+import { dataPathMode, transportCipherFor } from '../../src/runtime/data-path.ts';
 import { GatewayEventLoop, type NameResolver } from '../../src/runtime/event-loop.ts';
 import type { TunReadBatch } from '../../src/runtime/tun-device.ts';
 import { MemoryUdpSocket } from '../../src/runtime/udp-socket.ts';
@@ -52,7 +53,7 @@ export class GatewayHost implements SimAgent {
   private readonly answers: { at: number; packet: Uint8Array }[] = [];
 
   constructor(o: GatewayHostOptions) {
-    this.node = new ObservedNode({ role: 'server', privateKey: o.privateKey, rng: o.rng, now: o.clock() });
+    this.node = new ObservedNode({ role: 'server', privateKey: o.privateKey, rng: o.rng, now: o.clock(), transportCipher: transportCipherFor(dataPathMode()) });
     this.state = o.state;
     this.socket = new MemoryUdpSocket({ family: 4, onDatagrams: (batch) => this.loop.handleDatagrams(batch) });
     this.loop = new GatewayEventLoop({

@@ -6,6 +6,7 @@ import {
   Tunnel,
   type DecapsulateResult,
   type StaticIdentity,
+  type TransportCipher,
   type TunnelEvent,
 } from '../../src/wireguard/index.ts';
 
@@ -39,6 +40,8 @@ export interface PairOptions {
   readonly limitA?: number;
   readonly limitB?: number;
   readonly now?: number;
+  /** Makes each side's transport cipher (node:crypto when absent). */
+  readonly cipher?: () => TransportCipher;
 }
 
 export function makePair(options: PairOptions = {}): Pair {
@@ -46,8 +49,8 @@ export function makePair(options: PairOptions = {}): Pair {
   const idA = staticIdentity(PRIVATE_A);
   const idB = staticIdentity(PRIVATE_B);
   return {
-    a: makeSide(idA, idB.publicKey, options.pskA ?? PSK, 0x0a0a0a, 11, now, options.limitA),
-    b: makeSide(idB, idA.publicKey, options.pskB ?? PSK, 0x0b0b0b, 22, now, options.limitB),
+    a: makeSide(idA, idB.publicKey, options.pskA ?? PSK, 0x0a0a0a, 11, now, options.limitA, options.cipher?.()),
+    b: makeSide(idB, idA.publicKey, options.pskB ?? PSK, 0x0b0b0b, 22, now, options.limitB, options.cipher?.()),
   };
 }
 
@@ -59,9 +62,10 @@ export function makeSide(
   seed: number,
   now: number,
   limit?: number,
+  cipher?: TransportCipher,
 ): Side {
   const limiter = new RateLimiter(identity, seededRandom(seed + 1), now, limit);
-  const tunnel = new Tunnel({ local: identity, peer, presharedKey, index, rng: seededRandom(seed), rateLimiter: limiter, now });
+  const tunnel = new Tunnel({ local: identity, peer, presharedKey, index, rng: seededRandom(seed), rateLimiter: limiter, now, ...(cipher ? { cipher } : {}) });
   return { identity, limiter, tunnel };
 }
 

@@ -15,6 +15,7 @@ import { IpPacket } from '../../src/ip/packet.ts';
 import { decodeDomainStatusPacket, isP2pControlPacket } from '../../src/ip/p2p-control.ts';
 import { createLogger, errorChain } from '../../src/log/index.ts';
 import { TunDevice, type TunReadBatch } from '../../src/runtime/tun-device.ts';
+import { dataPathMode, transportCipherFor } from '../../src/runtime/data-path.ts';
 import { UdpSocket, type UdpDatagramBatch } from '../../src/runtime/udp-socket.ts';
 import { Node, type RelayServer } from '../../src/snownet/index.ts';
 import { systemRandom } from '../../src/util/random.ts';
@@ -144,7 +145,7 @@ export class TestClient {
   private constructor(private readonly options: TestClientOptions) {
     const privateKey = cryptoRandomBytes(32);
     const now = performance.now();
-    this.node = new Node({ role: 'client', privateKey, rng: systemRandom(), now, unixOffsetMs: Date.now() - now });
+    this.node = new Node({ role: 'client', privateKey, rng: systemRandom(), now, unixOffsetMs: Date.now() - now, transportCipher: transportCipherFor(dataPathMode()) });
     this.publicKeyText = Buffer.from(this.node.publicKey).toString('base64');
     this.api = new PortalApi(options.portalUrl.replace(/\/+$/, ''), options.clientId);
   }
