@@ -44,12 +44,11 @@ import {
   OpenBatch,
   publicIdentity,
   RateLimiter,
-  receiverIndex,
+  receiverTunnelIndex,
   SealBatch,
   SessionIndexAllocator,
   staticIdentity,
   Tunnel,
-  tunnelIndexOf,
   type StaticIdentity,
   type TransportCipher,
 } from '../wireguard/index.ts';
@@ -539,7 +538,7 @@ export class Node {
     }
 
     const type = messageType(payload);
-    const connection = type === MESSAGE_INITIATION ? this.bySource.get(source) : type === 0 ? undefined : this.byIndex.get(tunnelIndexOf(receiverIndex(payload)!));
+    const connection = type === MESSAGE_INITIATION ? this.bySource.get(source) : type === 0 ? undefined : this.byIndex.get(receiverTunnelIndex(payload)!);
     if (connection === undefined) {
       if (type !== 0) {
         this.stats.wireguardDropped++;

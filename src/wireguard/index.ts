@@ -17,7 +17,7 @@ export {
   xaeadSeal,
 } from './crypto.ts';
 export { publicIdentity, staticIdentity, type PublicIdentity, type StaticIdentity } from './keys.ts';
-export { messageType, receiverIndex, tunnelIndexOf, type MessageType } from './messages.ts';
+export { messageType, receiverIndex, receiverTunnelIndex, tunnelIndexOf, type MessageType } from './messages.ts';
 export { initiationSender, openInitiation, type OpenedInitiation } from './noise.ts';
 export { RateLimiter, type HandshakeVerdict } from './rate-limiter.ts';
 export { ReplayWindow } from './replay.ts';

@@ -61,6 +61,25 @@ export function receiverIndex(datagram: Uint8Array): number | undefined {
   );
 }
 
+/**
+ * `tunnelIndexOf(receiverIndex(datagram))` read straight from the bytes: the 32-bit index is
+ * never formed, because one above 2^31 is a heap number, allocated on every call the compiler
+ * does not inline (this runs for every datagram). Undefined where `receiverIndex` is.
+ */
+export function receiverTunnelIndex(datagram: Uint8Array): number | undefined {
+  const type = messageType(datagram);
+  const offset =
+    type === MESSAGE_TRANSPORT
+      ? TRANSPORT_OFFSET_RECEIVER
+      : type === MESSAGE_RESPONSE
+        ? RESPONSE_OFFSET_RECEIVER
+        : type === MESSAGE_COOKIE_REPLY
+          ? COOKIE_OFFSET_RECEIVER
+          : -1;
+  if (offset === -1) return undefined;
+  return datagram[offset + 1]! | (datagram[offset + 2]! << 8) | (datagram[offset + 3]! << 16);
+}
+
 /** The 24-bit tunnel part of a session index (see `SessionIndexAllocator`). */
 export function tunnelIndexOf(sessionIndex: number): number {
   return sessionIndex >>> 8;

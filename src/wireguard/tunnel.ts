@@ -58,7 +58,7 @@ import {
   type SessionKeys,
 } from './noise.ts';
 import type { RateLimiter } from './rate-limiter.ts';
-import { readU32, Session } from './session.ts';
+import { readI32, Session } from './session.ts';
 import { isLater, tai64n } from './tai64n.ts';
 import type { OpenBatch, OpenOutcome, SealBatch } from './transport-batch.ts';
 import { AEAD_BAD_KEY, AEAD_OK, NodeCryptoTransportCipher, type TransportCipher } from './transport-cipher.ts';
@@ -444,9 +444,10 @@ export class Tunnel {
 
   #receivingSession(datagram: Uint8Array, now: number): Session | DecapsulateDrop {
     if (datagram.length < TRANSPORT_MIN_SIZE) return 'malformed';
-    const index = readU32(datagram, TRANSPORT_OFFSET_RECEIVER);
-    const session = this.#sessions[index % SESSION_RING_SIZE];
-    if (session === undefined || session.localIndex !== index) return 'unknownSession';
+    // As a signed 32-bit value: always a small integer, never a heap number (see receiverTunnelIndex).
+    const index = readI32(datagram, TRANSPORT_OFFSET_RECEIVER);
+    const session = this.#sessions[index & (SESSION_RING_SIZE - 1)];
+    if (session === undefined || (session.localIndex | 0) !== index) return 'unknownSession';
     if (session.isExpired(now)) return 'expired';
     return session;
   }
