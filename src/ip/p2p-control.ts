@@ -4,8 +4,9 @@
  * receipt, as in the reference). The IP payload is an 8-byte header `[event type, 7 reserved zero bytes]`
  * followed by the event's compact JSON.
  *
- * Events: 0 = AssignedIps (client → gateway), 1 = DomainStatus (gateway → client). Others are for the caller
- * to ignore. Decoders validate strictly (UTF-8, JSON shape, UUID, domain name, IP syntax) and return an error
+ * Events: 0 = AssignedIps (client → gateway), 1 = DomainStatus (gateway → client), 2 = GOODBYE (either way,
+ * empty payload: the sender has dropped the connection and the receiver drops its side at once). Others are
+ * for the caller to ignore. Decoders validate strictly (UTF-8, JSON shape, UUID, domain name, IP syntax) and return an error
  * value; unknown JSON fields are ignored and an unknown status decodes as Inactive (forward compatibility).
  */
 import { formatIp, isUnspecifiedV6, parseIp } from './addr.ts';
@@ -15,6 +16,7 @@ import type { IpPacket } from './packet.ts';
 
 export const P2P_EVENT_ASSIGNED_IPS = 0;
 export const P2P_EVENT_DOMAIN_STATUS = 1;
+export const P2P_EVENT_GOODBYE = 2;
 export const P2P_CONTROL_HEADER_LENGTH = 8;
 /** Largest event payload that fits a 1280-byte packet. */
 export const P2P_CONTROL_MAX_PAYLOAD = MAX_IP_SIZE - IPV6_HEADER_LENGTH - P2P_CONTROL_HEADER_LENGTH;
@@ -79,6 +81,11 @@ export function makeP2pControlPacket(eventType: number, payload: Uint8Array): Ui
   packet[IPV6_HEADER_LENGTH] = eventType;
   packet.set(payload, IPV6_HEADER_LENGTH + P2P_CONTROL_HEADER_LENGTH);
   return packet;
+}
+
+/** The 48-byte GOODBYE packet: the control header `[2, 0, 0, 0, 0, 0, 0, 0]` and no payload. */
+export function makeGoodbyePacket(): Uint8Array {
+  return makeP2pControlPacket(P2P_EVENT_GOODBYE, EMPTY_PAYLOAD)!;
 }
 
 export function makeAssignedIpsPacket(event: AssignedIps): Uint8Array | undefined {
@@ -185,6 +192,7 @@ export function parseDomainName(value: unknown): string | undefined {
   return name;
 }
 
+const EMPTY_PAYLOAD = new Uint8Array(0);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

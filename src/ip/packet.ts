@@ -6,7 +6,10 @@
  * - IPv4 options are skipped via IHL; IPv6 extension headers are not walked, so the fixed header's next-header
  *   decides the protocol (a packet with extension headers is `unsupported`);
  * - TCP needs a sane data offset, UDP a length field in [8, IP payload], ICMP a full 8-byte header. A transport
- *   header that fails these checks (e.g. a UDP first fragment) leaves the packet `unsupported`, not invalid.
+ *   header that fails these checks leaves the packet `unsupported`, not invalid;
+ * - fragments are refused (`fragmented`): IPv4 with MF set or a non-zero offset, IPv6 with a Fragment header
+ *   whose offset is non-zero or whose M flag is set (an atomic fragment passes), as the 1.6.0 reference does.
+ *   A quoted packet (`parseLenient`) may be a fragment.
  *
  * Setters rewrite fields in place and update every affected checksum incrementally (RFC 1624), so a NAT
  * rewrite costs a few word operations instead of a pass over the payload. `updateChecksums()` recomputes them
@@ -46,6 +49,7 @@ import {
   IPV4_MIN_HEADER_LENGTH,
   IPV4_OFFSET_CHECKSUM,
   IPV4_OFFSET_DESTINATION,
+  IPV4_OFFSET_FLAGS,
   IPV4_OFFSET_PROTOCOL,
   IPV4_OFFSET_SOURCE,
   IPV4_OFFSET_TOS,
@@ -90,7 +94,9 @@ export type IpParseError =
   | 'badHeaderLength'
   | 'badTotalLength'
   | 'badPayloadLength'
-  | 'badExtensionHeader';
+  | 'badExtensionHeader'
+  /** A fragment of a larger packet (IPv4 MF or an offset; an IPv6 Fragment header other than an atomic one). */
+  | 'fragmented';
 
 const EMPTY = new Uint8Array(0);
 
@@ -401,6 +407,7 @@ export class IpPacket {
     } else {
       if (totalLength < headerLength) return this.fail('badTotalLength');
       if (totalLength > bytes.length) return this.fail('badTotalLength');
+      if ((readU16(bytes, IPV4_OFFSET_FLAGS) & IPV4_FRAGMENT_BITS) !== 0) return this.fail('fragmented');
       const protocol = bytes[IPV4_OFFSET_PROTOCOL]!;
       if (protocol === PROTOCOL_AUTHENTICATION && authenticationHeaderLength(bytes, headerLength, ipEnd) < 0) {
         return this.fail('badExtensionHeader');
@@ -423,8 +430,10 @@ export class IpPacket {
     if (lenient && payloadLength === 0) ipEnd = bytes.length;
     // etherparse refuses malformed extension headers; the reference then drops the packet. Their content is not
     // used otherwise: the fixed header's next header decides the transport.
-    if (!lenient && !ipv6ExtensionHeadersValid(bytes, payloadLength === 0 ? bytes.length : ipEnd)) {
-      return this.fail('badExtensionHeader');
+    if (!lenient) {
+      const chain = ipv6ExtensionHeaders(bytes, payloadLength === 0 ? bytes.length : ipEnd);
+      if (chain === ExtensionChain.Malformed) return this.fail('badExtensionHeader');
+      if (chain === ExtensionChain.Fragmenting) return this.fail('fragmented');
     }
     this.set(bytes, 6, IPV6_HEADER_LENGTH, bytes[IPV6_OFFSET_NEXT_HEADER]!, ipEnd, lenient);
     return undefined;
@@ -622,16 +631,30 @@ export function parseIpPacket(bytes: Uint8Array): IpPacket | IpParseError {
   return error === undefined ? packet : error;
 }
 
+const enum ExtensionChain {
+  Valid,
+  Malformed,
+  /** A Fragment header with a non-zero offset or the M flag: a piece of a larger packet. */
+  Fragmenting,
+}
+
+/** IPv4 "more fragments" flag and fragment offset, within the flags/offset word. */
+const IPV4_FRAGMENT_BITS = 0x3fff;
+/** IPv6 Fragment header: offset (13 bits) and M flag, within the word at byte 2. */
+const IPV6_FRAGMENT_OFFSET_AND_MORE = 0xfff9;
+
 /**
  * Walks the IPv6 extension headers etherparse knows (hop-by-hop first only, destination options, routing,
- * fragment, authentication) within `bytes[40, end)` and checks that each fits.
+ * fragment, authentication) within `bytes[40, end)`: each must fit, and a Fragment header must be atomic
+ * (offset 0, M clear), as 1.6.0 drops fragments.
  */
-function ipv6ExtensionHeadersValid(bytes: Uint8Array, end: number): boolean {
+function ipv6ExtensionHeaders(bytes: Uint8Array, end: number): ExtensionChain {
   let next = bytes[IPV6_OFFSET_NEXT_HEADER]!;
   let offset = IPV6_HEADER_LENGTH;
+  let fragmenting = false;
   if (next === PROTOCOL_IPV6_HOP_BY_HOP) {
     const length = rawExtensionHeaderLength(bytes, offset, end);
-    if (length < 0) return false;
+    if (length < 0) return ExtensionChain.Malformed;
     next = bytes[offset]!;
     offset += length;
   }
@@ -639,21 +662,22 @@ function ipv6ExtensionHeadersValid(bytes: Uint8Array, end: number): boolean {
     let length: number;
     switch (next) {
       case PROTOCOL_IPV6_HOP_BY_HOP:
-        return false;
+        return ExtensionChain.Malformed;
       case PROTOCOL_IPV6_DESTINATION_OPTIONS:
       case PROTOCOL_IPV6_ROUTING:
         length = rawExtensionHeaderLength(bytes, offset, end);
         break;
       case PROTOCOL_IPV6_FRAGMENT:
         length = end - offset >= 8 ? 8 : -1;
+        if (length > 0 && (readU16(bytes, offset + 2) & IPV6_FRAGMENT_OFFSET_AND_MORE) !== 0) fragmenting = true;
         break;
       case PROTOCOL_AUTHENTICATION:
         length = authenticationHeaderLength(bytes, offset, end);
         break;
       default:
-        return true;
+        return fragmenting ? ExtensionChain.Fragmenting : ExtensionChain.Valid;
     }
-    if (length < 0) return false;
+    if (length < 0) return ExtensionChain.Malformed;
     next = bytes[offset]!;
     offset += length;
   }

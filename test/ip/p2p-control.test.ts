@@ -5,6 +5,7 @@ import {
   P2P_CONTROL_MAX_PAYLOAD,
   P2P_EVENT_ASSIGNED_IPS,
   P2P_EVENT_DOMAIN_STATUS,
+  P2P_EVENT_GOODBYE,
   decodeAssignedIps,
   decodeAssignedIpsPacket,
   decodeDomainStatus,
@@ -15,6 +16,7 @@ import {
   isP2pControlPacket,
   makeAssignedIpsPacket,
   makeDomainStatusPacket,
+  makeGoodbyePacket,
   makeP2pControlPacket,
   p2pControlEventType,
   p2pControlPayload,
@@ -46,6 +48,15 @@ describe('recognising control packets', () => {
     const status = parse(vector('p2p_domain_status_active'));
     assert.ok(isP2pControlPacket(status));
     assert.equal(p2pControlEventType(status), P2P_EVENT_DOMAIN_STATUS);
+  });
+
+  test('GOODBYE is 48 bytes: the IPv6 header from :: to :: and the header [2, 0, 0, 0, 0, 0, 0, 0]', () => {
+    const goodbye = makeGoodbyePacket();
+    assert.equal(hex(goodbye), `600000000008ff00${'00'.repeat(32)}0200000000000000`);
+    const packet = parse(goodbye);
+    assert.ok(isP2pControlPacket(packet));
+    assert.equal(p2pControlEventType(packet), P2P_EVENT_GOODBYE);
+    assert.equal(p2pControlPayload(packet).length, 0);
   });
 
   test('needs IPv6, protocol 0xFF, :: to :: and 8 payload bytes', () => {

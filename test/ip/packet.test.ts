@@ -114,7 +114,7 @@ describe('parsing', () => {
     assert.ok(packet.checksumsValid());
   });
 
-  test('a UDP length beyond the IP payload (a first fragment) makes the transport unsupported', () => {
+  test('a UDP length beyond the IP payload makes the transport unsupported', () => {
     const packet = parse(withByte(vector('udp_v4_client_to_cidr'), 25, 0x20));
     assert.equal(packet.transport, 'unsupported');
     assert.equal(packet.sourceValue, -1);
@@ -144,12 +144,39 @@ describe('parsing', () => {
   test('malformed extension headers make the packet invalid, as in etherparse', () => {
     const view = new IpPacket();
     assert.equal(view.parse(withByte(vector('udp_v6_client_to_cidr'), 6, 0)), 'badExtensionHeader');
-    assert.equal(view.parse(withByte(vector('udp_v6_client_to_cidr'), 6, 44)), undefined);
+    assert.notEqual(view.parse(withByte(vector('udp_v6_client_to_cidr'), 6, 44)), 'badExtensionHeader');
     assert.equal(view.parse(withByte(vector('udp_v4_client_to_cidr'), 9, 51)), 'badExtensionHeader');
     const auth = withByte(withByte(vector('udp_v4_client_to_cidr'), 9, 51), 21, 1);
     assert.equal(view.parse(auth), undefined);
     assert.equal(view.transport, 'unsupported');
     assert.equal(view.parse(withByte(vector('icmpv4_port_unreachable_from_network'), 28 + 9, 51)), undefined);
+  });
+
+  test('IPv4 fragments are refused: MF set or a non-zero offset; DF alone is fine', () => {
+    const view = new IpPacket();
+    const plain = vector('udp_v4_client_to_cidr');
+    assert.equal(view.parse(withByte(plain, 6, 0x20)), 'fragmented');
+    assert.equal(view.parse(withByte(plain, 7, 0x01)), 'fragmented');
+    assert.equal(view.parse(withByte(plain, 6, 0x01)), 'fragmented');
+    assert.equal(view.parse(withByte(plain, 6, 0x40)), undefined);
+    assert.equal(view.parse(withByte(plain, 6, 0x00)), undefined);
+  });
+
+  test('IPv6 fragments are refused; an atomic fragment (offset 0, M clear) is not a fragment', () => {
+    const view = new IpPacket();
+    const fragment = (word: number): Uint8Array => withFragmentHeader(vector('udp_v6_client_to_cidr'), word);
+    assert.equal(view.parse(fragment(0x0001)), 'fragmented');
+    assert.equal(view.parse(fragment(0x0008)), 'fragmented');
+    assert.equal(view.parse(fragment(0xfff8)), 'fragmented');
+    assert.equal(view.parse(fragment(0x0006)), undefined);
+    assert.equal(view.transport, 'unsupported');
+    assert.equal(view.parse(fragment(0x0000)), undefined);
+  });
+
+  test('a quoted packet may be a fragment', () => {
+    const view = new IpPacket();
+    assert.equal(view.parseLenient(withByte(vector('udp_v4_client_to_cidr'), 6, 0x20)), undefined);
+    assert.equal(view.transport, 'udp');
   });
 
   test('an ICMPv4 timestamp of the wrong length is not ICMP, as in etherparse', () => {
@@ -326,6 +353,18 @@ function parse(bytes: Uint8Array): IpPacket {
   const packet = parseIpPacket(bytes);
   assert.equal(typeof packet, 'object', `parse failed: ${String(packet)}`);
   return packet as IpPacket;
+}
+
+/** The IPv6 packet with a Fragment header (offset/flags word `word`) inserted before its transport header. */
+function withFragmentHeader(packet: Uint8Array, word: number): Uint8Array {
+  const out = new Uint8Array(packet.length + 8);
+  out.set(packet.subarray(0, 40));
+  out.set(Uint8Array.of(packet[6]!, 0, word >>> 8, word & 0xff, 0, 0, 0, 1), 40);
+  out.set(packet.subarray(40), 48);
+  out[4] = (packet.length - 40 + 8) >>> 8;
+  out[5] = (packet.length - 40 + 8) & 0xff;
+  out[6] = 44;
+  return out;
 }
 
 function withByte(bytes: Uint8Array, offset: number, value: number): Uint8Array {
