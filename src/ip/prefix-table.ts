@@ -137,6 +137,47 @@ export class PrefixTable<T> {
     return packet.version === 4 ? this.lookupV4(packet.sourceV4) : this.lookupV6(packet.bytes, packet.sourceOffset);
   }
 
+  /**
+   * The value of the longest network containing the uint32 IPv4 `address` for which `accept(value, context)`
+   * holds, trying shorter networks while it does not. Allocation-free with a module-level `accept`.
+   */
+  findV4<C>(address: number, accept: (value: T, context: C) => boolean, context: C): T | undefined {
+    const lengths = this.v4Lengths;
+    for (let i = 0; i < lengths.length; i++) {
+      const length = lengths[i]!;
+      const entry = this.v4ByLength[length]!.get(address & maskV4(length));
+      if (entry !== undefined && accept(entry.value, context)) return entry.value;
+    }
+    return undefined;
+  }
+
+  /** `findV4` for the IPv6 address at `bytes[offset]`. */
+  findV6<C>(bytes: Uint8Array, offset: number, accept: (value: T, context: C) => boolean, context: C): T | undefined {
+    const lengths = this.v6Lengths;
+    if (lengths.length === 0) return undefined;
+    const a0 = readI32(bytes, offset);
+    const a1 = readI32(bytes, offset + 4);
+    const a2 = readI32(bytes, offset + 8);
+    const a3 = readI32(bytes, offset + 12);
+    for (let i = 0; i < lengths.length; i++) {
+      const length = lengths[i]!;
+      const w0 = a0 & wordMask(length, 0);
+      const w1 = a1 & wordMask(length, 1);
+      const w2 = a2 & wordMask(length, 2);
+      const w3 = a3 & wordMask(length, 3);
+      const bucket = this.v6ByLength[length]!.get(hashWords(w0, w1, w2, w3));
+      if (bucket === undefined) continue;
+      for (let j = 0; j < bucket.length; j++) {
+        const entry = bucket[j]!;
+        if (entry.w0 === w0 && entry.w1 === w1 && entry.w2 === w2 && entry.w3 === w3) {
+          if (accept(entry.value, context)) return entry.value;
+          break;
+        }
+      }
+    }
+    return undefined;
+  }
+
   /** The longest matching network and its value. */
   match(address: IpAddr): { readonly cidr: Cidr; readonly value: T } | undefined {
     return address.family === 4 ? this.matchV4(address.value) : this.matchV6(address.bytes, 0);

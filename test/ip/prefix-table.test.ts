@@ -78,7 +78,7 @@ describe('longest-prefix-match table', () => {
     assert.deepEqual([...table.entries()], []);
   });
 
-  test('agrees with a linear scan under random inserts, removes and lookups', () => {
+  test('agrees with a linear scan under random inserts, removes, lookups and finds', () => {
     const v4Net = fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 32 })).map(([a, l]) => {
       // cluster addresses so that networks overlap often
       const addr = ((a & 0xff0000ff) | 0x0a000000) >>> 0;
@@ -118,6 +118,13 @@ describe('longest-prefix-match table', () => {
               if (cidrContains(e.cidr, address) && (best === undefined || e.cidr.prefixLength > best.cidr.prefixLength)) best = e;
             }
             assert.equal(table.lookup(address), best?.value);
+            let bestEven: { cidr: Cidr; value: number } | undefined;
+            for (const e of slow) {
+              if (e.value % 2 !== 0 || !cidrContains(e.cidr, address)) continue;
+              if (bestEven === undefined || e.cidr.prefixLength > bestEven.cidr.prefixLength) bestEven = e;
+            }
+            const found = address.family === 4 ? table.findV4(address.value, isEven, undefined) : table.findV6(address.bytes, 0, isEven, undefined);
+            assert.equal(found, bestEven?.value, 'find: the longest network whose value is accepted');
           }
           assert.equal(table.size, slow.length);
         }
@@ -126,6 +133,10 @@ describe('longest-prefix-match table', () => {
     );
   });
 });
+
+function isEven(value: number): boolean {
+  return value % 2 === 0;
+}
 
 function cidr(text: string): Cidr {
   const parsed = parseCidr(text);
