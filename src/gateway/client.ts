@@ -1,45 +1,37 @@
-// The policy state of one client on the gateway: its resources, the filter table derived from them, the
-// DNS-resource translation plan (proxy -> real IP) and its NAT sessions.
+// The policy state of one client on the gateway: its resources, the filter table derived from them (kept up to
+// date one resource at a time), the DNS-resource translation plan and its NAT sessions.
 
-import { PrefixTable, cidrContains, cidrContainsCidr, compareIp, hostCidr, ipEquals, readU32 } from '../ip/index.ts';
+import { hostCidr } from '../ip/index.ts';
 import type { Cidr, IpAddr } from '../ip/index.ts';
-import { IPV4_PROXY_RANGE, IPV6_PROXY_RANGE } from './constants.ts';
+import type { DeadlineQueue } from '../util/deadline-queue.ts';
+import { P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S } from './constants.ts';
 import { matchesDomainPattern } from './domain-pattern.ts';
-import { FilterEngine } from './filter.ts';
+import { FilterTable } from './filter-table.ts';
 import { NatTable } from './nat.ts';
-import type { RealIpIds } from './nat.ts';
+import type { NatSession, RealIpIds } from './nat.ts';
+import { ProxyTranslations } from './proxy-translations.ts';
+import type { Translation } from './proxy-translations.ts';
+import { TokenBucket } from './token-bucket.ts';
 import type { Filter } from './types.ts';
 
 export type Resource =
   | { readonly type: 'cidr'; readonly id: string; readonly network: Cidr; filters: readonly Filter[]; expiresAt: number | undefined }
-  | {
-      readonly type: 'dns';
-      readonly id: string;
-      readonly pattern: string;
-      readonly domains: Map<string, readonly IpAddr[]>;
-      filters: readonly Filter[];
-      expiresAt: number | undefined;
-    }
+  | { readonly type: 'dns'; readonly id: string; readonly pattern: string; filters: readonly Filter[]; expiresAt: number | undefined }
   | { readonly type: 'internet'; readonly id: string; expiresAt: number | undefined };
 
-export interface Translation {
-  readonly resourceId: string;
-  readonly proxy: IpAddr;
-  readonly real: IpAddr;
-  readonly realId: number;
-}
-
-export type AddResult = 'added' | 'filters-replaced' | 'type-mismatch';
+export type AddResult = 'added' | 'updated' | 'type-mismatch';
 
 export class ClientOnGateway {
   readonly resources = new Map<string, Resource>();
-  internetEnabled = false;
-  filters = new PrefixTable<FilterEngine>();
-  /** Keyed by the IPv4 proxy address. */
-  readonly translationsV4 = new Map<number, Translation>();
-  /** Keyed by the low 32 bits of the IPv6 proxy address (all proxies lie in one /107). */
-  readonly translationsV6 = new Map<number, Translation>();
-  readonly nat = new NatTable();
+  /** An Internet resource the client holds (then every destination outside the special ranges is allowed). */
+  internetResourceId: string | undefined;
+  readonly filters = new FilterTable();
+  readonly translations = new ProxyTranslations();
+  readonly nat: NatTable;
+  /** p2p control packets the client may still send now. */
+  readonly controlPackets: TokenBucket;
+  /** Name resolutions this client waits on. */
+  pendingResolutions = 0;
   /** Host-route keys of the IP table owned by this client, for removal. */
   readonly ipKeysV4: number[] = [];
   readonly ipKeysV6: number[] = [];
@@ -50,24 +42,32 @@ export class ClientOnGateway {
     readonly tunV6: IpAddr,
     readonly gatewayV4: IpAddr,
     readonly gatewayV6: IpAddr,
-  ) {}
+    natDeadlines: DeadlineQueue<NatSession>,
+    now: number,
+  ) {
+    this.nat = new NatTable(natDeadlines);
+    this.controlPackets = new TokenBucket(P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S, now);
+  }
 
-  /**
-   * A known id gets the new filters and the new expiry (the reference keeps the old expiry; a re-authorization
-   * with a later expiry must not be cut short).
-   */
+  get isEmpty(): boolean {
+    return this.resources.size === 0;
+  }
+
+  /** A known id of the same type gets the new filters and the new expiry (the caller re-arms it). */
   addResource(resource: Resource): AddResult {
     const existing = this.resources.get(resource.id);
     if (existing === undefined) {
       this.resources.set(resource.id, resource);
-      this.recomputeFilters();
+      this.grant(resource);
       return 'added';
     }
     if (existing.type !== resource.type) return 'type-mismatch';
     existing.expiresAt = resource.expiresAt;
-    if (existing.type !== 'internet' && resource.type !== 'internet') existing.filters = resource.filters;
-    this.recomputeFilters();
-    return 'filters-replaced';
+    if (existing.type !== 'internet' && resource.type !== 'internet') {
+      existing.filters = resource.filters;
+      this.grant(existing);
+    }
+    return 'updated';
   }
 
   /** Replaces the filters of a held resource of the same type. */
@@ -77,121 +77,88 @@ export class ClientOnGateway {
     if (existing.type !== type) return 'type-mismatch';
     if (existing.type === 'internet') return 'updated';
     existing.filters = filters;
-    this.recomputeFilters();
+    this.grant(existing);
     return 'updated';
   }
 
-  removeResource(resourceId: string): boolean {
-    if (!this.resources.delete(resourceId)) return false;
-    this.recomputeFilters();
-    return true;
+  removeResource(resourceId: string): Resource | undefined {
+    const resource = this.resources.get(resourceId);
+    if (resource === undefined) return undefined;
+    this.resources.delete(resourceId);
+    this.revoke(resource);
+    return resource;
   }
 
-  /** Drops every resource not in `keep`; returns the dropped ids. */
-  retainResources(keep: ReadonlySet<string>): string[] {
-    const dropped = [...this.resources.keys()].filter((id) => !keep.has(id));
-    for (const id of dropped) this.resources.delete(id);
-    if (dropped.length > 0) this.recomputeFilters();
-    return dropped;
-  }
-
-  /** Drops resources with `expiresAt <= now`; returns the dropped ids. */
-  expireResources(now: number): string[] {
-    const dropped: string[] = [];
-    for (const resource of this.resources.values()) {
-      if (resource.expiresAt !== undefined && resource.expiresAt <= now) dropped.push(resource.id);
-    }
-    for (const id of dropped) this.resources.delete(id);
-    if (dropped.length > 0) this.recomputeFilters();
+  /** Drops every resource not in `keep`; returns the dropped ones. */
+  retainResources(keep: ReadonlySet<string>): Resource[] {
+    const dropped: Resource[] = [];
+    for (const resource of this.resources.values()) if (!keep.has(resource.id)) dropped.push(resource);
+    for (const resource of dropped) this.removeResource(resource.id);
     return dropped;
   }
 
   /**
-   * Plans proxy -> real translations for `domain`: proxies and resolved IPs sorted, each family mapped round-robin
-   * (falling back to the other family), proxies with a live NAT session left alone. Returns an error text or
-   * undefined on success. Proxies outside the proxy ranges must already be filtered out by the caller.
+   * Plans proxy -> real translations for `domain` of DNS resource `resourceId` (1.6.0 `setup_nat`). If one of
+   * `proxies` belonged to another domain, all NAT state and translations go first. Returns an error text or
+   * undefined on success. `proxies` must already lie in the proxy ranges.
    */
-  setupNat(domain: string, resourceId: string, resolved: readonly IpAddr[], proxies: readonly IpAddr[], realIds: RealIpIds): string | undefined {
+  setupNat(domain: string, resourceId: string, resolved: readonly IpAddr[], proxies: readonly IpAddr[], realIds: RealIpIds, now: number): string | undefined {
+    if (this.translations.reassigned(domain, proxies)) this.resetNat();
     const resource = this.resources.get(resourceId);
     if (resource === undefined) return 'unknown resource';
     if (resource.type !== 'dns') return 'not a DNS resource';
     if (!matchesDomainPattern(resource.pattern, domain)) return `domain does not match the resource address ${resource.pattern}`;
-    const sortedResolved = sortUnique(resolved);
-    const sortedProxies = sortUnique(proxies);
-    const resolvedV4 = sortedResolved.filter((ip) => ip.family === 4);
-    const resolvedV6 = sortedResolved.filter((ip) => ip.family === 6);
-    const targetsV4 = resolvedV4.length > 0 ? resolvedV4 : resolvedV6;
-    const targetsV6 = resolvedV6.length > 0 ? resolvedV6 : resolvedV4;
-    let indexV4 = 0;
-    let indexV6 = 0;
-    for (const proxy of sortedProxies) {
-      const targets = proxy.family === 4 ? targetsV4 : targetsV6;
-      if (targets.length === 0) continue;
-      const index = proxy.family === 4 ? indexV4++ : indexV6++;
-      const real = targets[index % targets.length]!;
-      if (this.nat.hasLiveSessionFor(proxy)) continue;
-      const translation: Translation = { resourceId, proxy, real, realId: realIds.idOf(real) };
-      if (proxy.family === 4) this.translationsV4.set(proxy.value, translation);
-      else this.translationsV6.set(readU32(proxy.bytes, 12), translation);
-    }
-    resource.domains.set(domain.toLowerCase(), sortedResolved);
-    this.recomputeFilters();
+    const change = this.translations.assign(domain, resourceId, proxies, resolved, realIds, now);
+    for (const translation of change.removed) this.withdraw(translation);
+    for (const translation of change.current) this.filters.set(hostCidr(translation.proxy), resourceId, resource.filters);
     return undefined;
   }
 
-  translationFor(bytes: Uint8Array, dstOffset: number, family: 4 | 6): Translation | undefined {
-    return family === 4 ? this.translationsV4.get(readU32(bytes, dstOffset)) : this.translationsV6.get(readU32(bytes, dstOffset + 12));
+  /** Forgets every translation and NAT session (a client that renumbered its proxy IPs). */
+  resetNat(): void {
+    for (const translation of this.translations.all()) this.withdraw(translation);
+    this.translations.clear();
+    this.nat.clear();
   }
 
-  /** Rebuilds the filter table from scratch (control plane only). */
-  recomputeFilters(): void {
-    const table = new PrefixTable<FilterEngine>();
-    const resources = [...this.resources.values()];
-    this.internetEnabled = resources.some((r) => r.type === 'internet');
-    for (const resource of resources) {
-      if (resource.type !== 'cidr') continue;
-      const network = resource.network;
-      const lists = resources.filter((r) => covers(r, network)).map((r) => (r.type === 'internet' ? [] : r.filters));
-      table.insert(network, FilterEngine.fromLists(lists));
+  /** Everything this client holds goes (it is being removed). */
+  dispose(): void {
+    this.nat.clear();
+  }
+
+  /** Installs the resource's networks in the filter table. */
+  private grant(resource: Resource): void {
+    switch (resource.type) {
+      case 'internet':
+        this.internetResourceId ??= resource.id;
+        return;
+      case 'cidr':
+        this.filters.set(resource.network, resource.id, resource.filters);
+        return;
+      case 'dns':
+        for (const translation of this.translations.ofResource(resource.id)) this.filters.set(hostCidr(translation.proxy), resource.id, resource.filters);
+        return;
     }
-    const dnsEngines = new Map<string, FilterEngine>();
-    for (const translations of [this.translationsV4, this.translationsV6]) {
-      for (const translation of translations.values()) {
-        const resource = this.resources.get(translation.resourceId);
-        if (resource === undefined || resource.type !== 'dns') continue;
-        let engine = dnsEngines.get(resource.id);
-        if (engine === undefined) {
-          engine = FilterEngine.fromLists([resource.filters]);
-          dnsEngines.set(resource.id, engine);
-        }
-        table.insert(hostCidr(translation.proxy), engine);
-      }
+  }
+
+  private revoke(resource: Resource): void {
+    switch (resource.type) {
+      case 'internet':
+        if (this.internetResourceId !== resource.id) return;
+        this.internetResourceId = undefined;
+        for (const other of this.resources.values()) if (other.type === 'internet') this.internetResourceId = other.id;
+        return;
+      case 'cidr':
+        this.filters.delete(resource.network, resource.id);
+        return;
+      case 'dns':
+        for (const translation of this.translations.ofResource(resource.id)) this.filters.delete(hostCidr(translation.proxy), resource.id);
+        return;
     }
-    this.filters = table;
+  }
+
+  private withdraw(translation: Translation): void {
+    const network = hostCidr(translation.proxy);
+    for (const resourceId of translation.resources) this.filters.delete(network, resourceId);
   }
 }
-
-/** Whether some network of `resource` contains all of `network` (the Internet resource covers everything). */
-function covers(resource: Resource, network: Cidr): boolean {
-  switch (resource.type) {
-    case 'internet':
-      return true;
-    case 'cidr':
-      return cidrContainsCidr(resource.network, network);
-    case 'dns':
-      for (const ips of resource.domains.values()) {
-        if (ips.some((ip) => cidrContainsCidr(hostCidr(ip), network))) return true;
-      }
-      return false;
-  }
-}
-
-export function isProxyIp(ip: IpAddr): boolean {
-  return cidrContains(ip.family === 4 ? IPV4_PROXY_RANGE : IPV6_PROXY_RANGE, ip);
-}
-
-function sortUnique(ips: readonly IpAddr[]): IpAddr[] {
-  const sorted = [...ips].sort(compareIp);
-  return sorted.filter((ip, i) => i === 0 || !ipEquals(ip, sorted[i - 1]!));
-}
-

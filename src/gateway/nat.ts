@@ -1,10 +1,27 @@
 // Per-client DNS-resource NAT: inside (proto, source port / echo id, proxy IP) <-> outside (proto, value, real IP).
 // Keys are packed into one safe integer: ((family * 4 + proto) * 65536 + value) * 2^32 + ip32, where ip32 is the
 // IPv4 address, the low 32 bits of an IPv6 proxy (proxies lie in one /107) or an interned id of an IPv6 real IP.
+//
+// Each session tracks its last packet in each direction and the FINs and RSTs seen (1.6.0 `EntryState`), and
+// goes at the earliest of: its protocol's TTL after the last packet, 60 s after the last outgoing packet while
+// nothing ever came back, 5 s after the last packet once both sides sent FIN, at once after a RST. A session past
+// that time is gone for every packet (checked on lookup), and a deadline queue shared by all clients frees it
+// within a second without visiting the others; the queue holds one entry per session and is moved only when a
+// FIN or RST brings the removal forward (later removals are found when the entry comes up).
 
-import { hashWords, ipEquals, readU32 } from '../ip/index.ts';
+import { TCP_FLAG_FIN, TCP_FLAG_RST, hashWords, readU32 } from '../ip/index.ts';
 import type { IpAddr, Transport } from '../ip/index.ts';
-import { NAT_TTL_ICMP_MS, NAT_TTL_TCP_MS, NAT_TTL_UDP_MS } from './constants.ts';
+import type { DeadlineQueue } from '../util/deadline-queue.ts';
+import {
+  MAX_EXPIRED_NAT_TUPLES_PER_CLIENT,
+  MAX_NAT_SESSIONS_PER_CLIENT,
+  NAT_FIN_LINGER_MS,
+  NAT_SWEEP_GRANULARITY_MS,
+  NAT_TTL_ICMP_MS,
+  NAT_TTL_TCP_MS,
+  NAT_TTL_UDP_MS,
+  NAT_UNCONFIRMED_TTL_MS,
+} from './constants.ts';
 
 const TWO_POW_32 = 0x1_0000_0000;
 
@@ -72,75 +89,141 @@ export class RealIpIds {
   }
 }
 
-export interface NatSession {
-  readonly insideKey: number;
-  readonly outsideKey: number;
-  readonly l4: L4;
-  readonly insideValue: number;
-  readonly outsideValue: number;
-  readonly proxy: IpAddr;
-  readonly real: IpAddr;
-  lastSeen: number;
+const enum Seen {
+  OutgoingFin = 1,
+  IncomingFin = 2,
+  OutgoingRst = 4,
+  IncomingRst = 8,
 }
+
+export class NatSession {
+  lastOutgoing: number;
+  /** -1 until the first packet comes back (the session is then unconfirmed). */
+  lastIncoming = -1;
+  seen = 0;
+
+  constructor(
+    readonly table: NatTable,
+    readonly insideKey: number,
+    readonly outsideKey: number,
+    readonly l4: L4,
+    readonly insideValue: number,
+    readonly outsideValue: number,
+    readonly proxy: IpAddr,
+    readonly real: IpAddr,
+    now: number,
+  ) {
+    this.lastOutgoing = now;
+  }
+
+  /** When the session goes (1.6.0 `EntryState::remove_at`). */
+  removeAt(): number {
+    const last = this.lastIncoming > this.lastOutgoing ? this.lastIncoming : this.lastOutgoing;
+    let at = last + ttlOf(this.l4);
+    if (this.lastIncoming < 0) at = Math.min(at, this.lastOutgoing + NAT_UNCONFIRMED_TTL_MS);
+    if ((this.seen & (Seen.OutgoingFin | Seen.IncomingFin)) === (Seen.OutgoingFin | Seen.IncomingFin)) at = Math.min(at, last + NAT_FIN_LINGER_MS);
+    if ((this.seen & (Seen.OutgoingRst | Seen.IncomingRst)) !== 0) at = Math.min(at, last);
+    return at;
+  }
+}
+
+export type NatOutcome = 'exhausted' | 'full';
 
 export class NatTable {
   private readonly byInside = new Map<number, NatSession>();
   private readonly byOutside = new Map<number, NatSession>();
+  /** Outside tuples of ended sessions, oldest first: a late reply to one is dropped rather than passed on. */
   private readonly expired = new Set<number>();
+
+  /** `deadlines` is shared by every client's table. */
+  constructor(private readonly deadlines: DeadlineQueue<NatSession>) {}
 
   get size(): number {
     return this.byInside.size;
   }
 
   /**
-   * Maps an outgoing packet's (l4, value, proxy) to an outside value on `real`, or returns -1 when every value
-   * is taken. A TCP RST on an existing session ends it (the RST itself is still translated).
+   * The session of an outgoing packet's (l4, value, proxy): an existing one keeps its outside tuple (and its
+   * real IP, even when the proxy now translates elsewhere); a new one on `real` takes the original value if
+   * free, else the next one up, wrapping to 1. `'exhausted'` when every value is taken, `'full'` when
+   * the client has MAX_NAT_SESSIONS_PER_CLIENT sessions.
    */
-  outgoing(l4: L4, value: number, proxy: IpAddr, proxy32: number, real: IpAddr, realId: number, isTcpRst: boolean, now: number): number {
+  outgoing(l4: L4, value: number, proxy: IpAddr, proxy32: number, real: IpAddr, realId: number, tcpFlags: number, now: number): NatSession | NatOutcome {
     const family = proxy.family;
     const insideKey = natKey(family, l4, value, proxy32);
-    const existing = this.byInside.get(insideKey);
-    if (existing !== undefined && ipEquals(existing.real, real)) {
-      existing.lastSeen = now;
-      if (isTcpRst) this.end(existing);
-      return existing.outsideValue;
+    const existing = this.live(this.byInside.get(insideKey), now);
+    if (existing !== undefined) {
+      existing.lastOutgoing = now;
+      this.record(existing, tcpFlags, Seen.OutgoingFin, Seen.OutgoingRst);
+      return existing;
     }
+    if (this.byInside.size >= MAX_NAT_SESSIONS_PER_CLIENT) return 'full';
     const outsideValue = this.freeOutsideValue(family, l4, value, realId);
-    if (outsideValue < 0) return -1;
-    if (existing !== undefined) this.byOutside.delete(existing.outsideKey);
+    if (outsideValue < 0) return 'exhausted';
     const outsideKey = natKey(family, l4, outsideValue, realId);
-    const session: NatSession = { insideKey, outsideKey, l4, insideValue: value, outsideValue, proxy, real, lastSeen: now };
+    const session = new NatSession(this, insideKey, outsideKey, l4, value, outsideValue, proxy, real, now);
+    this.record(session, tcpFlags, Seen.OutgoingFin, Seen.OutgoingRst);
     this.byInside.set(insideKey, session);
     this.byOutside.set(outsideKey, session);
     this.expired.delete(outsideKey);
-    return outsideValue;
+    this.deadlines.set(session, sweepTime(session.removeAt()));
+    return session;
   }
 
-  /** The session for an outside key (from a reply or an ICMP error's embedded packet). */
-  lookupOutside(outsideKey: number): NatSession | undefined {
-    return this.byOutside.get(outsideKey);
+  /**
+   * A reply (or an ICMP error quoting an outgoing packet) for the outside tuple `outsideKey`: the live session,
+   * now confirmed, or undefined (then `isExpired` tells whether the tuple belonged to an ended session).
+   */
+  incoming(outsideKey: number, tcpFlags: number, now: number): NatSession | undefined {
+    const session = this.live(this.byOutside.get(outsideKey), now);
+    if (session === undefined) return undefined;
+    session.lastIncoming = now;
+    this.record(session, tcpFlags, Seen.IncomingFin, Seen.IncomingRst);
+    return session;
   }
 
   isExpired(outsideKey: number): boolean {
     return this.expired.has(outsideKey);
   }
 
-  /** Removes the session and remembers its outside tuple, so late replies are dropped instead of passed. */
-  end(session: NatSession): void {
-    if (this.byInside.get(session.insideKey) === session) this.byInside.delete(session.insideKey);
+  /** The deadline of `session` came up: ends it if its time has come, else queues it again. */
+  sweep(session: NatSession, now: number): void {
+    if (this.byInside.get(session.insideKey) !== session) return;
+    const removeAt = session.removeAt();
+    if (now >= removeAt) this.end(session);
+    else this.deadlines.set(session, sweepTime(removeAt));
+  }
+
+  /** Drops every session and remembered tuple (a proxy IP reassignment, or the client going away). */
+  clear(): void {
+    for (const session of this.byInside.values()) this.deadlines.delete(session);
+    this.byInside.clear();
+    this.byOutside.clear();
+    this.expired.clear();
+  }
+
+  private live(session: NatSession | undefined, now: number): NatSession | undefined {
+    if (session === undefined) return undefined;
+    if (now < session.removeAt()) return session;
+    this.end(session);
+    return undefined;
+  }
+
+  private record(session: NatSession, tcpFlags: number, fin: Seen, rst: Seen): void {
+    if ((tcpFlags & (TCP_FLAG_FIN | TCP_FLAG_RST)) === 0) return;
+    if ((tcpFlags & TCP_FLAG_FIN) !== 0) session.seen |= fin;
+    if ((tcpFlags & TCP_FLAG_RST) !== 0) session.seen |= rst;
+    const at = sweepTime(session.removeAt());
+    const queued = this.deadlines.timeOf(session);
+    if (queued !== undefined && at < queued) this.deadlines.set(session, at);
+  }
+
+  private end(session: NatSession): void {
+    this.byInside.delete(session.insideKey);
     if (this.byOutside.get(session.outsideKey) === session) this.byOutside.delete(session.outsideKey);
+    this.deadlines.delete(session);
     this.expired.add(session.outsideKey);
-  }
-
-  collectGarbage(now: number): void {
-    for (const session of this.byInside.values()) {
-      if (now - session.lastSeen >= ttlOf(session.l4)) this.end(session);
-    }
-  }
-
-  hasLiveSessionFor(proxy: IpAddr): boolean {
-    for (const session of this.byInside.values()) if (ipEquals(session.proxy, proxy)) return true;
-    return false;
+    if (this.expired.size > MAX_EXPIRED_NAT_TUPLES_PER_CLIENT) this.expired.delete(this.expired.values().next().value!);
   }
 
   private freeOutsideValue(family: 4 | 6, l4: L4, original: number, realId: number): number {
@@ -148,4 +231,9 @@ export class NatTable {
     for (let v = 1; v < original; v++) if (!this.byOutside.has(natKey(family, l4, v, realId))) return v;
     return -1;
   }
+}
+
+/** Sessions are swept on a coarse grid, so the ones ending within the same second share one wake-up. */
+function sweepTime(removeAt: number): number {
+  return Math.ceil(removeAt / NAT_SWEEP_GRANULARITY_MS) * NAT_SWEEP_GRANULARITY_MS;
 }

@@ -5,16 +5,27 @@
 // - per packet, a reused verdict object (`TunnelVerdict` / `TunVerdict`): the packet, possibly rewritten in
 //   place or replaced by an ICMP reply, and where it goes;
 // - `pollClientPacket()`: packets for a client produced later (p2p control replies after a resolution);
-// - `pollEvent()`: requests for the IO shell (name resolutions, removed clients);
-// - `pollTimeout()`: when `handleTimeout` must run next (expiry tick, resolution deadlines).
+// - `pollEvent()`: requests for the IO shell (name resolutions, connections to close);
+// - `pollTimeout()`: when `handleTimeout` must run next (resource expiry, NAT sessions ending, resolution
+//   deadlines), each kept in a deadline queue so no tick visits every client.
+//
+// Client -> resource (1.6.0 `handle_network_input` + `translate_outbound`), in this order: fragments and
+// malformed packets are dropped by the parser; multicast destinations are dropped; p2p control packets are
+// handled (AssignedIps, GOODBYE); ICMP errors the client made are dropped; a foreign source address gets ICMP
+// prohibited; the gateway's own tunnel address serves only its DNS forwarder and ICMP echo; other tunnel
+// addresses (clients) are prohibited; an Internet-resource client may go anywhere but private, link-local,
+// CGNAT and multicast ranges (network unreachable); otherwise the filters decide (prohibited); a DNS proxy IP is
+// NATed to its real address (network unreachable without one).
+//
+// Resource -> client (`handle_tun_input` + `translate_inbound`): to a tunnel address of a known client only;
+// from the gateway's own address unchanged; NAT undone (ICMP errors included); nothing from tunnel addresses;
+// ICMP errors pass; otherwise the same rules on the source address and port, silently dropped.
 
 import {
   ECN_CE,
   IpPacket,
   P2P_EVENT_ASSIGNED_IPS,
-  cidrContains,
-  cidrContainsV4,
-  cidrContainsV6,
+  P2P_EVENT_GOODBYE,
   decodeAssignedIpsPacket,
   formatIp,
   icmpErrorKind,
@@ -30,21 +41,33 @@ import {
 import type { AssignedIps, IpAddr } from '../ip/index.ts';
 import { createLogger, Level } from '../log/index.ts';
 import type { Logger } from '../log/index.ts';
-import { ClientOnGateway, isProxyIp } from './client.ts';
+import { DeadlineQueue } from '../util/deadline-queue.ts';
+import {
+  internetResourceRejectsV4,
+  internetResourceRejectsV6,
+  isMulticastV4,
+  isMulticastV6,
+  isProxyV4,
+  isProxyV6,
+  isTunnelV4,
+  isTunnelV6,
+} from './address-rules.ts';
+import { ClientOnGateway } from './client.ts';
 import type { Resource } from './client.ts';
-import { EXPIRY_TICK_MS, IPV4_PROXY_RANGE, IPV4_TUNNEL, IPV6_PROXY_RANGE, IPV6_TUNNEL, V6_RANGE_HOST_MASK } from './constants.ts';
+import { MAX_RESOLUTIONS_PER_CLIENT, TUN_DNS_PORT, V6_RANGE_HOST_MASK } from './constants.ts';
 import { L4, RealIpIds, l4Of, natKey } from './nat.ts';
+import type { NatSession } from './nat.ts';
 import { Resolutions } from './resolutions.ts';
 import type { Authorization, ClientInfo, DnsNatRequest, DomainStatus, Filter, ResourceDescription, TunnelInterface } from './types.ts';
 
 export const enum TunnelAction {
-  /** Dropped (malformed, unknown client, NAT error, ...). */
+  /** Dropped (malformed, fragment, unknown client, multicast, client ICMP error, NAT error, ...). */
   Drop = 0,
   /** `packet` (the same buffer, rewritten in place) goes to the TUN device. */
   ToTun = 1,
   /** `packet` is a new ICMP error to encrypt back to the same client. */
   ReplyToClient = 2,
-  /** A p2p control packet, handled; any answer comes out of `pollClientPacket()`. */
+  /** A p2p control packet, handled; any answer comes out of `pollClientPacket()`, any close out of `pollEvent()`. */
   Consumed = 3,
 }
 
@@ -70,25 +93,43 @@ export interface ClientPacket {
   readonly packet: Uint8Array;
 }
 
+/**
+ * Why a client's policy state went:
+ * - `goodbye`: the client sent GOODBYE; its connection is dropped at once, without answer;
+ * - `noResources`: its last resource was revoked or expired; its connection is closed, with a GOODBYE first.
+ */
+export type ClientRemovalReason = 'goodbye' | 'noResources';
+
 export type GatewayEvent =
   /** Resolve `domain` (A and AAAA) and answer with `handleDnsResolution`. */
   | { readonly type: 'resolve'; readonly domain: string }
   /** The answer to `resolveForLegacyAccess` (undefined = resolution failed). */
   | { readonly type: 'legacyResolution'; readonly requestId: string; readonly domain: string; readonly ips: readonly IpAddr[] | undefined }
-  /** The client's policy state is gone (no resources left); its connection is not closed by the core. */
-  | { readonly type: 'clientRemoved'; readonly clientId: string };
+  /** The client's policy state is gone; its connection must go too (see the reason). */
+  | { readonly type: 'clientRemoved'; readonly clientId: string; readonly reason: ClientRemovalReason };
 
 export type AccessResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
 
+/** Work refused or dropped because of a bound (metrics and tests). */
+export interface PolicyStats {
+  p2pRateLimited: number;
+  resolutionsRefused: number;
+  natSessionsRefused: number;
+}
+
 type Waiter =
-  | { readonly kind: 'p2p'; readonly clientId: string; readonly request: AssignedIps }
+  | { readonly kind: 'p2p'; readonly client: ClientOnGateway; readonly request: AssignedIps; readonly proxies: readonly IpAddr[] }
   | { readonly kind: 'legacy'; readonly requestId: string; readonly domain: string };
 
 export interface GatewayStateOptions {
   readonly logger?: Logger;
 }
 
+/** Due deadlines handled per `handleTimeout` call; the rest come at once with the next call (see pollTimeout). */
+const MAX_DEADLINES_PER_TIMEOUT = 1024;
+
 export class GatewayState {
+  readonly stats: PolicyStats = { p2pRateLimited: 0, resolutionsRefused: 0, natSessionsRefused: 0 };
   private readonly clients = new Map<string, ClientOnGateway>();
   /** Host routes of client tunnel IPv4s. */
   private readonly clientsByV4 = new Map<number, ClientOnGateway>();
@@ -97,9 +138,12 @@ export class GatewayState {
   private gatewayTun: TunnelInterface | undefined;
   private readonly realIds = new RealIpIds();
   private readonly resolutions = new Resolutions<Waiter>();
+  /** Resource expiries, keyed by `clientId resourceId`. */
+  private readonly expiries = new DeadlineQueue<string>();
+  /** When each NAT session of every client must be looked at again. */
+  private readonly natDeadlines = new DeadlineQueue<NatSession>();
   private readonly events: GatewayEvent[] = [];
   private readonly clientPackets: ClientPacket[] = [];
-  private nextTick: number | undefined;
   private readonly logger: Logger;
 
   private readonly packet = new IpPacket();
@@ -115,11 +159,11 @@ export class GatewayState {
 
   /**
    * `init`: stores the gateway's tunnel IPs. With `authorizations` present, every authorization not listed is
-   * revoked, for every client (listed or not); without it (older portals) nothing is revoked. Clients left
-   * without resources are removed at the next tick.
+   * revoked, for every client (listed or not); without it (older portals) nothing is revoked. A client left
+   * without resources is removed (its connection closed with GOODBYE).
    */
   init(iface: TunnelInterface, authorizations: readonly Authorization[] | undefined, now: number): void {
-    this.touch(now);
+    void now;
     this.gatewayTun = iface;
     if (authorizations === undefined) return;
     const allowed = new Map<string, Set<string>>();
@@ -132,20 +176,24 @@ export class GatewayState {
       }
       set.add(resourceId.toLowerCase());
     }
+    const emptied: ClientOnGateway[] = [];
     for (const client of this.clients.values()) {
-      const revoked = client.retainResources(allowed.get(client.id) ?? new Set());
-      for (const resourceId of revoked) this.logger.info('Revoking resource authorization', { cid: client.id, rid: resourceId });
+      for (const resource of client.retainResources(allowed.get(client.id) ?? NO_RESOURCES)) {
+        this.expiries.delete(expiryKey(client.id, resource.id));
+        this.logger.info('Revoking resource authorization', { cid: client.id, rid: resource.id });
+      }
+      if (client.isEmpty) emptied.push(client);
     }
+    for (const client of emptied) this.removeClient(client, 'noResources');
   }
 
-  /** `authorize_flow`: records access of `client` to `resource` until `expiresAt` (same clock as `now`; undefined = never). */
+  /** `authorize_flow` / `create_authorization`: access of `client` to `resource` until `expiresAt` (same clock as `now`; undefined = never). */
   authorizeFlow(client: ClientInfo, resource: ResourceDescription, expiresAt: number | undefined, now: number): AccessResult {
     return this.allowAccess(client, resource, expiresAt, undefined, now);
   }
 
   /** The legacy `request_connection` / `allow_access` path; `dnsNat` carries an already resolved domain. */
   allowAccess(client: ClientInfo, description: ResourceDescription, expiresAt: number | undefined, dnsNat: DnsNatRequest | undefined, now: number): AccessResult {
-    this.touch(now);
     const gatewayTun = this.gatewayTun;
     if (gatewayTun === undefined) return { ok: false, error: 'TUN device not configured' };
     if (client.ipv4.family !== 4 || client.ipv6.family !== 6) return { ok: false, error: 'client tunnel IPs of the wrong family' };
@@ -154,27 +202,45 @@ export class GatewayState {
     const clientId = client.id.toLowerCase();
     let record = this.clients.get(clientId);
     if (record === undefined) {
-      record = new ClientOnGateway(clientId, client.ipv4, client.ipv6, gatewayTun.ipv4, gatewayTun.ipv6);
+      record = new ClientOnGateway(clientId, client.ipv4, client.ipv6, gatewayTun.ipv4, gatewayTun.ipv6, this.natDeadlines, now);
       this.clients.set(clientId, record);
     }
     if (record.addResource(resource) === 'type-mismatch') {
       this.logger.error('Resources cannot change type', { cid: clientId, rid: resource.id });
+    } else {
+      this.expiries.set(expiryKey(clientId, resource.id), expiresAt);
     }
     if (dnsNat !== undefined) {
-      const error = record.setupNat(dnsNat.domain, resource.id, dnsNat.resolvedIps, this.acceptedProxies(clientId, dnsNat.proxyIps), this.realIds);
+      const proxies = this.acceptedProxies(clientId, dnsNat.proxyIps);
+      const error = record.setupNat(dnsNat.domain, resource.id, dnsNat.resolvedIps, proxies, this.realIds, now);
       if (error !== undefined) return { ok: false, error };
     }
     this.addIpRoutes(record, client.ipv4, client.ipv6);
     return { ok: true };
   }
 
-  /** `reject_access`: the client loses the resource; without resources left it is removed immediately. */
+  /**
+   * A new expiry for a resource the client holds (undefined = never); false when it holds no such resource.
+   * Past expiries take effect at the next `handleTimeout`.
+   */
+  updateResourceExpiry(clientId: string, resourceId: string, expiresAt: number | undefined): boolean {
+    const id = clientId.toLowerCase();
+    const rid = resourceId.toLowerCase();
+    const resource = this.clients.get(id)?.resources.get(rid);
+    if (resource === undefined) return false;
+    resource.expiresAt = expiresAt;
+    this.expiries.set(expiryKey(id, rid), expiresAt);
+    return true;
+  }
+
+  /** `reject_access`: the client loses the resource; without resources left it is removed (GOODBYE). */
   rejectAccess(clientId: string, resourceId: string, now: number): void {
-    this.touch(now);
+    void now;
     const client = this.clients.get(clientId.toLowerCase());
     if (client === undefined) return;
-    client.removeResource(resourceId.toLowerCase());
-    if (client.resources.size === 0) this.removeClient(client.id);
+    const rid = resourceId.toLowerCase();
+    if (client.removeResource(rid) !== undefined) this.expiries.delete(expiryKey(client.id, rid));
+    if (client.isEmpty) this.removeClient(client, 'noResources');
   }
 
   /** `resource_updated`: new filters for every client holding the resource (addresses and names are ignored). */
@@ -189,47 +255,39 @@ export class GatewayState {
     }
   }
 
-  /** The connection to the client failed or closed: all its policy state goes. */
-  removeClient(clientId: string): void {
-    const id = clientId.toLowerCase();
-    const client = this.clients.get(id);
-    if (client === undefined) return;
-    this.clients.delete(id);
-    for (const key of client.ipKeysV4) if (this.clientsByV4.get(key) === client) this.clientsByV4.delete(key);
-    for (const key of client.ipKeysV6) if (this.clientsByV6.get(key) === client) this.clientsByV6.delete(key);
-    this.events.push({ type: 'clientRemoved', clientId: id });
+  /** Graceful shutdown: all policy state goes, without events (the caller closes every connection). */
+  shutDown(): void {
+    for (const client of this.clients.values()) client.dispose();
+    this.clients.clear();
+    this.clientsByV4.clear();
+    this.clientsByV6.clear();
+    this.expiries.clear();
   }
 
   /** Legacy flows resolve before granting access; the answer comes as a `legacyResolution` event. */
   resolveForLegacyAccess(domain: string, requestId: string, now: number): void {
-    this.touch(now);
     this.requestResolution(domain, { kind: 'legacy', requestId, domain }, now);
   }
 
   /** The answer to a `resolve` event: the union of A and AAAA results, or undefined when both failed. */
   handleDnsResolution(domain: string, ips: readonly IpAddr[] | undefined, now: number): void {
-    this.touch(now);
-    for (const waiter of this.resolutions.complete(domain, ips, now)) this.finishResolution(waiter, ips);
+    for (const waiter of this.resolutions.complete(domain, ips, now)) this.finishResolution(waiter, ips, now);
   }
 
   // ---- Time ------------------------------------------------------------------------------------------------
 
   handleTimeout(now: number): void {
-    this.touch(now);
-    for (const waiter of this.resolutions.expire(now)) this.finishResolution(waiter, undefined);
-    if (now < this.nextTick!) return;
-    this.nextTick = now + EXPIRY_TICK_MS;
-    for (const client of this.clients.values()) {
-      for (const resourceId of client.expireResources(now)) this.logger.info('Access to resource expired', { cid: client.id, rid: resourceId });
-      client.nat.collectGarbage(now);
+    for (const waiter of this.resolutions.expire(now)) this.finishResolution(waiter, undefined, now);
+    let budget = MAX_DEADLINES_PER_TIMEOUT;
+    for (let key = this.expiries.popDue(now); key !== undefined; key = budget-- > 0 ? this.expiries.popDue(now) : undefined) this.expire(key);
+    for (let session = this.natDeadlines.popDue(now); session !== undefined; session = budget-- > 0 ? this.natDeadlines.popDue(now) : undefined) {
+      session.table.sweep(session, now);
     }
-    for (const client of [...this.clients.values()]) if (client.resources.size === 0) this.removeClient(client.id);
   }
 
   pollTimeout(): number | undefined {
-    const deadline = this.resolutions.nextDeadline();
-    if (this.nextTick === undefined) return deadline;
-    return deadline === undefined ? this.nextTick : Math.min(deadline, this.nextTick);
+    const at = Math.min(this.resolutions.nextDeadline() ?? Infinity, this.expiries.peekTime(), this.natDeadlines.peekTime());
+    return at === Infinity ? undefined : at;
   }
 
   pollEvent(): GatewayEvent | undefined {
@@ -252,6 +310,9 @@ export class GatewayState {
     verdict.packet = bytes;
     const packet = this.packet;
     if (packet.parse(bytes) !== undefined) return verdict;
+    const v4 = packet.version === 4;
+    const dst = packet.destinationOffset;
+    if (v4 ? isMulticastV4(packet.destinationV4) : isMulticastV6(bytes, dst)) return verdict;
     const client = this.clients.get(clientId);
     if (client === undefined) return verdict;
     if (isP2pControlPacket(packet)) {
@@ -259,35 +320,38 @@ export class GatewayState {
       verdict.action = TunnelAction.Consumed;
       return verdict;
     }
-    const v4 = packet.version === 4;
-    if (!packet.sourceEquals(v4 ? client.tunV4 : client.tunV6)) return this.reply(makeIcmpDestinationUnreachable(packet, 'prohibited'));
-    if (packet.destinationEquals(v4 ? client.gatewayV4 : client.gatewayV6)) return this.toTun(packet, outerCe);
-    const toProxy = v4 ? cidrContainsV4(IPV4_PROXY_RANGE, packet.destinationV4) : cidrContainsV6(IPV6_PROXY_RANGE, bytes, packet.destinationOffset);
-    if (!client.internetEnabled || toProxy) {
-      const engine = v4 ? client.filters.lookupV4(packet.destinationV4) : client.filters.lookupV6(bytes, packet.destinationOffset);
-      if (engine === undefined || !engine.permits(packet, true)) return this.reply(makeIcmpDestinationUnreachable(packet, 'prohibited'));
+    if (icmpErrorKind(packet) === 'error') return verdict;
+    if (!packet.sourceEquals(v4 ? client.tunV4 : client.tunV6)) return this.reply(packet, 'prohibited');
+    if (packet.destinationEquals(v4 ? client.gatewayV4 : client.gatewayV6)) {
+      return servedOnTunnelAddress(packet) ? this.toTun(packet, outerCe) : this.reply(packet, 'prohibited');
     }
+    const dst32 = v4 ? packet.destinationV4 : 0;
+    if (v4 ? isTunnelV4(dst32) : isTunnelV6(bytes, dst)) return this.reply(packet, 'prohibited');
+    const toProxy = v4 ? isProxyV4(dst32) : isProxyV6(bytes, dst);
+    if (client.internetResourceId !== undefined && !toProxy) {
+      if (v4 ? internetResourceRejectsV4(dst32) : internetResourceRejectsV6(bytes, dst)) return this.reply(packet, 'unreachable');
+      return this.toTun(packet, outerCe);
+    }
+    if (!client.filters.permitsOutbound(packet)) return this.reply(packet, 'prohibited');
     if (!toProxy) return this.toTun(packet, outerCe);
-    const translation = client.translationFor(bytes, packet.destinationOffset, packet.version);
-    if (translation === undefined || translation.real.family !== packet.version) {
-      return this.reply(makeIcmpDestinationUnreachable(packet, 'unreachable'));
-    }
+    const translation = client.translations.lookup(bytes, dst, packet.version);
+    if (translation === undefined || translation.real === undefined || translation.real.family !== packet.version) return this.reply(packet, 'unreachable');
+    translation.domain.lastUsed = now;
     const l4 = l4Of(packet.transport);
     const value = packet.sourceValue;
     if (l4 === L4.None || value < 0) {
       if (this.logger.enabled(Level.Debug)) this.logger.debug('Unsupported protocol towards a DNS resource', { cid: client.id });
       return verdict;
     }
-    const proxy32 = readU32(bytes, packet.destinationOffset + (v4 ? 0 : 12));
-    const outside = client.nat.outgoing(l4, value, translation.proxy, proxy32, translation.real, translation.realId, packet.isTcpRst, now);
-    if (outside < 0) {
-      this.logger.warn('Exhausted NAT', { cid: client.id, dst: formatIp(translation.real) });
+    const proxy32 = readU32(bytes, dst + (v4 ? 0 : 12));
+    const session = client.nat.outgoing(l4, value, translation.proxy, proxy32, translation.real, translation.realId, packet.tcpFlags, now);
+    if (typeof session === 'string') {
+      this.stats.natSessionsRefused++;
+      if (this.logger.enabled(Level.Debug)) this.logger.debug(session === 'full' ? 'Too many NAT sessions' : 'Exhausted NAT', { cid: client.id, dst: formatIp(translation.real) });
       return verdict;
     }
-    const checksumMissing = packet.udpChecksumMissing;
-    packet.setDestination(translation.real);
-    packet.setSourceValue(outside);
-    if (checksumMissing) packet.updateChecksums();
+    packet.setDestination(session.real);
+    packet.setSourceValue(session.outsideValue);
     return this.toTun(packet, outerCe);
   }
 
@@ -305,46 +369,51 @@ export class GatewayState {
     let client: ClientOnGateway | undefined;
     if (v4) {
       const address = packet.destinationV4;
-      if (!cidrContainsV4(IPV4_TUNNEL, address)) return verdict;
+      if (!isTunnelV4(address)) return verdict;
       client = this.clientsByV4.get(address);
     } else {
-      if (!cidrContainsV6(IPV6_TUNNEL, bytes, packet.destinationOffset)) return verdict;
+      if (!isTunnelV6(bytes, packet.destinationOffset)) return verdict;
       client = this.clientsByV6.get(readU32(bytes, packet.destinationOffset + 12) & V6_RANGE_HOST_MASK);
     }
     if (client === undefined) return verdict;
-    const clientTun = v4 ? client.tunV4 : client.tunV6;
     if (packet.sourceEquals(v4 ? client.gatewayV4 : client.gatewayV6)) return this.toClient(client, bytes);
+    let out = bytes;
     const icmpKind = icmpErrorKind(packet);
     if (icmpKind === 'error') {
-      const translated = this.translateIcmpError(client, packet);
-      if (translated === undefined || packet.parse(translated) !== undefined || !packet.destinationEquals(clientTun)) return verdict;
-      return this.toClient(client, translated);
-    }
-    const l4 = l4Of(packet.transport);
-    const value = packet.destinationValue;
-    if (icmpKind === 'unsupported' || l4 === L4.None || value < 0) return verdict;
-    const srcId = v4 ? packet.sourceV4 : this.realIds.lookupV6(bytes, packet.sourceOffset);
-    if (srcId >= 0) {
-      const key = natKey(packet.version, l4, value, srcId);
-      const session = client.nat.lookupOutside(key);
-      if (session !== undefined) {
-        session.lastSeen = now;
-        const checksumMissing = packet.udpChecksumMissing;
-        packet.setSource(session.proxy);
-        packet.setDestinationValue(session.insideValue);
-        if (checksumMissing) packet.updateChecksums();
-        if (packet.isTcpRst) client.nat.end(session);
-      } else if (client.nat.isExpired(key)) {
-        return verdict;
+      const translated = this.translateIcmpError(client, packet, now);
+      if (translated === undefined) return verdict;
+      if (translated !== bytes) {
+        out = translated;
+        if (packet.parse(translated) !== undefined) return verdict;
+      }
+    } else {
+      const l4 = l4Of(packet.transport);
+      const value = packet.destinationValue;
+      if (icmpKind === 'unsupported' || l4 === L4.None || value < 0) return verdict;
+      const srcId = v4 ? packet.sourceV4 : this.realIds.lookupV6(bytes, packet.sourceOffset);
+      if (srcId >= 0) {
+        const key = natKey(packet.version, l4, value, srcId);
+        const session = client.nat.incoming(key, packet.tcpFlags, now);
+        if (session !== undefined) {
+          packet.setSource(session.proxy);
+          packet.setDestinationValue(session.insideValue);
+        } else if (client.nat.isExpired(key)) {
+          return verdict;
+        }
       }
     }
-    if (!packet.destinationEquals(clientTun)) return verdict;
-    const fromProxy = v4 ? cidrContainsV4(IPV4_PROXY_RANGE, packet.sourceV4) : cidrContainsV6(IPV6_PROXY_RANGE, bytes, packet.sourceOffset);
-    if (!client.internetEnabled || fromProxy) {
-      const engine = v4 ? client.filters.lookupV4(packet.sourceV4) : client.filters.lookupV6(bytes, packet.sourceOffset);
-      if (engine === undefined || !engine.permits(packet, false)) return verdict;
+    if (!packet.destinationEquals(v4 ? client.tunV4 : client.tunV6)) return verdict;
+    const src = packet.sourceOffset;
+    const src32 = v4 ? packet.sourceV4 : 0;
+    if (v4 ? isTunnelV4(src32) : isTunnelV6(out, src)) return verdict;
+    if (icmpKind === 'error') return this.toClient(client, out);
+    const fromProxy = v4 ? isProxyV4(src32) : isProxyV6(out, src);
+    if (client.internetResourceId !== undefined && !fromProxy) {
+      if (v4 ? internetResourceRejectsV4(src32) : internetResourceRejectsV6(out, src)) return verdict;
+      return this.toClient(client, out);
     }
-    return this.toClient(client, bytes);
+    if (!client.filters.permitsInbound(packet)) return verdict;
+    return this.toClient(client, out);
   }
 
   // ---- Introspection (tests, metrics) ----------------------------------------------------------------------
@@ -363,25 +432,40 @@ export class GatewayState {
 
   /** The real IP a client's proxy IP currently translates to. */
   translationOf(clientId: string, proxy: IpAddr): IpAddr | undefined {
-    const client = this.clients.get(clientId.toLowerCase());
-    if (client === undefined) return undefined;
-    return (proxy.family === 4 ? client.translationsV4.get(proxy.value) : client.translationsV6.get(readU32(proxy.bytes, 12)))?.real;
+    return this.clients.get(clientId.toLowerCase())?.translations.get(proxy)?.real;
+  }
+
+  /** How many proxy IPs and domains of the client have translations. */
+  translationCounts(clientId: string): { readonly proxies: number; readonly domains: number } {
+    const translations = this.clients.get(clientId.toLowerCase())?.translations;
+    return { proxies: translations?.size ?? 0, domains: translations?.domainCount ?? 0 };
+  }
+
+  /** Filter-table networks rebuilt for the client so far (a test hook: updates touch only their own networks). */
+  filterWork(clientId: string): number {
+    return this.clients.get(clientId.toLowerCase())?.filters.networksRebuilt ?? 0;
+  }
+
+  /** The expiry deadline of a resource of a client (same clock as `now`), if any. */
+  resourceExpiry(clientId: string, resourceId: string): number | undefined {
+    return this.expiries.timeOf(expiryKey(clientId.toLowerCase(), resourceId.toLowerCase()));
   }
 
   get clientCount(): number {
     return this.clients.size;
   }
 
-  // ---- Helpers ---------------------------------------------------------------------------------------------
-
-  private touch(now: number): void {
-    if (this.nextTick === undefined) this.nextTick = now + EXPIRY_TICK_MS;
+  /** Deadline queue operations so far (a test hook: timers cost O(log n), never a visit of every client). */
+  get deadlineWork(): number {
+    return this.expiries.operations + this.natDeadlines.operations;
   }
 
-  private reply(packet: Uint8Array): TunnelVerdict {
+  // ---- Helpers ---------------------------------------------------------------------------------------------
+
+  private reply(packet: IpPacket, code: 'prohibited' | 'unreachable'): TunnelVerdict {
     const verdict = this.tunnelVerdict;
     verdict.action = TunnelAction.ReplyToClient;
-    verdict.packet = packet;
+    verdict.packet = makeIcmpDestinationUnreachable(packet, code);
     return verdict;
   }
 
@@ -402,21 +486,30 @@ export class GatewayState {
   }
 
   /** A translated copy, the packet itself when it concerns no NAT session, or undefined to drop. */
-  private translateIcmpError(client: ClientOnGateway, error: IpPacket): Uint8Array | undefined {
+  private translateIcmpError(client: ClientOnGateway, error: IpPacket, now: number): Uint8Array | undefined {
     const quote = this.quote;
     if (parseIcmpErrorQuote(error, quote) !== undefined) return undefined;
     const dstId = quote.version === 4 ? quote.destinationV4 : this.realIds.lookupV6(quote.bytes, quote.destinationOffset);
     if (dstId < 0) return error.bytes;
     const key = natKey(quote.version, l4Of(quote.transport), quote.sourceValue, dstId);
-    const session = client.nat.lookupOutside(key);
+    const session = client.nat.incoming(key, 0, now);
     if (session === undefined) return client.nat.isExpired(key) ? undefined : error.bytes;
     return makeTranslatedIcmpError(error, quote, session.proxy, session.insideValue);
   }
 
   private handleP2pControl(client: ClientOnGateway, packet: IpPacket, now: number): void {
     const eventType = p2pControlEventType(packet);
+    if (eventType === P2P_EVENT_GOODBYE) {
+      this.logger.info('Client said goodbye', { cid: client.id });
+      this.removeClient(client, 'goodbye');
+      return;
+    }
     if (eventType !== P2P_EVENT_ASSIGNED_IPS) {
       this.logger.debug('Ignoring p2p control event', { cid: client.id, type: eventType });
+      return;
+    }
+    if (!client.controlPackets.take(now)) {
+      this.stats.p2pRateLimited++;
       return;
     }
     const request = decodeAssignedIpsPacket(packet);
@@ -425,37 +518,53 @@ export class GatewayState {
       return;
     }
     if (!client.resources.has(request.resource)) {
+      this.logger.warn('Received AssignedIps for a resource that is not allowed', { cid: client.id, rid: request.resource, domain: request.domain });
       this.sendDomainStatus(client.id, request, 'Inactive');
       return;
     }
-    this.requestResolution(request.domain, { kind: 'p2p', clientId: client.id, request }, now);
+    if (client.pendingResolutions >= MAX_RESOLUTIONS_PER_CLIENT) {
+      this.stats.resolutionsRefused++;
+      this.sendDomainStatus(client.id, request, 'Inactive');
+      return;
+    }
+    const proxies = this.acceptedProxies(client.id, request.proxyIps);
+    this.requestResolution(request.domain, { kind: 'p2p', client, request, proxies }, now);
   }
 
   private requestResolution(domain: string, waiter: Waiter, now: number): void {
     const outcome = this.resolutions.request(domain, waiter, now);
-    if (outcome === 'requested') this.events.push({ type: 'resolve', domain });
-    else if (outcome === 'dropped') this.logger.warn('Too many concurrent DNS resolutions, dropping request', { domain });
-    else if (outcome !== 'joined') this.finishResolution(waiter, outcome);
+    if (outcome === 'requested' || outcome === 'joined') {
+      if (waiter.kind === 'p2p') waiter.client.pendingResolutions++;
+      if (outcome === 'requested') this.events.push({ type: 'resolve', domain });
+      return;
+    }
+    if (outcome === 'full') {
+      this.stats.resolutionsRefused++;
+      this.logger.warn('Too many concurrent DNS resolutions, refusing request', { domain });
+      this.finishResolution(waiter, undefined, now);
+      return;
+    }
+    this.finishResolution(waiter, outcome, now);
   }
 
-  private finishResolution(waiter: Waiter, ips: readonly IpAddr[] | undefined): void {
+  private finishResolution(waiter: Waiter, ips: readonly IpAddr[] | undefined, now: number): void {
     if (waiter.kind === 'legacy') {
       this.events.push({ type: 'legacyResolution', requestId: waiter.requestId, domain: waiter.domain, ips });
       return;
     }
-    const { clientId, request } = waiter;
-    const client = this.clients.get(clientId);
-    if (client === undefined) {
-      this.logger.debug('Client gone before its domain was resolved', { cid: clientId, domain: request.domain });
+    const { client, request } = waiter;
+    if (this.clients.get(client.id) !== client) {
+      this.logger.debug('Client gone before its domain was resolved', { cid: client.id, domain: request.domain });
       return;
     }
+    if (client.pendingResolutions > 0) client.pendingResolutions--;
     if (ips === undefined) {
-      this.sendDomainStatus(clientId, request, 'Inactive');
+      this.sendDomainStatus(client.id, request, 'Inactive');
       return;
     }
-    const error = client.setupNat(request.domain, request.resource, ips, this.acceptedProxies(clientId, request.proxyIps), this.realIds);
-    if (error !== undefined) this.logger.debug('Failed to set up DNS resource NAT', { cid: clientId, domain: request.domain, error });
-    this.sendDomainStatus(clientId, request, error === undefined ? 'Active' : 'Inactive');
+    const error = client.setupNat(request.domain, request.resource, ips, waiter.proxies, this.realIds, now);
+    if (error !== undefined) this.logger.debug('Failed to set up DNS resource NAT', { cid: client.id, domain: request.domain, error });
+    this.sendDomainStatus(client.id, request, error === undefined ? 'Active' : 'Inactive');
   }
 
   private sendDomainStatus(clientId: string, request: AssignedIps, status: DomainStatus): void {
@@ -473,11 +582,33 @@ export class GatewayState {
     return accepted;
   }
 
+  /** A resource's expiry came up. */
+  private expire(key: string): void {
+    const space = key.indexOf(' ');
+    const client = this.clients.get(key.slice(0, space));
+    if (client === undefined) return;
+    const resourceId = key.slice(space + 1);
+    if (client.removeResource(resourceId) === undefined) return;
+    this.logger.info('Access to resource expired', { cid: client.id, rid: resourceId });
+    if (client.isEmpty) this.removeClient(client, 'noResources');
+  }
+
+  private removeClient(client: ClientOnGateway, reason: ClientRemovalReason): void {
+    if (this.clients.get(client.id) !== client) return;
+    this.clients.delete(client.id);
+    for (const key of client.ipKeysV4) if (this.clientsByV4.get(key) === client) this.clientsByV4.delete(key);
+    for (const key of client.ipKeysV6) if (this.clientsByV6.get(key) === client) this.clientsByV6.delete(key);
+    for (const resourceId of client.resources.keys()) this.expiries.delete(expiryKey(client.id, resourceId));
+    client.dispose();
+    if (reason === 'noResources') this.logger.debug('Access to last resource for client removed', { cid: client.id });
+    this.events.push({ type: 'clientRemoved', clientId: client.id, reason });
+  }
+
   private addIpRoutes(client: ClientOnGateway, ipv4: IpAddr, ipv6: IpAddr): void {
-    if (ipv4.family === 4 && cidrContains(IPV4_TUNNEL, ipv4)) {
+    if (ipv4.family === 4 && isTunnelV4(ipv4.value)) {
       this.route(this.clientsByV4, client.ipKeysV4, ipv4.value, client);
     }
-    if (ipv6.family === 6 && cidrContains(IPV6_TUNNEL, ipv6)) {
+    if (ipv6.family === 6 && isTunnelV6(ipv6.bytes, 0)) {
       this.route(this.clientsByV6, client.ipKeysV6, readU32(ipv6.bytes, 12) & V6_RANGE_HOST_MASK, client);
     }
   }
@@ -502,7 +633,7 @@ export class GatewayState {
       }
       case 'dns':
         this.warnAboutInvalidFilters(id, description.filters);
-        return { type: 'dns', id, pattern: description.address, domains: new Map(), filters: description.filters, expiresAt };
+        return { type: 'dns', id, pattern: description.address, filters: description.filters, expiresAt };
     }
   }
 
@@ -512,4 +643,28 @@ export class GatewayState {
       this.logger.warn('Ignoring filter with start > end', { rid: resourceId, start: filter.portRangeStart, end: filter.portRangeEnd });
     }
   }
+}
+
+const NO_RESOURCES: ReadonlySet<string> = new Set();
+
+function expiryKey(clientId: string, resourceId: string): string {
+  return `${clientId} ${resourceId}`;
+}
+
+/** The gateway's own tunnel address serves its DNS forwarder (UDP and TCP) and answers ICMP echo. */
+function servedOnTunnelAddress(packet: IpPacket): boolean {
+  switch (packet.transport) {
+    case 'tcp':
+    case 'udp':
+      return packet.destinationPort === TUN_DNS_PORT;
+    case 'icmpv4':
+    case 'icmpv6':
+      return packet.isIcmpEchoRequest;
+    case 'unsupported':
+      return false;
+  }
+}
+
+function isProxyIp(ip: IpAddr): boolean {
+  return ip.family === 4 ? isProxyV4(ip.value) : isProxyV6(ip.bytes, 0);
 }

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { GatewayState, TunAction, TunnelAction, expiresAtToMonotonic } from '../../src/gateway/index.ts';
 import type { ClientInfo, ResourceDescription } from '../../src/gateway/index.ts';
 import { assignedIps, checksumsValid, icmpEcho, icmpError, ip, rawIp, recordingLogger, tcp, udp } from './support.ts';
+import { makeGoodbyePacket } from '../../src/ip/index.ts';
 
 const SECOND = 1000;
 const GATEWAY = { ipv4: ip('100.64.0.2'), ipv6: ip('fd00:2021:1111::2') };
@@ -65,7 +66,7 @@ describe('authorizations', () => {
     assert.equal(send(state, A, udp('100.64.0.10', 1, '10.2.0.1', 2)), TunnelAction.ToTun);
     state.rejectAccess(A.id, R2.id, 0);
     assert.equal(state.hasClient(A.id), false);
-    assert.deepEqual(drainEvents(state), [{ type: 'clientRemoved', clientId: A.id }]);
+    assert.deepEqual(drainEvents(state), [{ type: 'clientRemoved', clientId: A.id, reason: 'noResources' }]);
     assert.equal(state.handleTunPacket(udp('10.2.0.1', 2, '100.64.0.10', 1), 0).action, TunAction.Drop);
     state.rejectAccess('cccccccc-0000-0000-0000-000000000000', R1.id, 0);
   });
@@ -80,10 +81,13 @@ describe('authorizations', () => {
     assert.deepEqual(logger.errors, ['Resources cannot change type']);
   });
 
-  test('removeClient (connection failed) drops all state', () => {
+  test('a GOODBYE from the client drops all its state at once, without an answer', () => {
     const state = gateway();
     state.authorizeFlow(A, R1, undefined, 0);
-    state.removeClient(A.id);
+    assert.equal(send(state, A, makeGoodbyePacket()), TunnelAction.Consumed);
+    assert.deepEqual(state.pollEvent(), { type: 'clientRemoved', clientId: A.id, reason: 'goodbye' });
+    assert.equal(state.pollClientPacket(), undefined);
+    assert.equal(state.hasClient(A.id), false);
     assert.equal(send(state, A, udp('100.64.0.10', 1, '10.1.0.1', 2)), TunnelAction.Drop);
   });
 });
@@ -107,10 +111,9 @@ describe('init and revocation', () => {
     state.init(GATEWAY, [{ clientId: A.id, resourceId: R1.id }], 100);
     assert.equal(send(state, A, udp('100.64.0.10', 1, '10.1.0.1', 2)), TunnelAction.ToTun);
     assert.equal(send(state, A, udp('100.64.0.10', 1, '10.2.0.1', 2)), TunnelAction.ReplyToClient);
-    assert.equal(send(state, B, udp('100.64.0.11', 1, '10.1.0.1', 2)), TunnelAction.ReplyToClient);
-    assert.equal(state.hasClient(B.id), true, 'emptied clients go at the next tick');
-    state.handleTimeout(2 * SECOND);
-    assert.equal(state.hasClient(B.id), false);
+    assert.equal(state.hasClient(B.id), false, 'an emptied client goes at once');
+    assert.equal(send(state, B, udp('100.64.0.11', 1, '10.1.0.1', 2)), TunnelAction.Drop);
+    assert.deepEqual(drainEvents(state), [{ type: 'clientRemoved', clientId: B.id, reason: 'noResources' }]);
     assert.equal(state.hasClient(A.id), true);
   });
 
@@ -137,13 +140,48 @@ describe('time', () => {
     assert.equal(expiresAtToMonotonic(1_700_000_060, 5000, 1_700_000_000_000), 65_000);
   });
 
-  test('the expiry tick runs every second from the first input', () => {
-    const state = new GatewayState({ logger: recordingLogger() });
+  test('nothing to wake for without expiries, NAT sessions or resolutions; an expiry wakes at its exact deadline', () => {
+    const state = gateway();
+    state.authorizeFlow(A, R1, undefined, 0);
     assert.equal(state.pollTimeout(), undefined);
-    state.init(GATEWAY, undefined, 500);
-    assert.equal(state.pollTimeout(), 1500);
-    state.handleTimeout(1500);
+    state.authorizeFlow(A, R2, 2500, 0);
     assert.equal(state.pollTimeout(), 2500);
+    state.handleTimeout(2499);
+    assert.deepEqual(state.clientResourceIds(A.id).sort(), [R1.id, R2.id].sort());
+    state.handleTimeout(2500);
+    assert.deepEqual(state.clientResourceIds(A.id), [R1.id]);
+    assert.equal(state.pollTimeout(), undefined);
+  });
+
+  test('the last resource expiring removes the client: its connection is closed with GOODBYE', () => {
+    const state = gateway();
+    state.authorizeFlow(A, R1, 1234, 0);
+    state.handleTimeout(1234);
+    assert.equal(state.hasClient(A.id), false);
+    assert.deepEqual(drainEvents(state), [{ type: 'clientRemoved', clientId: A.id, reason: 'noResources' }]);
+  });
+
+  test('a new expiry for a held resource moves its deadline; a past one applies at the next timeout', () => {
+    const state = gateway();
+    state.authorizeFlow(A, R1, 10 * SECOND, 0);
+    assert.equal(state.updateResourceExpiry(A.id, R1.id, 20 * SECOND), true);
+    assert.equal(state.resourceExpiry(A.id, R1.id), 20 * SECOND);
+    assert.equal(state.updateResourceExpiry(A.id, R2.id, 5 * SECOND), false, 'not held');
+    assert.equal(state.updateResourceExpiry(A.id, R1.id, 0), true);
+    state.handleTimeout(1);
+    assert.equal(state.hasClient(A.id), false);
+  });
+
+  test('a thousand clients with expiries: a timeout visits only the due ones', () => {
+    const state = gateway();
+    for (let i = 0; i < 1000; i++) {
+      const id = `aaaaaaaa-0000-0000-0000-${i.toString().padStart(12, '0')}`;
+      state.authorizeFlow({ id, ipv4: ip(`100.64.${10 + (i >> 8)}.${i & 0xff}`), ipv6: ip(`fd00:2021:1111::1:${i.toString(16)}`) }, R1, (i + 1) * SECOND, 0);
+    }
+    const before = state.deadlineWork;
+    state.handleTimeout(3 * SECOND);
+    assert.equal(state.clientCount, 997);
+    assert.ok(state.deadlineWork - before <= 3 * 12, `heap work O(due * log n): ${state.deadlineWork - before}`);
   });
 
   test('expiry is expires_at > now: a resource expiring exactly now is gone', () => {
@@ -254,12 +292,12 @@ describe('client -> resource', () => {
     );
   });
 
-  test('p2p control events other than AssignedIps (e.g. a later GOODBYE) are ignored', () => {
+  test('unknown p2p control events are ignored', () => {
     const state = gateway();
     state.authorizeFlow(A, DNS, undefined, 0);
-    const goodbye = assignedIps(DNS.id, 'app.corp', []);
-    goodbye[40] = 2;
-    assert.equal(send(state, A, goodbye), TunnelAction.Consumed);
+    const unknown = assignedIps(DNS.id, 'app.corp', []);
+    unknown[40] = 3;
+    assert.equal(send(state, A, unknown), TunnelAction.Consumed);
     assert.equal(state.pollClientPacket(), undefined);
     assert.equal(state.hasClient(A.id), true);
   });
@@ -322,11 +360,14 @@ describe('DNS resources', () => {
     return state;
   }
 
-  test('proxies map round-robin onto sorted resolved IPs, falling back to the other family', () => {
+  test('proxies map round-robin onto sorted resolved IPs of their family; every proxy gets an entry', () => {
     const state = withNat();
     assert.deepEqual((state.translationOf(A.id, ip('100.96.0.1')) as { value: number }).value, 0x0a000001);
     assert.deepEqual((state.translationOf(A.id, ip('100.96.0.2')) as { value: number }).value, 0x0a000002);
-    assert.deepEqual((state.translationOf(A.id, ip('fd00:2021:1111:8000::')) as { value: number }).value, 0x0a000001);
+    assert.equal(state.translationOf(A.id, ip('fd00:2021:1111:8000::')), undefined, 'no AAAA record: no address');
+    assert.deepEqual(state.translationCounts(A.id), { proxies: 3, domains: 1 });
+    const toV6 = state.handleTunnelPacket(A.id, udp('fd00:2021:1111::10', 1, 'fd00:2021:1111:8000::', 53), 0);
+    assert.deepEqual([toV6.action, toV6.packet[40], toV6.packet[41]], [TunnelAction.ReplyToClient, 1, 3], 'ICMPv6 address unreachable');
   });
 
   test('proxy IPs outside the proxy ranges are ignored, with a warning', () => {
@@ -344,15 +385,15 @@ describe('DNS resources', () => {
     assert.equal(send(state, A, udp('100.64.0.10', 1, '10.9.9.9', 80)), TunnelAction.ReplyToClient);
   });
 
-  test('replies alone keep a NAT session alive', () => {
+  test('replies alone keep a confirmed NAT session alive', () => {
     const state = withNat();
     assert.equal(send(state, A, udp('100.64.0.10', 7000, '100.96.0.1', 53), 0), TunnelAction.ToTun);
-    for (let t = 60; t <= 300; t += 60) {
+    for (let t = 30; t <= 330; t += 60) {
       state.handleTimeout(t * SECOND);
       assert.equal(state.handleTunPacket(udp('10.0.0.1', 53, '100.64.0.10', 7000), t * SECOND).action, TunAction.ToClient, `at ${t}s`);
     }
-    state.handleTimeout(421 * SECOND);
-    assert.equal(state.handleTunPacket(udp('10.0.0.1', 53, '100.64.0.10', 7000), 421 * SECOND).action, TunAction.Drop, 'expired after 120 s of silence');
+    state.handleTimeout(451 * SECOND);
+    assert.equal(state.handleTunPacket(udp('10.0.0.1', 53, '100.64.0.10', 7000), 451 * SECOND).action, TunAction.Drop, 'expired after 120 s of silence');
   });
 
   test('a translated packet keeps valid checksums and takes CE from the outer datagram', () => {

@@ -1,14 +1,15 @@
-// Model-based test of the whole policy lifecycle: random sequences of portal commands, time steps, p2p control
-// (DNS resources) and packets in both directions, checked against a small reference model that states
-// authorization directly ("some held resource containing the destination permits the packet") instead of through
-// filter tables, and tracks DNS-resource NAT sessions by their outside tuple.
+// Model-based test of the whole policy lifecycle (1.6.0 rules): random sequences of portal commands, time steps,
+// p2p control (DNS resources, GOODBYE) and packets in both directions, checked against a small reference model
+// that states authorization directly ("some held resource containing the destination permits the packet")
+// instead of through filter tables, and tracks DNS-resource NAT sessions by their outside tuple with their
+// lifetimes (TTL after the last packet, 60 s while unconfirmed).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { GatewayState, TunAction, TunnelAction } from '../../src/gateway/index.ts';
-import type { Authorization, ClientInfo, Filter, ResourceDescription } from '../../src/gateway/index.ts';
-import { IpPacket, cidrContains, parseCidr } from '../../src/ip/index.ts';
+import type { Authorization, ClientInfo, Filter, GatewayEvent, ResourceDescription } from '../../src/gateway/index.ts';
+import { IpPacket, cidrContains, hostCidr, makeGoodbyePacket, parseCidr } from '../../src/ip/index.ts';
 import type { Cidr, IpAddr } from '../../src/ip/index.ts';
 import { assignedIps, hex, icmpEcho, ip, recordingLogger, tcp, udp } from './support.ts';
 
@@ -30,8 +31,11 @@ const DOMAINS = [
   { name: 'a.corp', proxies: ['100.96.0.1'], resolved: ['10.1.2.3'] },
   { name: 'b.corp', proxies: ['100.96.0.2', 'fd00:2021:1111:8000::1'], resolved: ['192.168.1.1', '2001:db8:1::1'] },
   { name: 'x.other', proxies: ['100.96.0.3'], resolved: ['10.2.0.1'] },
+  // Takes a.corp's proxy: the client renumbered, everything it announced before is void.
+  { name: 'c.corp', proxies: ['100.96.0.1', 'fd00:2021:1111:8000::2'], resolved: ['8.8.4.4'] },
 ];
-const TTL: Record<Protocol, number> = { tcp: 7200_000, udp: 120_000, icmp: 120_000 };
+const TTL: Record<Protocol, number> = { tcp: 7_440_000, udp: 120_000, icmp: 120_000 };
+const UNCONFIRMED_TTL = 60_000;
 const CLIENT_PORT = 40000;
 const FILTER_SETS: Filter[][] = [
   [],
@@ -58,76 +62,104 @@ interface HeldResource {
 
 interface Session {
   readonly proxy: string;
-  lastSeen: number;
+  lastOutgoing: number;
+  /** undefined while nothing came back (unconfirmed). */
+  lastIncoming: number | undefined;
 }
 
 class ClientModel {
   readonly held = new Map<string, HeldResource>();
-  /** proxy -> real (text); survives resource removal, not the client record. */
-  readonly translations = new Map<string, string>();
+  /** proxy -> { domain, real (text) or undefined }; survives resource removal, not the client record. */
+  readonly translations = new Map<string, { readonly domain: string; readonly real: string | undefined }>();
   /** Keyed by the outside tuple `${protocol}:${value}:${real}`. */
   readonly sessions = new Map<string, Session>();
   readonly expired = new Set<string>();
 }
 
-type Decision = { readonly kind: 'allow' } | { readonly kind: 'nat'; readonly real: string } | { readonly kind: 'deny' };
+type Decision =
+  | { readonly kind: 'allow' }
+  | { readonly kind: 'nat'; readonly real: string }
+  | { readonly kind: 'deny' }
+  /** ICMP network unreachable (ICMPv6 address unreachable). */
+  | { readonly kind: 'unreachable' };
 
 class Model {
   now = 0;
-  nextTick = 1000;
-  /** Client index -> state; a client with a record but no resources stays until the next tick. */
+  /** Client index -> state; a client without resources is gone at once (the connection closed with GOODBYE). */
   readonly clients = new Map<number, ClientModel>();
 
   decide(clientIndex: number, dstText: string, protocol: Protocol, port: number): Decision {
     const client = this.clients.get(clientIndex);
     if (client === undefined) return { kind: 'deny' };
     const dst = ip(dstText);
+    if (isGateway(dst)) return protocol === 'icmp' ? { kind: 'allow' } : { kind: 'deny' };
+    if (isTunnel(dst)) return { kind: 'deny' };
     if (isProxy(dst)) {
-      const real = client.translations.get(dstText);
+      const translation = client.translations.get(dstText);
       const dns = client.held.get(DNS_ID);
-      if (real === undefined || dns === undefined || !filtersPermit(dns.filters, protocol, port)) return { kind: 'deny' };
-      return { kind: 'nat', real };
+      if (translation === undefined || dns === undefined || !filtersPermit(dns.filters, protocol, port)) return { kind: 'deny' };
+      if (translation.real === undefined) return { kind: 'unreachable' };
+      return { kind: 'nat', real: translation.real };
     }
-    if (client.held.has(INTERNET_ID)) return { kind: 'allow' };
-    let exactHostNetwork = false;
+    if (client.held.has(INTERNET_ID)) return internetRejects(dst) ? { kind: 'unreachable' } : { kind: 'allow' };
     for (const [id, resource] of client.held) {
       const index = RESOURCE_IDS.indexOf(id);
       if (index >= NETWORKS.length) continue;
       const network = parseCidr(NETWORKS[index]!) as Cidr;
-      if (!cidrContains(network, dst)) continue;
-      if (network.prefixLength === (dst.family === 4 ? 32 : 128)) exactHostNetwork = true;
-      if (filtersPermit(resource.filters, protocol, port)) return { kind: 'allow' };
-    }
-    // A DNS resource's resolved IPs only count towards a CIDR network that is exactly that host.
-    const dns = client.held.get(DNS_ID);
-    if (exactHostNetwork && dns !== undefined && [...dns.domains.values()].some((ips) => ips.includes(dstText)) && filtersPermit(dns.filters, protocol, port)) {
-      return { kind: 'allow' };
+      if (cidrContains(network, dst) && filtersPermit(resource.filters, protocol, port)) return { kind: 'allow' };
     }
     return { kind: 'deny' };
   }
 
-  tick(): void {
+  /** Brings the model to `now`: expired resources (and emptied clients) go, NAT sessions past their end go. */
+  advance(now: number): void {
+    this.now = now;
     for (const [index, client] of this.clients) {
-      for (const [id, resource] of client.held) if (resource.expiresAt !== undefined && resource.expiresAt <= this.now) client.held.delete(id);
+      for (const [id, resource] of client.held) if (resource.expiresAt !== undefined && resource.expiresAt <= now) client.held.delete(id);
+      if (client.held.size === 0) {
+        this.clients.delete(index);
+        continue;
+      }
       for (const [key, session] of client.sessions) {
-        if (this.now - session.lastSeen >= TTL[key.split(':')[0] as Protocol]) {
+        if (now >= removeAt(key, session)) {
           client.sessions.delete(key);
           client.expired.add(key);
         }
       }
-      if (client.held.size === 0) this.clients.delete(index);
     }
-    this.nextTick = this.now + 1000;
   }
 
-  /** Drops a client's policy state if it holds nothing (reject_access does this immediately). */
+  /** Drops a client's policy state if it holds nothing. */
   dropIfEmpty(index: number): void {
     if (this.clients.get(index)?.held.size === 0) this.clients.delete(index);
   }
 }
 
+function removeAt(key: string, session: Session): number {
+  const last = Math.max(session.lastOutgoing, session.lastIncoming ?? -1);
+  const ttl = last + TTL[key.split(':')[0] as Protocol];
+  return session.lastIncoming === undefined ? Math.min(ttl, session.lastOutgoing + UNCONFIRMED_TTL) : ttl;
+}
+
 function isProxy(address: IpAddr): boolean {
   return cidrContains(parseCidr(address.family === 4 ? '100.96.0.0/11' : 'fd00:2021:1111:8000::/107')!, address);
+}
+
+function isTunnel(address: IpAddr): boolean {
+  return cidrContains(parseCidr(address.family === 4 ? '100.64.0.0/11' : 'fd00:2021:1111::/107')!, address);
+}
+
+function isGateway(address: IpAddr): boolean {
+  return address.family === 4 ? cidrContains(hostCidr(GATEWAY.ipv4), address) : cidrContains(hostCidr(GATEWAY.ipv6), address);
+}
+
+/** Spec 3.5: what the Internet resource does not reach. */
+function internetRejects(address: IpAddr): boolean {
+  const ranges =
+    address.family === 4
+      ? ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '127.0.0.0/8', '169.254.0.0/16', '100.64.0.0/10', '224.0.0.0/4', '240.0.0.0/4']
+      : ['::1/128', '::ffff:0:0/96', 'fc00::/7', 'fe80::/10', 'ff00::/8'];
+  return ranges.some((range) => cidrContains(parseCidr(range)!, address));
 }
 
 function natValue(protocol: Protocol, port: number): number {
@@ -154,12 +186,12 @@ function buildPacket(src: string, dst: string, protocol: Protocol, port: number,
   return protocol === 'tcp' ? tcp(src, CLIENT_PORT, dst, port) : udp(src, CLIENT_PORT, dst, port);
 }
 
-/** Checks a gateway-generated prohibited reply to `original`. */
-function assertProhibitedReply(reply: Uint8Array, original: Uint8Array): void {
+/** Checks a gateway-generated prohibited / network-unreachable reply to `original`. */
+function assertErrorReply(reply: Uint8Array, original: Uint8Array, code: 'prohibited' | 'unreachable'): void {
   const view = new IpPacket();
   assert.equal(view.parse(reply), undefined);
   const v4 = view.version === 4;
-  assert.deepEqual([view.icmpType, view.icmpCode], v4 ? [3, 13] : [1, 1]);
+  assert.deepEqual([view.icmpType, view.icmpCode], code === 'prohibited' ? (v4 ? [3, 13] : [1, 1]) : v4 ? [3, 0] : [1, 3]);
   assert.equal(view.ttl, 20, 'TTL 20');
   const addressLength = v4 ? 4 : 16;
   const originalSource = v4 ? 12 : 8;
@@ -172,6 +204,12 @@ function assertProhibitedReply(reply: Uint8Array, original: Uint8Array): void {
 }
 
 type Real = { readonly state: GatewayState };
+
+function drainEvents(state: GatewayState): GatewayEvent[] {
+  const events: GatewayEvent[] = [];
+  for (let event = state.pollEvent(); event !== undefined; event = state.pollEvent()) events.push(event);
+  return events;
+}
 type Command = fc.Command<Model, Real>;
 
 class Authorize implements Command {
@@ -212,8 +250,11 @@ class Reject implements Command {
   }
   run(model: Model, real: Real): void {
     real.state.rejectAccess(CLIENTS[this.client]!.id, RESOURCE_IDS[this.resource]!, model.now);
+    const known = model.clients.has(this.client);
     model.clients.get(this.client)?.held.delete(RESOURCE_IDS[this.resource]!);
     model.dropIfEmpty(this.client);
+    const removed = known && !model.clients.has(this.client);
+    assert.deepEqual(drainEvents(real.state), removed ? [{ type: 'clientRemoved', clientId: CLIENTS[this.client]!.id, reason: 'noResources' }] : []);
   }
   toString(): string {
     return `reject(c${this.client}, r${this.resource})`;
@@ -256,24 +297,29 @@ class Init implements Command {
       for (const id of [...client.held.keys()]) {
         if (!this.authorizations.some(([c, r]) => c === index && RESOURCE_IDS[r] === id)) client.held.delete(id);
       }
+      model.dropIfEmpty(index);
     }
+    for (const event of drainEvents(real.state)) assert.equal(event.type === 'clientRemoved' && event.reason, 'noResources');
   }
   toString(): string {
     return `init(${this.authorizations === undefined ? 'no authorizations key' : JSON.stringify(this.authorizations)})`;
   }
 }
 
-class RemoveClient implements Command {
+class Goodbye implements Command {
   constructor(readonly client: number) {}
   check(): boolean {
     return true;
   }
   run(model: Model, real: Real): void {
-    real.state.removeClient(CLIENTS[this.client]!.id);
-    model.clients.delete(this.client);
+    const verdict = real.state.handleTunnelPacket(CLIENTS[this.client]!.id, makeGoodbyePacket(), model.now);
+    const known = model.clients.delete(this.client);
+    assert.equal(verdict.action, known ? TunnelAction.Consumed : TunnelAction.Drop);
+    const events = drainEvents(real.state);
+    assert.deepEqual(events, known ? [{ type: 'clientRemoved', clientId: CLIENTS[this.client]!.id, reason: 'goodbye' }] : []);
   }
   toString(): string {
-    return `removeClient(c${this.client})`;
+    return `goodbye(c${this.client})`;
   }
 }
 
@@ -305,15 +351,19 @@ class AssignIps implements Command {
     assert.equal(reply.clientId, CLIENTS[this.client]!.id);
     const status = (JSON.parse(Buffer.from(reply.packet.subarray(48)).toString()) as { status: string }).status;
     const dns = client.held.get(DNS_ID);
+    // The reset on reassignment comes before any other check (1.6.0 `setup_nat`); answers are cached, so the
+    // resolution never fails here.
+    if (dns !== undefined && proxies.some((proxy) => client.translations.has(proxy) && client.translations.get(proxy)!.domain !== name)) {
+      client.translations.clear();
+      client.sessions.clear();
+      client.expired.clear();
+    }
     const active = dns !== undefined && name.endsWith('.corp');
     assert.equal(status, active ? 'Active' : 'Inactive');
     if (!active) return;
     const real4 = resolved.filter((r) => !r.includes(':'));
     const real6 = resolved.filter((r) => r.includes(':'));
-    for (const proxy of proxies) {
-      const live = [...client.sessions.values()].some((s) => s.proxy === proxy);
-      if (!live) client.translations.set(proxy, (proxy.includes(':') ? real6 : real4)[0]!);
-    }
+    for (const proxy of proxies) client.translations.set(proxy, { domain: name, real: (proxy.includes(':') ? real6 : real4)[0] });
     dns.domains.set(name, resolved);
   }
   toString(): string {
@@ -330,12 +380,14 @@ class Advance implements Command {
     const target = model.now + this.ms;
     for (let deadline = real.state.pollTimeout(); deadline !== undefined && deadline <= target; deadline = real.state.pollTimeout()) {
       assert.ok(deadline >= model.now, 'no timeout in the past');
-      assert.equal(deadline, model.nextTick);
-      model.now = deadline;
+      model.advance(deadline);
       real.state.handleTimeout(deadline);
-      model.tick();
+      for (const event of drainEvents(real.state)) {
+        assert.equal(event.type, 'clientRemoved');
+        assert.equal(event.type === 'clientRemoved' && event.reason, 'noResources');
+      }
     }
-    model.now = target;
+    model.advance(target);
   }
   toString(): string {
     return `advance(${this.ms}ms)`;
@@ -364,8 +416,7 @@ class SendFromClient implements Command {
       assert.equal(verdict.action, TunnelAction.Drop, 'no policy state, no traffic');
       return;
     }
-    const toGateway = dstText === '100.64.0.2' || dstText === 'fd00:2021:1111::2';
-    const decision: Decision = this.spoofed ? { kind: 'deny' } : toGateway ? { kind: 'allow' } : model.decide(this.client, dstText, this.protocol, this.port);
+    const decision: Decision = this.spoofed ? { kind: 'deny' } : model.decide(this.client, dstText, this.protocol, this.port);
     if (decision.kind === 'allow') {
       assert.equal(verdict.action, TunnelAction.ToTun);
       assert.equal(hex(verdict.packet), hex(original), 'forwarded unchanged');
@@ -376,12 +427,14 @@ class SendFromClient implements Command {
       assert.equal(hex(verdict.packet), hex(buildPacket(srcText, decision.real, this.protocol, this.port, false)), 'destination translated, port kept');
       const client = model.clients.get(this.client)!;
       const key = `${this.protocol}:${natValue(this.protocol, this.port)}:${decision.real}`;
-      client.sessions.set(key, { proxy: dstText, lastSeen: model.now });
+      const session = client.sessions.get(key);
+      if (session !== undefined) session.lastOutgoing = model.now;
+      else client.sessions.set(key, { proxy: dstText, lastOutgoing: model.now, lastIncoming: undefined });
       client.expired.delete(key);
       return;
     }
     assert.equal(verdict.action, TunnelAction.ReplyToClient);
-    assertProhibitedReply(verdict.packet, original);
+    assertErrorReply(verdict.packet, original, decision.kind === 'unreachable' ? 'unreachable' : 'prohibited');
   }
   toString(): string {
     return `send(c${this.client}${this.spoofed ? ' spoofed' : ''}, ${this.v6 ? 'v6' : 'v4'} dst#${this.dst}, ${this.protocol}/${this.port})`;
@@ -413,18 +466,21 @@ class ReplyFromResource implements Command {
       assert.equal(hex(verdict.packet), hex(bytes));
     };
     if (client === undefined) return expectDrop();
-    if (srcText === '100.64.0.2' || srcText === 'fd00:2021:1111::2') return expectDelivered(original);
+    const src = ip(srcText);
+    if (isGateway(src)) return expectDelivered(original);
     const key = `${this.protocol}:${natValue(this.protocol, this.port)}:${srcText}`;
     const session = client.sessions.get(key);
     if (session !== undefined) {
-      session.lastSeen = model.now;
+      session.lastIncoming = model.now;
       const dns = client.held.get(DNS_ID);
       if (dns === undefined || !filtersPermit(dns.filters, this.protocol, this.port)) return expectDrop();
       return expectDelivered(buildPacket(session.proxy, dstText, this.protocol, this.port, true));
     }
     if (client.expired.has(key)) return expectDrop();
+    if (isTunnel(src)) return expectDrop();
     // Filters are stateless: a packet from a proxy IP passes on that proxy's filters, like any reply.
-    if (model.decide(this.client, srcText, this.protocol, this.port).kind === 'deny') return expectDrop();
+    const decision = model.decide(this.client, srcText, this.protocol, this.port);
+    if (decision.kind === 'deny' || decision.kind === 'unreachable') return expectDrop();
     expectDelivered(original);
   }
   toString(): string {
@@ -446,7 +502,7 @@ const commands = [
   fc.tuple(client, resource).map(([c, r]) => new Reject(c, r)),
   fc.tuple(resource, filterIndex).map(([r, f]) => new Update(r, f)),
   fc.option(fc.array(fc.tuple(client, resource), { maxLength: 6 }), { nil: undefined, freq: 3 }).map((a) => new Init(a)),
-  client.map((c) => new RemoveClient(c)),
+  client.map((c) => new Goodbye(c)),
   fc.tuple(client, fc.integer({ min: 0, max: DOMAINS.length - 1 })).map(([c, d]) => new AssignIps(c, d)),
   fc.constantFrom(100, 500, 1000, 2500, 60_000).map((ms) => new Advance(ms)),
   fc.tuple(client, fc.nat(10).map((n) => n === 0), fc.boolean(), destination, protocol, port).map(([c, s, v6, d, p, n]) => new SendFromClient(c, s, v6, d, p, n)),
@@ -478,8 +534,8 @@ test('the gateway agrees with the reference model on every packet of any command
 });
 
 // One client that always holds the DNS resource (both .corp domains assigned at the start), sometimes the /32
-// CIDR one domain resolves to; long idle steps. NAT sessions, their expiry, their refresh by replies and the DNS
-// contribution to host-route filters get exercised often.
+// CIDR one domain resolves to; long idle steps. NAT sessions, their expiry (unconfirmed and confirmed), their
+// refresh by replies and the reset when the client renumbers its proxy IPs get exercised often.
 const one = fc.constant(0);
 const mostlyPermissive = fc.oneof({ arbitrary: fc.constant(0), weight: 3 }, { arbitrary: filterIndex, weight: 1 });
 const natPort = fc.constantFrom(53, 80);
@@ -489,7 +545,7 @@ const dnsCommands = [
   fc.tuple(one, fc.constant(3), mostlyPermissive, fc.constant(undefined)).map(([c, r, f, e]) => new Authorize(c, r, f, e)),
   fc.tuple(one, fc.constant(3)).map(([c, r]) => new Reject(c, r)),
   fc.tuple(fc.constantFrom(8, 3), mostlyPermissive).map(([r, f]) => new Update(r, f)),
-  fc.tuple(one, fc.constantFrom(0, 1, 2)).map(([c, d]) => new AssignIps(c, d)),
+  fc.tuple(one, fc.constantFrom(0, 1, 2, 3)).map(([c, d]) => new AssignIps(c, d)),
   fc.constantFrom(1000, 30_000, 60_000, 60_000).map((ms) => new Advance(ms)),
   fc.constantFrom(1000, 30_000, 60_000, 60_000).map((ms) => new Advance(ms)),
   fc.tuple(one, fc.constant(false), fc.boolean(), fc.constantFrom(0, 4), protocol, natPort).map(([c, s, v6, d, p, n]) => new SendFromClient(c, s, v6, d, p, n)),
@@ -500,7 +556,7 @@ const dnsCommands = [
   replyFromReal,
 ];
 
-test('DNS-resource NAT agrees with the model: translation, expiry, refresh by replies, host-route filters', () => {
+test('DNS-resource NAT agrees with the model: translation, lifetimes, refresh by replies, renumbering', () => {
   runModel(dnsCommands, 600, (model, real) => {
     new Authorize(0, 8, 0, undefined).run(model, real);
     new AssignIps(0, 0).run(model, real);

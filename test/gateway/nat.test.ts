@@ -1,49 +1,69 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { L4, NatTable, RealIpIds } from '../../src/gateway/nat.ts';
+import { L4, NatTable, RealIpIds, natKey } from '../../src/gateway/nat.ts';
+import type { NatSession } from '../../src/gateway/nat.ts';
 import { GatewayState, TunAction, TunnelAction } from '../../src/gateway/index.ts';
-import { assignedIps, ip, recordingLogger, udp } from './support.ts';
+import { DeadlineQueue } from '../../src/util/deadline-queue.ts';
+import { assignedIps, icmpEcho, ip, recordingLogger, tcp, udp } from './support.ts';
 
 const PROXY = ip('100.96.0.1');
 const REAL = ip('10.0.0.1');
+const REAL_ID = 0x0a000001;
+const SYN = 0x02;
+const SYN_ACK = 0x12;
+const ACK = 0x10;
+const FIN_ACK = 0x11;
+const RST = 0x04;
 
 describe('NAT table', () => {
   test('keeps the port when free, else takes the next one up, wrapping to 1', () => {
-    const nat = new NatTable();
+    const nat = new NatTable(new DeadlineQueue<NatSession>());
     const proxies = [1, 2, 3].map((n) => ip(`100.96.0.${n}`));
-    const v = (proxyIndex: number, port: number): number => nat.outgoing(L4.Udp, port, proxies[proxyIndex]!, (proxies[proxyIndex] as { value: number }).value, REAL, 0x0a000001, false, 0);
+    const v = (proxyIndex: number, port: number): number => {
+      const session = nat.outgoing(L4.Udp, port, proxies[proxyIndex]!, (proxies[proxyIndex] as { value: number }).value, REAL, REAL_ID, 0, 0);
+      assert.ok(typeof session !== 'string');
+      return session.outsideValue;
+    };
     assert.equal(v(0, 65535), 65535);
     assert.equal(v(1, 65535), 1, 'wraps to 1, never 0');
     assert.equal(v(2, 65535), 2);
     assert.equal(v(0, 65535), 65535, 'an existing mapping is reused');
   });
 
-  test('exhaustion is an error value, not an exception', () => {
-    const nat = new NatTable();
-    for (let port = 1; port <= 65535; port++) {
-      assert.ok(nat.outgoing(L4.Icmp, port, PROXY, 0x64600001, REAL, 0x0a000001, false, 0) >= 0);
-    }
-    const other = ip('100.96.0.2');
-    assert.equal(nat.outgoing(L4.Icmp, 5, other, 0x64600002, REAL, 0x0a000001, false, 0), -1);
+  test('a client holds at most 4096 sessions; beyond, new ones are refused (an error value, not an exception)', () => {
+    const nat = new NatTable(new DeadlineQueue<NatSession>());
+    for (let port = 1; port <= 4096; port++) assert.notEqual(typeof nat.outgoing(L4.Icmp, port, PROXY, 0x64600001, REAL, REAL_ID, 0, 0), 'string');
+    assert.equal(nat.outgoing(L4.Icmp, 5000, PROXY, 0x64600001, REAL, REAL_ID, 0, 0), 'full');
+    assert.notEqual(typeof nat.outgoing(L4.Icmp, 7, PROXY, 0x64600001, REAL, REAL_ID, 0, 0), 'string', 'existing sessions still work');
+    assert.equal(nat.size, 4096);
   });
 
-  test('a packet out and its reply after a random delay: translated iff the delay is below the TTL', () => {
+  test('a confirmed session and its reply after a random delay: translated iff the delay is below the TTL', () => {
     const protocols = [
-      { l4: L4.Tcp, ttl: 7200_000 },
+      { l4: L4.Tcp, ttl: 7_440_000 },
       { l4: L4.Udp, ttl: 120_000 },
       { l4: L4.Icmp, ttl: 120_000 },
     ];
     fc.assert(
-      fc.property(fc.constantFrom(...protocols), fc.integer({ min: 0, max: 65535 }), fc.oneof(fc.integer({ min: 0, max: 8_000_000 }), fc.constantFrom(119_999, 120_000, 7_199_999, 7_200_000)), ({ l4, ttl }, port, delay) => {
-        const nat = new NatTable();
-        const outside = nat.outgoing(l4, port, PROXY, 0x64600001, REAL, 0x0a000001, false, 0);
-        nat.collectGarbage(delay);
-        const key = (4 * 0 + l4) * 65536 + outside;
-        const session = nat.lookupOutside(key * 0x1_0000_0000 + 0x0a000001);
-        assert.equal(session !== undefined, delay < ttl);
-        assert.equal(nat.isExpired(key * 0x1_0000_0000 + 0x0a000001), delay >= ttl);
-      }),
+      fc.property(
+        fc.constantFrom(...protocols),
+        fc.integer({ min: 0, max: 65535 }),
+        fc.oneof(fc.integer({ min: 0, max: 8_000_000 }), fc.constantFrom(119_999, 120_000, 7_439_999, 7_440_000)),
+        fc.boolean(),
+        ({ l4, ttl }, port, delay, swept) => {
+          const deadlines = new DeadlineQueue<NatSession>();
+          const nat = new NatTable(deadlines);
+          const session = nat.outgoing(l4, port, PROXY, 0x64600001, REAL, REAL_ID, 0, 0);
+          assert.ok(typeof session !== 'string');
+          const key = natKey(4, l4, session.outsideValue, REAL_ID);
+          assert.equal(nat.incoming(key, 0, 1000), session, 'the reply confirms the session');
+          const now = 1000 + delay;
+          if (swept) for (let due = deadlines.popDue(now); due !== undefined; due = deadlines.popDue(now)) due.table.sweep(due, now);
+          assert.equal(nat.incoming(key, 0, now) !== undefined, delay < ttl);
+          assert.equal(nat.isExpired(key), delay >= ttl);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -56,6 +76,115 @@ describe('NAT table', () => {
     assert.equal(ids.idOf(ip('2001:db8::1')), a);
     assert.equal(ids.lookupV6((ip('2001:db8::2') as { bytes: Uint8Array }).bytes, 0), b);
     assert.equal(ids.lookupV6((ip('2001:db8::3') as { bytes: Uint8Array }).bytes, 0), -1);
+  });
+});
+
+describe('NAT session lifetimes in virtual time (1.6.0)', () => {
+  const client = { id: 'aaaaaaaa-0000-0000-0000-000000000001', ipv4: ip('100.64.0.10'), ipv6: ip('fd00:2021:1111::10') };
+  const dns = { type: 'dns' as const, id: 'dddddddd-0000-0000-0000-000000000000', address: '**.corp', filters: [] };
+
+  /** A gateway whose client has a.corp -> 10.0.0.1 behind proxy 100.96.0.1, at time 0. */
+  function natGateway(): GatewayState {
+    const state = new GatewayState({ logger: recordingLogger() });
+    state.init({ ipv4: ip('100.64.0.2'), ipv6: ip('fd00:2021:1111::2') }, undefined, 0);
+    state.authorizeFlow(client, dns, undefined, 0);
+    state.handleTunnelPacket(client.id, assignedIps(dns.id, 'a.corp', ['100.96.0.1']), 0);
+    while (state.pollEvent() !== undefined);
+    state.handleDnsResolution('a.corp', [REAL], 0);
+    state.pollClientPacket();
+    return state;
+  }
+
+  /** Runs every deadline up to `to` as an event loop would. */
+  function runUntil(state: GatewayState, to: number): void {
+    for (let at = state.pollTimeout(); at !== undefined && at <= to; at = state.pollTimeout()) state.handleTimeout(at);
+  }
+
+  const out = (state: GatewayState, packet: Uint8Array, now: number): TunnelAction => {
+    runUntil(state, now);
+    return state.handleTunnelPacket(client.id, packet, now).action;
+  };
+  const back = (state: GatewayState, packet: Uint8Array, now: number): TunAction => {
+    runUntil(state, now);
+    return state.handleTunPacket(packet, now).action;
+  };
+  const tcpOut = (flags: number): Uint8Array => tcp('100.64.0.10', 40000, '100.96.0.1', 443, flags);
+  const tcpBack = (flags: number): Uint8Array => tcp('10.0.0.1', 443, '100.64.0.10', 40000, flags);
+
+  test('TCP lives 2 h 4 min after the last packet', () => {
+    const state = natGateway();
+    assert.equal(out(state, tcpOut(SYN), 0), TunnelAction.ToTun);
+    assert.equal(back(state, tcpBack(SYN_ACK), 10), TunAction.ToClient);
+    assert.equal(back(state, tcpBack(ACK), 10 + 7_440_000 - 1), TunAction.ToClient, 'a reply refreshes the session');
+    assert.equal(back(state, tcpBack(ACK), 2 * 7_440_000 + 9), TunAction.Drop, 'expired NAT session');
+    assert.equal(state.natSessionCount(client.id), 0);
+  });
+
+  test('UDP and ICMP live 2 min after the last packet', () => {
+    const state = natGateway();
+    assert.equal(out(state, udp('100.64.0.10', 40000, '100.96.0.1', 53), 0), TunnelAction.ToTun);
+    assert.equal(out(state, icmpEcho('100.64.0.10', '100.96.0.1', 7, 1), 0), TunnelAction.ToTun);
+    assert.equal(back(state, udp('10.0.0.1', 53, '100.64.0.10', 40000), 1000), TunAction.ToClient);
+    assert.equal(back(state, icmpEcho('10.0.0.1', '100.64.0.10', 7, 1, true), 1000), TunAction.ToClient);
+    assert.equal(back(state, udp('10.0.0.1', 53, '100.64.0.10', 40000), 120_999), TunAction.ToClient);
+    assert.equal(back(state, icmpEcho('10.0.0.1', '100.64.0.10', 7, 1, true), 121_000), TunAction.Drop, 'ICMP: 120 s after the last packet');
+    assert.equal(back(state, udp('10.0.0.1', 53, '100.64.0.10', 40000), 240_999), TunAction.Drop, 'UDP: 120 s after the last packet');
+    assert.equal(state.natSessionCount(client.id), 0);
+  });
+
+  test('an unconfirmed session (nothing came back) goes 60 s after the last outgoing packet', () => {
+    const state = natGateway();
+    assert.equal(out(state, tcpOut(SYN), 0), TunnelAction.ToTun);
+    assert.equal(out(state, tcpOut(SYN), 30_000), TunnelAction.ToTun);
+    runUntil(state, 89_999);
+    assert.equal(state.natSessionCount(client.id), 1);
+    runUntil(state, 90_000);
+    assert.equal(state.natSessionCount(client.id), 0);
+    assert.equal(back(state, tcpBack(SYN_ACK), 90_000), TunAction.Drop, 'a late answer is dropped');
+  });
+
+  test('after FIN both ways the session lingers 5 s after the last packet', () => {
+    const state = natGateway();
+    out(state, tcpOut(SYN), 0);
+    back(state, tcpBack(SYN_ACK), 10);
+    assert.equal(out(state, tcpOut(FIN_ACK), 1000), TunnelAction.ToTun);
+    assert.equal(back(state, tcpBack(FIN_ACK), 2000), TunAction.ToClient);
+    assert.equal(out(state, tcpOut(ACK), 3000), TunnelAction.ToTun, 'the last ACK goes through');
+    assert.equal(back(state, tcpBack(ACK), 7999), TunAction.ToClient);
+    runUntil(state, 12_998);
+    assert.equal(state.natSessionCount(client.id), 1);
+    assert.equal(back(state, tcpBack(ACK), 12_999), TunAction.Drop, '5 s after the last packet');
+  });
+
+  test('one FIN alone keeps the session (half-closed connections live on)', () => {
+    const state = natGateway();
+    out(state, tcpOut(SYN), 0);
+    back(state, tcpBack(SYN_ACK), 10);
+    out(state, tcpOut(FIN_ACK), 1000);
+    assert.equal(back(state, tcpBack(ACK), 600_000), TunAction.ToClient);
+  });
+
+  test('a RST either way ends the session at once; the RST itself is translated', () => {
+    for (const rstFrom of ['client', 'resource'] as const) {
+      const state = natGateway();
+      out(state, tcpOut(SYN), 0);
+      back(state, tcpBack(SYN_ACK), 10);
+      if (rstFrom === 'client') assert.equal(out(state, tcpOut(RST), 1000), TunnelAction.ToTun);
+      else assert.equal(back(state, tcpBack(RST), 1000), TunAction.ToClient);
+      assert.equal(back(state, tcpBack(ACK), 1000), TunAction.Drop, `after a RST from the ${rstFrom}`);
+      assert.equal(state.natSessionCount(client.id), 0);
+    }
+  });
+
+  test('the state visits only due sessions: 1000 idle sessions cost no work until they end', () => {
+    const state = natGateway();
+    for (let port = 1; port <= 1000; port++) out(state, udp('100.64.0.10', port, '100.96.0.1', 53), 0);
+    const work = state.deadlineWork;
+    runUntil(state, 59_000);
+    assert.equal(state.deadlineWork, work, 'no deadline came up');
+    runUntil(state, 60_000);
+    assert.equal(state.natSessionCount(client.id), 0);
+    assert.ok(state.deadlineWork - work <= 2000, `one pop per session (${state.deadlineWork - work})`);
   });
 });
 

@@ -110,12 +110,17 @@ describe('reference peer scenarios', () => {
     assert.equal(out(state, udpPacket(), t + 20 * SECOND), TunnelAction.Drop);
   });
 
-  test('allows_packets_for_and_from_gateway_tun_ip', () => {
+  test('allows_packets_for_and_from_gateway_tun_ip (only what the gateway serves there: DNS on 53535, echo)', () => {
     const state = newGateway();
     allow(state, toResource(common.bar_cidr_resource));
-    assert.equal(out(state, tcp(C4, 5401, common.gateway_tun.v4, 80)), TunnelAction.ToTun);
-    assert.equal(back(state, tcp(common.gateway_tun.v4, 80, C4, 5401)), TunAction.ToClient);
+    assert.equal(out(state, tcp(C4, 5401, common.gateway_tun.v4, 53535)), TunnelAction.ToTun);
     assert.equal(out(state, udp(common.client_tun.v6, 1, common.gateway_tun.v6, 53535)), TunnelAction.ToTun);
+    assert.equal(out(state, icmpEcho(C4, common.gateway_tun.v4, 1, 1)), TunnelAction.ToTun);
+    assert.equal(back(state, tcp(common.gateway_tun.v4, 53535, C4, 5401)), TunAction.ToClient);
+    assert.equal(back(state, tcp(common.gateway_tun.v4, 80, C4, 5401)), TunAction.ToClient, 'whatever the gateway host sends passes');
+    // The reference lets everything through to its tunnel address; this gateway answers ICMP prohibited (issue 17).
+    assert.equal(out(state, tcp(C4, 5401, common.gateway_tun.v4, 80)), TunnelAction.ReplyToClient);
+    assert.equal(out(state, udp(common.client_tun.v6, 1, common.gateway_tun.v6, 53)), TunnelAction.ReplyToClient);
   });
 
   test('dns_and_cidr_filters_dot_mix', () => {
@@ -160,12 +165,15 @@ describe('reference peer scenarios', () => {
     setupNat(state, common.foo_dns_resource.id, 'foo.com', [common.foo_real_ip1], [common.foo_proxy_ip1, common.foo_proxy_ip2]);
     assert.equal(out(state, udp(C4, 1, common.foo_proxy_ip1, 80)), TunnelAction.ToTun);
     setupNat(state, common.foo_dns_resource.id, 'foo.com', [common.foo_real_ip2], [common.foo_proxy_ip1, common.foo_proxy_ip2], 31 * SECOND);
-    assert.equal((state.translationOf(CLIENT.id, ip(common.foo_proxy_ip1)) as { value: number }).value, 0x0a000001, 'proxy1 has an open session');
+    assert.equal((state.translationOf(CLIENT.id, ip(common.foo_proxy_ip1)) as { value: number }).value, 0x0a000002, 'the mapping follows the new answer (1.6.0)');
     assert.equal((state.translationOf(CLIENT.id, ip(common.foo_proxy_ip2)) as { value: number }).value, 0x0a000002);
     const verdict = state.handleTunnelPacket(CLIENT.id, udp(C4, 1, common.foo_proxy_ip1, 80), 31 * SECOND);
     assert.equal(verdict.action, TunnelAction.ToTun);
-    assert.deepEqual([...verdict.packet.subarray(16, 20)], [10, 0, 0, 1]);
+    assert.deepEqual([...verdict.packet.subarray(16, 20)], [10, 0, 0, 1], 'the open session keeps its real IP');
     assert.equal(back(state, udp(common.foo_real_ip1, 80, C4, 1), 31 * SECOND), TunAction.ToClient);
+    const fresh = state.handleTunnelPacket(CLIENT.id, udp(C4, 2, common.foo_proxy_ip1, 80), 31 * SECOND);
+    assert.deepEqual([fresh.action, ...fresh.packet.subarray(16, 20)], [TunnelAction.ToTun, 10, 0, 0, 2], 'a new session takes the new IP');
+    assert.equal(back(state, udp(common.foo_real_ip2, 80, C4, 2), 31 * SECOND), TunAction.ToClient);
   });
 
   test('filter_engine_icmp_rules: an icmp filter admits every ICMP type, none without it', () => {
@@ -173,9 +181,11 @@ describe('reference peer scenarios', () => {
     allow(state, { type: 'cidr', id: 'a0000000-0000-0000-0000-000000000003', address: '10.0.0.0/24', filters: [{ protocol: 'icmp' }] });
     allow(state, { type: 'cidr', id: 'a0000000-0000-0000-0000-000000000004', address: '10.1.0.0/24', filters: [{ protocol: 'udp', portRangeStart: 1, portRangeEnd: 2 }] });
     const unreachableHost = icmpError(C4, '10.0.0.1', 3, 1, udp(C4, 1, '10.0.0.9', 2));
-    assert.equal(out(state, icmpError(C4, '10.0.0.1', 3, 1, new Uint8Array(28))), TunnelAction.ToTun);
-    assert.equal(out(state, unreachableHost), TunnelAction.ToTun);
+    assert.equal(out(state, icmpError(C4, '10.0.0.1', 3, 1, new Uint8Array(28))), TunnelAction.Drop, 'ICMP errors from a client are dropped (1.6.0)');
+    assert.equal(out(state, unreachableHost), TunnelAction.Drop);
     assert.equal(out(state, icmpEcho(C4, '10.0.0.1', 1, 1)), TunnelAction.ToTun);
+    const parameterProblem = rawIp(C4, '10.0.0.1', 1, new Uint8Array([12, 0, 0, 0, 0, 0, 0, 0]));
+    assert.equal(out(state, parameterProblem), TunnelAction.ToTun, 'other ICMP types pass under an icmp filter');
     const timestamp = rawIp(C4, '10.1.0.1', 1, new Uint8Array([13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
     assert.equal(out(state, timestamp), TunnelAction.ReplyToClient);
     assert.equal(out(state, icmpEcho(C4, '10.1.0.1', 1, 1)), TunnelAction.ReplyToClient);
