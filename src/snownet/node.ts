@@ -390,6 +390,24 @@ export class Node {
     if (connection !== undefined) this.dropConnection(connection);
   }
 
+  /**
+   * Drops a connection, sending `goodbye` (an IP packet) through it first when it is Connected or Idle and
+   * has a WireGuard session; one still in ICE is just dropped. The datagram comes out of `pollTransmit`.
+   */
+  closeConnection(id: string, goodbye: Uint8Array, now: number): void {
+    const connection = this.connections.get(id);
+    if (connection === undefined) return;
+    const sent = connection.path !== undefined && connection.tunnel.hasSession(now) && this.sendGoodbye(connection, goodbye, now);
+    this.dropConnection(connection);
+    if (connection.path === undefined) log.info('Connection closed during ICE', { connection: id });
+    else log.info(sent ? 'Connection closed proactively (sent goodbye)' : 'Connection closed proactively (failed to send goodbye)', { connection: id });
+  }
+
+  /** `closeConnection` for every connection (graceful shutdown). */
+  closeAll(goodbye: Uint8Array, now: number): void {
+    for (const id of [...this.connections.keys()]) this.closeConnection(id, goodbye, now);
+  }
+
   hasConnection(id: string): boolean {
     return this.connections.has(id);
   }
@@ -681,6 +699,13 @@ export class Node {
     const added = this.newCandidates.take();
     if (added !== undefined) return { kind: 'newIceCandidates', ...added };
     return this.events.shift();
+  }
+
+  private sendGoodbye(connection: Connection, goodbye: Uint8Array, now: number): boolean {
+    const transmit = this.encapsulate(connection.id, goodbye, now);
+    if (transmit === undefined) return false;
+    this.transmits.push(transmit);
+    return true;
   }
 
   // --- internals: relays ---
