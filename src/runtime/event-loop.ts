@@ -7,7 +7,7 @@
  * The IO objects are injected, so tests drive the loop with in-memory sockets and a fake TUN.
  */
 import { GatewayState, TunAction, TunnelAction, type ResourceDescription as PolicyResource } from '../gateway/index.ts';
-import { parseIp, type IpAddr } from '../ip/index.ts';
+import { makeGoodbyePacket, parseIp, type IpAddr } from '../ip/index.ts';
 import { expiresAtToMonotonic } from '../gateway/time.ts';
 import { createLogger, errorChain, Level } from '../log/index.ts';
 import {
@@ -108,10 +108,12 @@ export class GatewayEventLoop {
     this.clearTimer = options.clearTimer ?? ((handle) => clearTimeout(handle as NodeJS.Timeout));
   }
 
-  /** Releases the relay allocations (sends their deletion), then stops. */
+  /** Says GOODBYE on every connection, releases the relay allocations (sends their deletion), then stops. */
   shutdown(): void {
     if (this.stopped) return;
     const now = this.o.clock();
+    this.o.state.shutDown();
+    this.o.node.closeAll(makeGoodbyePacket(), now);
     this.o.node.close(now);
     this.flush(now);
     this.stop();
@@ -407,6 +409,8 @@ export class GatewayEventLoop {
           break;
         }
         case 'clientRemoved':
+          if (event.reason === 'goodbye') node.removeConnection(event.clientId);
+          else node.closeConnection(event.clientId, makeGoodbyePacket(), now);
           break;
       }
     }
@@ -419,7 +423,7 @@ export class GatewayEventLoop {
           this.sendToPortal(encodeEgress({ kind: 'broadcastInvalidatedIceCandidates', clientIds: [event.connection as ClientId], candidates: event.candidates }));
           break;
         case 'connectionFailed':
-          state.removeClient(event.connection);
+          // The policy state stays: a client that connects again keeps its authorizations (1.6.0).
           break;
         case 'connectionEstablished':
           log.debug('WireGuard session established', { cid: event.connection });
