@@ -20,6 +20,15 @@ export const ACTIVE_TIMING: StunTiming = Object.freeze({ initialRto: 250, maxRto
 /** `Idle` connections: one check per 25 s, ICE timeout 100 s. */
 export const IDLE_TIMING: StunTiming = Object.freeze({ initialRto: 25_000, maxRto: 25_000, maxRetransmits: 4 });
 
+/**
+ * The gateway's `Connecting` and `Connected` connections (1.6.0 `IceConfig::server_default`): a gateway cannot
+ * dial a client, so it is slow to give one up. ICE timeout about 10 min, keepalive every 15 s.
+ */
+export const SERVER_ACTIVE_TIMING: StunTiming = Object.freeze({ initialRto: 250, maxRto: 15_000, maxRetransmits: 45 });
+
+/** The gateway's `Idle` connections (1.6.0 `IceConfig::server_idle`): one check per 25 s, ICE timeout 1000 s. */
+export const SERVER_IDLE_TIMING: StunTiming = Object.freeze({ initialRto: 25_000, maxRto: 25_000, maxRetransmits: 40 });
+
 /** Delay after the `attempts`th attempt (attempts >= 1). */
 export function resendDelay(timing: StunTiming, attempts: number): Millis {
   if (attempts <= 0) return 0;

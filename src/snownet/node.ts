@@ -12,12 +12,15 @@ import {
   formatCandidate,
   IceAgent,
   IDLE_TIMING,
+  SERVER_ACTIVE_TIMING,
+  SERVER_IDLE_TIMING,
   isUsableIceAddress,
   parseCandidate,
   type Candidate,
   type IceCredentials,
   type IcePath,
   type IceTransmit,
+  type StunTiming,
 } from '../ice/index.ts';
 import { createLogger, Level } from '../log/index.ts';
 import {
@@ -60,6 +63,7 @@ import {
   MAX_BUFFERED_WHILE_CONNECTING,
   MAX_DATAGRAM_PAYLOAD,
   MAX_IDLE,
+  WG_REKEY_ATTEMPT_TIME,
 } from './constants.ts';
 import { sameRelayServer, type RelayServer } from './relays.ts';
 
@@ -231,8 +235,14 @@ export class Node {
   };
   private lastLocal: SocketAddr | undefined;
 
+  /** ICE check schedules of active and idle connections: the gateway's are slower to give up (1.6.0). */
+  private readonly activeTiming: StunTiming;
+  private readonly idleTiming: StunTiming;
+
   constructor(options: NodeOptions) {
     this.role = options.role;
+    this.activeTiming = options.role === 'server' ? SERVER_ACTIVE_TIMING : ACTIVE_TIMING;
+    this.idleTiming = options.role === 'server' ? SERVER_IDLE_TIMING : IDLE_TIMING;
     this.identity = staticIdentity(options.privateKey);
     this.publicKey = this.identity.publicKey;
     this.rng = options.rng;
@@ -339,6 +349,7 @@ export class Node {
         remote: params.remoteCredentials,
         rng: this.rng,
         transactions: registry,
+        timing: this.activeTiming,
       }),
       tunnel: new Tunnel({
         local: this.identity,
@@ -350,6 +361,7 @@ export class Node {
         now,
         headroom: CHANNEL_DATA_HEADROOM,
         cipher: this.cipher,
+        rekeyAttemptTime: WG_REKEY_ATTEMPT_TIME,
         ...(this.unixOffsetMs !== undefined ? { unixOffsetMs: this.unixOffsetMs } : {}),
       }),
       localCredentials: params.localCredentials,
@@ -1031,7 +1043,7 @@ export class Node {
   private setState(connection: Connection, state: ConnectionState, now: number): void {
     if (connection.state === state) return;
     connection.state = state;
-    connection.agent.setTiming(state === 'idle' ? IDLE_TIMING : ACTIVE_TIMING);
+    connection.agent.setTiming(state === 'idle' ? this.idleTiming : this.activeTiming);
     if (state !== 'idle') connection.lastActivity = now;
     log.debug('Connection state changed', { connection: connection.id, state });
   }

@@ -114,15 +114,24 @@ describe('connectivity node', () => {
     assert.equal(s.gateway.node.connectionState('client'), 'connected');
   });
 
-  test('a peer that disappears makes the connection fail within the ICE timeout', () => {
+  test('a peer that disappears makes the connection fail within the ICE timeout (the gateway waits about 10 min)', () => {
     const s = new Scenario();
     s.connect();
     assert.ok(s.deliver(s.client));
     s.net.setOnline('client', false);
     const start = s.net.now;
-    assert.ok(s.net.runUntilCondition(() => failures(s.gateway).length > 0, 30_000, 100));
+    assert.ok(s.net.runUntilCondition(() => failures(s.gateway).length > 0, 700_000, 1_000));
     const elapsed = s.net.now - start;
-    assert.ok(elapsed <= 20_000, `failed after ${elapsed} ms`);
+    // Whichever comes first: the server ICE timeout (about 615 s) or WireGuard giving up without a session (540 s).
+    assert.ok(elapsed >= 530_000 && elapsed <= 632_000, `the gateway failed after ${elapsed} ms`);
+
+    const t = new Scenario();
+    t.connect();
+    assert.ok(t.deliver(t.client));
+    t.net.setOnline('gateway', false);
+    const since = t.net.now;
+    assert.ok(t.net.runUntilCondition(() => failures(t.client).length > 0, 30_000, 100));
+    assert.ok(t.net.now - since <= 20_000, `the client failed after ${t.net.now - since} ms`);
   });
 
   test('a connection without remote candidates fails after 10 s', () => {
