@@ -156,7 +156,7 @@ interface Connection {
   readonly index: number;
   readonly agent: IceAgent;
   readonly tunnel: Tunnel;
-  readonly localCredentials: IceCredentials;
+  readonly params: ConnectionParams;
   /** USERNAME of the connectivity checks the peer sends us: `<our ufrag>:<their ufrag>`. */
   readonly checkUsername: string;
   state: ConnectionState;
@@ -326,9 +326,14 @@ export class Node {
 
   upsertConnection(id: string, params: ConnectionParams, now: number): UpsertResult {
     const existing = this.connections.get(id);
-    if (existing !== undefined && sameCredentials(existing.localCredentials, params.localCredentials)) {
+    if (existing !== undefined && reusable(existing.params, params)) {
       if (existing.state === 'idle') this.setState(existing, 'connected', now);
       existing.lastActivity = now;
+      this.signalAllCandidates(existing);
+      if (this.role === 'client' && existing.path !== undefined) {
+        existing.tunnel.initiateHandshake(now);
+        this.drainTunnel(existing, now);
+      }
       this.touch(existing, now);
       return 'reused';
     }
@@ -364,7 +369,7 @@ export class Node {
         rekeyAttemptTime: WG_REKEY_ATTEMPT_TIME,
         ...(this.unixOffsetMs !== undefined ? { unixOffsetMs: this.unixOffsetMs } : {}),
       }),
-      localCredentials: params.localCredentials,
+      params,
       checkUsername: `${params.localCredentials.ufrag}:${params.remoteCredentials.ufrag}`,
       state: 'connecting',
       relay,
@@ -426,6 +431,11 @@ export class Node {
 
   connectionState(id: string): ConnectionState | undefined {
     return this.connections.get(id)?.state;
+  }
+
+  /** The remote candidates of a connection's ICE agent, in SDP form (for diagnostics and tests). */
+  remoteCandidates(id: string): string[] {
+    return this.connections.get(id)?.agent.remoteCandidates().map(formatCandidate) ?? [];
   }
 
   /** The nominated path of a connection, if any (for diagnostics and tests). */
@@ -850,6 +860,12 @@ export class Node {
     if (added !== undefined) this.newCandidates.add(connection.id, formatCandidate(added));
   }
 
+  /** Signals every local candidate of the connection again (a reused connection: the peer may have lost them). */
+  private signalAllCandidates(connection: Connection): void {
+    for (const candidate of connection.agent.localCandidates()) this.newCandidates.add(connection.id, formatCandidate(candidate));
+    for (const { candidate } of this.serverReflexive.values()) this.signalServerReflexive(connection, candidate);
+  }
+
   private signalServerReflexive(connection: Connection, candidate: LocalCandidate): void {
     this.newCandidates.add(connection.id, formatCandidate(connection.agent.serverReflexiveCandidate(candidate.address, candidate.base)));
   }
@@ -1141,6 +1157,22 @@ export class Node {
 
 function sameCredentials(a: IceCredentials, b: IceCredentials): boolean {
   return a.ufrag === b.ufrag && a.password === b.password;
+}
+
+/** An upsert reuses a connection only when everything its ICE agent and WireGuard session came from is the same. */
+function reusable(current: ConnectionParams, next: ConnectionParams): boolean {
+  return (
+    sameCredentials(current.localCredentials, next.localCredentials) &&
+    sameCredentials(current.remoteCredentials, next.remoteCredentials) &&
+    bytesEqual(current.remotePublicKey, next.remotePublicKey) &&
+    bytesEqual(current.presharedKey, next.presharedKey)
+  );
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function samePath(a: IcePath, b: IcePath): boolean {

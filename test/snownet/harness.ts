@@ -115,6 +115,8 @@ export class Scenario {
   readonly gateway: NodeAgent;
   readonly clientKey: Uint8Array;
   readonly gatewayKey: Uint8Array;
+  /** The preshared key of the last `connect`. */
+  presharedKey: Uint8Array = new Uint8Array(32);
 
   constructor(topology: Topology = {}) {
     this.rng = seededRandom(topology.seed ?? 1);
@@ -144,6 +146,7 @@ export class Scenario {
     const clientCreds = { ufrag: `c${credentialsSeed}`, password: `client-password-${credentialsSeed}-xxxx` };
     const gatewayCreds = { ufrag: `g${credentialsSeed}`, password: `gateway-password-${credentialsSeed}-xxx` };
     const psk = keyPair(this.rng);
+    this.presharedKey = psk;
     const gatewayParams: ConnectionParams = { localCredentials: gatewayCreds, remoteCredentials: clientCreds, remotePublicKey: this.client.node.publicKey, presharedKey: psk };
     const clientParams: ConnectionParams = { localCredentials: clientCreds, remoteCredentials: gatewayCreds, remotePublicKey: this.gateway.node.publicKey, presharedKey: psk };
     this.gateway.node.upsertConnection('client', gatewayParams, this.net.now);

@@ -67,7 +67,7 @@ describe('connectivity node', () => {
       localCredentials: { ufrag: 'ga', password: 'gateway-password-a-xxx' },
       remoteCredentials: { ufrag: 'ca', password: 'client-password-a-xxxx' },
       remotePublicKey: s.client.node.publicKey,
-      presharedKey: new Uint8Array(32).fill(9),
+      presharedKey: s.presharedKey,
     }, s.net.now);
     assert.equal(again, 'reused');
     assert.ok(s.deliver(s.client, 'still the same tunnel'));
