@@ -8,3 +8,5 @@ export const MAX_BUFFERED_WHILE_CONNECTING = 128;
 export const CHANNEL_DATA_HEADROOM = 4;
 /** WireGuard gives up a handshake after this long in ICE mode (1.6.0 `WG_REKEY_ATTEMPT_TIME`; the protocol's is 90 s). */
 export const WG_REKEY_ATTEMPT_TIME = 20_000;
+/** Optimistic server-reflexive candidates made per remote candidate signalled (1.6.0 takes 2). */
+export const MAX_OPTIMISTIC_CANDIDATES_PER_SIGNAL = 2;

@@ -38,7 +38,7 @@ import { DeadlineQueue } from '../util/deadline-queue.ts';
 import { EndpointMap } from '../util/endpoint-map.ts';
 import type { RandomSource } from '../util/random.ts';
 import { RingQueue } from '../util/ring-queue.ts';
-import { sameSocketAddr, socketAddrKey, type SocketAddr } from '../util/socket-addr.ts';
+import { sameSocketAddr, socketAddr, socketAddrKey, type SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import {
   MESSAGE_INITIATION,
@@ -63,6 +63,7 @@ import {
   MAX_BUFFERED_WHILE_CONNECTING,
   MAX_DATAGRAM_PAYLOAD,
   MAX_IDLE,
+  MAX_OPTIMISTIC_CANDIDATES_PER_SIGNAL,
   WG_REKEY_ATTEMPT_TIME,
 } from './constants.ts';
 import { sameRelayServer, type RelayServer } from './relays.ts';
@@ -469,6 +470,7 @@ export class Node {
       return;
     }
     if (!connection.agent.addRemoteCandidate(candidate)) return;
+    this.addOptimisticCandidates(connection);
     const relay = connection.relay;
     if (candidate.kind !== 'host' && relay !== undefined) {
       relay.allocation.bindChannel(candidate.address, now);
@@ -864,6 +866,29 @@ export class Node {
   private signalAllCandidates(connection: Connection): void {
     for (const candidate of connection.agent.localCandidates()) this.newCandidates.add(connection.id, formatCandidate(candidate));
     for (const { candidate } of this.serverReflexive.values()) this.signalServerReflexive(connection, candidate);
+  }
+
+  /**
+   * For each remote server-reflexive IPv4 address and remote IPv4 host candidate, a server-reflexive candidate
+   * at that address with the host's port (up to two new ones per call, as 1.6.0's
+   * `generate_optimistic_candidates`): a peer behind a NAT that forwards its listening port becomes reachable
+   * directly even when the NAT maps other ports unpredictably.
+   */
+  private addOptimisticCandidates(connection: Connection): void {
+    const remotes = connection.agent.remoteCandidates();
+    let added = 0;
+    for (const srflx of remotes) {
+      if (srflx.kind !== 'srflx' || srflx.address.family !== 4) continue;
+      for (const host of remotes) {
+        if (host.kind !== 'host' || host.address.family !== 4) continue;
+        const address = socketAddr(srflx.address.address, host.address.port);
+        if (remotes.some((c) => c.kind === 'srflx' && sameSocketAddr(c.address, address))) continue;
+        const optimistic = connection.agent.serverReflexiveCandidate(address, host.address);
+        if (!connection.agent.addRemoteCandidate(optimistic)) continue;
+        log.debug('Adding optimistic candidate for remote', { connection: connection.id, candidate: formatCandidate(optimistic) });
+        if (++added === MAX_OPTIMISTIC_CANDIDATES_PER_SIGNAL) return;
+      }
+    }
   }
 
   private signalServerReflexive(connection: Connection, candidate: LocalCandidate): void {
