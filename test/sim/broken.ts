@@ -73,6 +73,38 @@ export class RejectIgnored extends GatewayState {
   override rejectAccess(): void {}
 }
 
+/** The 1.4.13 Internet resource: private, link-local and other special ranges behind the gateway reachable. */
+export class InternetReachesPrivateRanges extends GatewayState {
+  override handleTunnelPacket(clientId: string, packet: Uint8Array, now: number, outerCe?: boolean): TunnelVerdict {
+    const verdict = super.handleTunnelPacket(clientId, packet, now, outerCe);
+    if (verdict.action !== TunnelAction.ReplyToClient || !isNetworkUnreachable(verdict.packet) || isToProxy(packet)) return verdict;
+    verdict.action = TunnelAction.ToTun;
+    verdict.packet = packet;
+    return verdict;
+  }
+}
+
+/** Takes no notice of a client's GOODBYE: its authorizations outlive its sign-out. */
+export class GoodbyeIgnored extends GatewayState {
+  override handleTunnelPacket(clientId: string, packet: Uint8Array, now: number, outerCe?: boolean): TunnelVerdict {
+    const isGoodbye = packet.length >= 48 && packet[0]! >> 4 === 6 && packet[6] === 0xff && packet[40] === 2;
+    if (!isGoodbye) return super.handleTunnelPacket(clientId, packet, now, outerCe);
+    return { action: TunnelAction.Consumed, packet };
+  }
+}
+
+function isNetworkUnreachable(reply: Uint8Array): boolean {
+  const v4 = reply[0]! >> 4 === 4;
+  const l4 = v4 ? (reply[0]! & 0x0f) * 4 : 40;
+  return v4 ? reply[l4] === 3 && reply[l4 + 1] === 0 : reply[l4] === 1 && reply[l4 + 1] === 3;
+}
+
+function isToProxy(packet: Uint8Array): boolean {
+  if (packet[0]! >> 4 === 4) return packet[16] === 100 && (packet[17]! & 0xe0) === 0x60;
+  const prefix = [0xfd, 0x00, 0x20, 0x21, 0x11, 0x11, 0x80, 0x00];
+  return prefix.every((byte, i) => packet[24 + i] === byte);
+}
+
 function isFromProxy(packet: Uint8Array): boolean {
   if (packet[0]! >> 4 === 4) return packet[12] === 100 && (packet[13]! & 0xe0) === 0x60;
   const prefix = [0xfd, 0x00, 0x20, 0x21, 0x11, 0x11, 0x80, 0x00];

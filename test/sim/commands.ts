@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import type { ModelFilter, ReferenceModel } from './model.ts';
 import {
   DOMAINS,
+  INTERNET_PROBES,
   PORTS,
   RELAY_COUNT,
   V4_HOSTS,
@@ -94,10 +95,20 @@ export const commandArb: fc.Arbitrary<SimCommand> = fc.oneof(
   { weight: 10, arbitrary: fc.record({ client: clientArb, packets: fc.array(packetArb, { minLength: 1, maxLength: 4 }) }).map((c): SimCommand => ({ kind: 'send', ...c })) },
   {
     weight: 4,
-    // Mostly the names that resolve and match.
-    arbitrary: fc.record({ client: clientArb, resource: resourceIndexArb, domain: fc.constantFrom(0, 0, 1, 1, ...DOMAINS.keys()) }).map((c): SimCommand => ({ kind: 'resolve', ...c })),
+    // Mostly the names that resolve and match; now and then with another name's proxy IPs (renumbered).
+    arbitrary: fc
+      .record({ client: clientArb, resource: resourceIndexArb, domain: fc.constantFrom(0, 0, 1, 1, ...DOMAINS.keys()), renumber: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }) })
+      .map((c): SimCommand => ({ kind: 'resolve', ...c })),
   },
   { weight: 3, arbitrary: fc.record({ client: clientArb, packets: fc.array(inboundArb, { minLength: 1, maxLength: 3 }) }).map((c): SimCommand => ({ kind: 'inbound', ...c })) },
+  { weight: 1, arbitrary: fc.record({ client: clientArb }).map((c): SimCommand => ({ kind: 'goodbye', ...c })) },
+  { weight: 1, arbitrary: fc.record({ client: clientArb, resource: resourceIndexArb }).map((c): SimCommand => ({ kind: 'drop', ...c })) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .record({ client: clientArb, probes: fc.array(fc.record({ target: fc.nat(INTERNET_PROBES.length - 1), protocol: fc.constantFrom('tcp' as const, 'udp' as const, 'icmp' as const), port: fc.constantFrom(...PORTS) }), { minLength: 1, maxLength: 4 }) })
+      .map((c): SimCommand => ({ kind: 'internet', ...c })),
+  },
 );
 
 class WorldCommand implements fc.Command<ReferenceModel, World> {

@@ -1,6 +1,7 @@
 /**
  * The reference model: which (client, destination, protocol, port) the gateway must let through, written
- * from the spec (gateway-core §3.1–§3.3) with its own tiny address arithmetic, independent of src/.
+ * from the spec (gateway-core §3.1–§3.3, with the 1.6.0 changes of gateway-1.6 §3) with its own tiny address
+ * arithmetic, independent of src/.
  */
 
 export type Protocol = 'tcp' | 'udp' | 'icmp';
@@ -18,33 +19,36 @@ export interface Grant {
   filters: readonly ModelFilter[];
   /** Monotonic ms; undefined = never. */
   expiresAt: number | undefined;
-  /** DNS resources: every address a domain of it resolved to (they act as host routes for CIDR filters). */
-  readonly resolved: Set<bigint>;
 }
 
 /** What the gateway must do with one packet, as far as the model can tell. */
 export type Expectation = 'allow' | 'deny' | 'unknown';
 
-/** A client packet's fate; `unreachable`: ICMP network/address unreachable (a proxy IP translated across families). */
-export type Verdict = { readonly kind: 'allow'; readonly translatedTo: string | undefined } | { readonly kind: 'deny' | 'unknown' | 'unreachable' };
+/**
+ * A client packet's fate. `deny`: ICMP prohibited; `unreachable`: ICMP network/address unreachable (a proxy IP
+ * without an address of its family, or a range the Internet resource does not reach); `drop`: nothing at all.
+ */
+export type Verdict = { readonly kind: 'allow'; readonly translatedTo: string | undefined } | { readonly kind: 'deny' | 'unknown' | 'unreachable' | 'drop' };
 
-/** A DNS proxy IP of a client and the real address it stands for. */
+/** A DNS proxy IP of a client: the domain it was announced for, the resources, and the real address (if any). */
 interface Translation {
-  readonly resourceId: string;
-  readonly real: string;
+  readonly domain: string;
+  readonly resources: ReadonlySet<string>;
+  readonly real: string | undefined;
 }
+
+/** The gateway's DNS forwarder port on its tunnel addresses. */
+const TUN_DNS_PORT = 53535;
 
 /** How long a packet may take from the client's encapsulate to the gateway's verdict (rekeys included). */
 export const MAX_TRANSIT_MS = 2_000;
-/** Expired grants and empty client records go at the next expiry tick: up to this long after. */
+/** An expired grant is gone at its deadline, give or take the event loop's timer: this much after, certainly. */
 export const TICK_SLACK_MS = 1_100;
 
 export class ReferenceModel {
-  /** What the gateway was told: client -> resource -> grant. */
+  /** What the gateway was told: client -> resource -> grant. A client without grants has no record there. */
   readonly grants = new Map<string, Map<string, Grant>>();
-  /** Since when a client has had no grants (its record may linger until the next tick). */
-  readonly emptiedAt = new Map<string, number>();
-  /** client -> proxy IP -> translation; `uncertain` where the gateway may keep an older one. */
+  /** client -> proxy IP -> translation; `uncertain` where the model cannot tell what the gateway holds. */
   private readonly translations = new Map<string, Map<bigint, Translation | 'uncertain'>>();
   /** Clients whose DNS-resource state on the gateway the model cannot know (see `authorize`). */
   private readonly dnsUncertain = new Set<string>();
@@ -62,15 +66,14 @@ export class ReferenceModel {
       existing.filters = filters;
       existing.expiresAt = expiresAt;
     } else {
-      held.set(resourceId, { filters, expiresAt, resolved: new Set() });
+      held.set(resourceId, { filters, expiresAt });
     }
-    this.emptiedAt.delete(clientId);
   }
 
   reject(clientId: string, resourceId: string): void {
     const held = this.grants.get(clientId);
     if (held === undefined || !held.delete(resourceId)) return;
-    // The gateway removes a client rejected down to nothing at once.
+    // The gateway removes a client rejected down to nothing at once (and closes its connection with GOODBYE).
     if (held.size === 0) this.forget(clientId);
   }
 
@@ -81,37 +84,31 @@ export class ReferenceModel {
     }
   }
 
-  /** `init` with `authorizations`: everything not listed goes, for every client. */
-  retain(listed: ReadonlySet<string>, now: number): void {
-    for (const [clientId, held] of this.grants) {
+  /** `init` with `authorizations`: everything not listed goes, for every client; an emptied client goes at once. */
+  retain(listed: ReadonlySet<string>): void {
+    for (const [clientId, held] of [...this.grants]) {
       for (const resourceId of [...held.keys()]) if (!listed.has(`${clientId}/${resourceId}`)) held.delete(resourceId);
-      if (held.size === 0) this.markEmpty(clientId, now);
+      if (held.size === 0) this.forget(clientId);
     }
   }
 
-  /** The connection to the client failed: the gateway forgets the client. */
+  /**
+   * The client's record is gone: it said GOODBYE, or lost its last resource. (A failed connection is not a reason:
+   * 1.6.0 keeps the peer state, so a client that connects again keeps its authorizations.)
+   */
   forget(clientId: string): void {
     this.grants.delete(clientId);
-    this.emptiedAt.delete(clientId);
     this.translations.delete(clientId);
     this.dnsUncertain.delete(clientId);
   }
 
-  /** Drops grants that have certainly expired by `now` (the gateway has had a tick since). */
+  /** Drops grants that have certainly expired by `now`; a client left without grants is gone. */
   expire(now: number): void {
-    for (const [clientId, held] of this.grants) {
+    for (const [clientId, held] of [...this.grants]) {
       for (const [resourceId, grant] of [...held]) {
         if (grant.expiresAt !== undefined && now >= grant.expiresAt + TICK_SLACK_MS) held.delete(resourceId);
       }
-      if (held.size === 0) this.markEmpty(clientId, now);
-    }
-    for (const [clientId, since] of [...this.emptiedAt]) {
-      if (now < since + TICK_SLACK_MS) continue;
-      this.emptiedAt.delete(clientId);
-      if (!this.grants.has(clientId)) {
-        this.translations.delete(clientId);
-        this.dnsUncertain.delete(clientId);
-      }
+      if (held.size === 0) this.forget(clientId);
     }
   }
 
@@ -130,38 +127,65 @@ export class ReferenceModel {
     return 'Active';
   }
 
-  /** An AssignedIps whose answer was lost: the gateway may or may not have set up these proxies. */
-  dnsMaybe(clientId: string, resourceId: string, proxies: readonly string[], resolved: readonly string[]): void {
-    const grant = this.grants.get(clientId)?.get(resourceId);
-    if (grant !== undefined) for (const ip of resolved) grant.resolved.add(toBigInt(ip));
-    let table = this.translations.get(clientId);
-    if (table === undefined) this.translations.set(clientId, (table = new Map()));
+  /**
+   * An AssignedIps whose outcome the model cannot know (its answer was lost or cannot be told apart): the gateway
+   * may or may not have reset the client's translations (a renumbering) and set up these proxies.
+   */
+  dnsMaybe(clientId: string, domain: string, proxies: readonly string[]): void {
+    const table = this.table(clientId);
+    if (proxies.some((proxy) => this.mayReset(table, domain, proxy))) for (const key of table.keys()) table.set(key, 'uncertain');
+    for (const [key, entry] of table) if (entry !== 'uncertain' && entry.domain === domain.toLowerCase()) table.set(key, 'uncertain');
     for (const proxy of proxies) table.set(toBigInt(proxy), 'uncertain');
   }
 
-  /** An `Active` answer: proxies map round-robin onto the resolved addresses, sorted, per family (falling back to the other). */
-  dnsActive(clientId: string, resourceId: string, proxies: readonly string[], resolved: readonly string[]): void {
-    const grant = this.grants.get(clientId)?.get(resourceId);
-    if (grant === undefined) return;
-    for (const ip of resolved) grant.resolved.add(toBigInt(ip));
-    let table = this.translations.get(clientId);
-    if (table === undefined) this.translations.set(clientId, (table = new Map()));
+  /**
+   * The gateway certainly ran its NAT set-up for the AssignedIps (1.6.0 `setup_nat`): when one of `proxies` belongs
+   * to another domain, all of the client's translations (and NAT sessions) go first. `active`: the name matched and
+   * the proxies were set up: the i-th proxy of a family (sorted) maps to the (i mod n)-th sorted address of that
+   * family, or to nothing; the domain's earlier proxies not listed now go.
+   */
+  dnsSetUp(clientId: string, resourceId: string, domain: string, proxies: readonly string[], resolved: readonly string[], active: boolean): void {
+    const table = this.table(clientId);
+    const name = domain.toLowerCase();
+    const resets = proxies.some((proxy) => {
+      const entry = table.get(toBigInt(proxy));
+      return entry !== undefined && entry !== 'uncertain' && entry.domain !== name;
+    });
+    if (resets) table.clear();
+    else if (proxies.some((proxy) => this.mayReset(table, name, proxy))) for (const key of table.keys()) table.set(key, 'uncertain');
+    if (!active) return;
+    const wanted = new Set(proxies.map(toBigInt));
+    for (const [key, entry] of table) {
+      if (wanted.has(key)) continue;
+      if (entry === 'uncertain') continue;
+      if (entry.domain === name) table.delete(key);
+    }
     const sorted = (ips: readonly string[]): string[] => [...new Set(ips)].sort((a, b) => (toBigInt(a) < toBigInt(b) ? -1 : toBigInt(a) > toBigInt(b) ? 1 : 0));
-    const realV4 = sorted(resolved.filter((ip) => !ip.includes(':')));
-    const realV6 = sorted(resolved.filter((ip) => ip.includes(':')));
-    const targets = { 4: realV4.length > 0 ? realV4 : realV6, 6: realV6.length > 0 ? realV6 : realV4 };
+    const targets = { 4: sorted(resolved.filter((ip) => !ip.includes(':'))), 6: sorted(resolved.filter((ip) => ip.includes(':'))) };
     const next = { 4: 0, 6: 0 };
     for (const proxy of sorted(proxies)) {
       const family = proxy.includes(':') ? 6 : 4;
       const list = targets[family];
-      if (list.length === 0) continue;
-      const real = list[next[family]++ % list.length]!;
+      const real = list.length === 0 ? undefined : list[next[family]++ % list.length]!;
       const key = toBigInt(proxy);
       const old = table.get(key);
-      // The gateway leaves a proxy with a live NAT session alone: a change of owner is not certain.
-      const changed = old !== undefined && (old === 'uncertain' || old.resourceId !== resourceId || old.real !== real);
-      table.set(key, changed ? 'uncertain' : { resourceId, real });
+      if (old === 'uncertain') continue;
+      const resources = new Set(old?.resources ?? []);
+      resources.add(resourceId);
+      table.set(key, { domain: name, resources, real });
     }
+  }
+
+  private table(clientId: string): Map<bigint, Translation | 'uncertain'> {
+    let table = this.translations.get(clientId);
+    if (table === undefined) this.translations.set(clientId, (table = new Map()));
+    return table;
+  }
+
+  /** Whether `proxy` may belong to a domain other than `domain` on the gateway. */
+  private mayReset(table: Map<bigint, Translation | 'uncertain'>, domain: string, proxy: string): boolean {
+    const entry = table.get(toBigInt(proxy));
+    return entry !== undefined && (entry === 'uncertain' || entry.domain !== domain.toLowerCase());
   }
 
   /** Grants certainly in force during [from, until]; `undefined` when some grant of the client is mid-expiry. */
@@ -197,34 +221,40 @@ export class ReferenceModel {
     if (live === undefined) return 'unknown';
     if (live.length > 0) return 'present';
     const held = this.grants.get(clientId);
-    if ((held !== undefined && held.size > 0) || this.emptiedAt.has(clientId)) return 'unknown';
+    if (held !== undefined && held.size > 0) return 'unknown';
     return 'absent';
   }
 
   /** Client -> resource, sent at `sentAt`. `source` is the packet's source address (maybe spoofed). */
   outbound(clientId: string, clientTun: { v4: string; v6: string }, source: string, destination: string, protocol: Protocol, port: number, sentAt: number): Verdict {
+    if (isMulticast(destination)) return { kind: 'drop' };
     const until = sentAt + MAX_TRANSIT_MS;
     const presence = this.clientPresence(clientId, sentAt, until);
-    if (presence !== 'present') return { kind: presence === 'absent' ? 'deny' : 'unknown' };
+    if (presence !== 'present') return { kind: presence === 'absent' ? 'drop' : 'unknown' };
     const family = destination.includes(':') ? 6 : 4;
     if (!sameIp(source, family === 4 ? clientTun.v4 : clientTun.v6)) return { kind: 'deny' };
-    if (sameIp(destination, family === 4 ? this.gatewayTun.v4 : this.gatewayTun.v6)) return { kind: 'allow', translatedTo: undefined };
+    // The gateway's own address serves its DNS forwarder and answers echo; nothing else (issue 17).
+    if (sameIp(destination, family === 4 ? this.gatewayTun.v4 : this.gatewayTun.v6)) {
+      return protocol === 'icmp' || port === TUN_DNS_PORT ? { kind: 'allow', translatedTo: undefined } : { kind: 'deny' };
+    }
+    if (inTunnelRange(destination)) return { kind: 'deny' };
     const held = this.grantsWithDefs(clientId, sentAt, until);
     if (held === undefined) return { kind: 'unknown' };
     if (inProxyRange(destination)) return this.throughProxy(clientId, held, destination, protocol, port);
-    const verdict = permits(held, destination, protocol, port, this.dnsUncertain.has(clientId));
-    return verdict === 'allow' ? { kind: 'allow', translatedTo: undefined } : { kind: verdict };
+    if (held.some((h) => h.def.type === 'internet')) return internetRejects(destination) ? { kind: 'unreachable' } : { kind: 'allow', translatedTo: undefined };
+    return permits(held, destination, protocol, port) ? { kind: 'allow', translatedTo: undefined } : { kind: 'deny' };
   }
 
+  /** Through a proxy IP: its DNS resources' filters (prohibited), then its address (network unreachable). */
   private throughProxy(clientId: string, held: readonly { def: ResourceDef; grant: Grant }[], proxy: string, protocol: Protocol, port: number): Verdict {
     if (this.dnsUncertain.has(clientId)) return { kind: 'unknown' };
     const translation = this.translations.get(clientId)?.get(toBigInt(proxy));
     if (translation === undefined) return { kind: 'deny' };
     if (translation === 'uncertain') return { kind: 'unknown' };
-    const owner = held.find((h) => h.def.id === translation.resourceId);
-    if (owner === undefined) return this.grants.get(clientId)?.has(translation.resourceId) ? { kind: 'unknown' } : { kind: 'deny' };
-    if (!listPermits(owner.grant.filters, protocol, port)) return { kind: 'deny' };
-    if (translation.real.includes(':') !== proxy.includes(':')) return { kind: 'unreachable' };
+    const owners = held.filter((h) => translation.resources.has(h.def.id));
+    const lingering = [...translation.resources].some((id) => this.grants.get(clientId)?.has(id) && !owners.some((o) => o.def.id === id));
+    if (!owners.some((o) => listPermits(o.grant.filters, protocol, port))) return lingering ? { kind: 'unknown' } : { kind: 'deny' };
+    if (translation.real === undefined) return { kind: 'unreachable' };
     return { kind: 'allow', translatedTo: translation.real };
   }
 
@@ -236,19 +266,21 @@ export class ReferenceModel {
       const presence = this.clientPresence(clientId, sentAt, until);
       return presence === 'present' ? 'allow' : presence === 'absent' ? 'deny' : 'unknown';
     }
+    if (inTunnelRange(source)) return 'deny';
     const held = this.grantsWithDefs(clientId, sentAt, until);
     if (held === undefined) return 'unknown';
     if (inProxyRange(source)) {
       const verdict = this.throughProxy(clientId, held, source, protocol, sourcePort);
-      return verdict.kind === 'allow' || verdict.kind === 'unreachable' ? 'allow' : verdict.kind;
+      return verdict.kind === 'allow' || verdict.kind === 'unreachable' ? 'allow' : verdict.kind === 'unknown' ? 'unknown' : 'deny';
     }
-    return permits(held, source, protocol, sourcePort, this.dnsUncertain.has(clientId));
+    if (held.some((h) => h.def.type === 'internet')) return internetRejects(source) ? 'deny' : 'allow';
+    return permits(held, source, protocol, sourcePort) ? 'allow' : 'deny';
   }
 
   /** The resources the gateway must hold for the client right now, or undefined while one is mid-expiry. */
   certainResources(clientId: string, now: number): string[] | undefined {
     const held = this.grants.get(clientId);
-    if (held === undefined) return this.emptiedAt.has(clientId) ? undefined : [];
+    if (held === undefined) return [];
     const live: string[] = [];
     for (const [resourceId, grant] of held) {
       if (grant.expiresAt !== undefined && now >= grant.expiresAt) return undefined;
@@ -256,36 +288,41 @@ export class ReferenceModel {
     }
     return live.sort();
   }
-
-  private markEmpty(clientId: string, now: number): void {
-    this.grants.delete(clientId);
-    const table = this.translations.get(clientId);
-    // Until the record is gone a re-authorization could revive them.
-    if (table !== undefined) for (const key of table.keys()) table.set(key, 'uncertain');
-    if (!this.emptiedAt.has(clientId)) this.emptiedAt.set(clientId, now);
-  }
 }
 
 /**
- * Spec §3.2/§3.3 for addresses outside the proxy ranges: the Internet resource permits everything; else the
- * filters of every CIDR network containing the address, and where the most specific one is a host route, those of
- * DNS resources that resolved to exactly that address.
+ * Spec §3.2/§3.3 (1.6.0) for addresses outside the proxy ranges without the Internet resource: some CIDR network
+ * containing the address permits the packet.
  */
-function permits(held: readonly { def: ResourceDef; grant: Grant }[], address: string, protocol: Protocol, port: number, dnsUncertain: boolean): Expectation {
+function permits(held: readonly { def: ResourceDef; grant: Grant }[], address: string, protocol: Protocol, port: number): boolean {
   const ip = toBigInt(address);
   const bits = address.includes(':') ? 128 : 32;
-  if (held.some((h) => h.def.type === 'internet')) return 'allow';
-  const networks = held
-    .filter((h) => h.def.type === 'cidr')
-    .map((h) => ({ ...h, net: parseNetwork(h.def.address) }))
-    .filter((h) => h.net.bits === bits && contains(h.net, ip));
-  if (networks.length === 0) return 'deny';
-  // Every network containing the address also contains the most specific one, so all of them contribute.
-  if (networks.some((n) => listPermits(n.grant.filters, protocol, port))) return 'allow';
-  if (!networks.some((n) => n.net.prefix === bits)) return 'deny';
-  const dns = held.filter((h) => h.def.type === 'dns');
-  if (dns.some((h) => h.grant.resolved.has(ip) && listPermits(h.grant.filters, protocol, port))) return 'allow';
-  return dnsUncertain && dns.length > 0 ? 'unknown' : 'deny';
+  return held.some((h) => {
+    if (h.def.type !== 'cidr') return false;
+    const net = parseNetwork(h.def.address);
+    return net.bits === bits && contains(net, ip) && listPermits(h.grant.filters, protocol, port);
+  });
+}
+
+/** Spec §3.5: what the Internet resource does not reach (tunnel and proxy ranges are decided before). */
+export function internetRejects(address: string): boolean {
+  const ranges = address.includes(':')
+    ? ['::1/128', '::ffff:0:0/96', 'fc00::/7', 'fe80::/10', 'ff00::/8']
+    : ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '127.0.0.0/8', '169.254.0.0/16', '100.64.0.0/10', '224.0.0.0/4', '240.0.0.0/4'];
+  const ip = toBigInt(address);
+  return ranges.some((range) => {
+    const net = parseNetwork(range);
+    return net.bits === (address.includes(':') ? 128 : 32) && contains(net, ip);
+  });
+}
+
+export function isMulticast(address: string): boolean {
+  return address.includes(':') ? address.toLowerCase().startsWith('ff') : Number(address.split('.')[0]) >= 224 && Number(address.split('.')[0]) <= 239;
+}
+
+export function inTunnelRange(address: string): boolean {
+  const ip = toBigInt(address);
+  return address.includes(':') ? contains(parseNetwork('fd00:2021:1111::/107'), ip) : contains(parseNetwork('100.64.0.0/11'), ip);
 }
 
 function listPermits(list: readonly ModelFilter[], protocol: Protocol, port: number): boolean {
@@ -329,6 +366,11 @@ export function inProxyRange(address: string): boolean {
 
 export function toBigInt(address: string): bigint {
   if (!address.includes(':')) return address.split('.').reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n);
+  const dotted = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(address);
+  if (dotted !== null) {
+    const v4 = toBigInt(dotted[2]!);
+    return toBigInt(`${dotted[1]}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`);
+  }
   const [head, tail] = address.includes('::') ? (address.split('::') as [string, string]) : [address, undefined];
   const left = head === '' ? [] : head.split(':');
   const right = tail === undefined || tail === '' ? [] : tail.split(':');

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ExpiryIgnored, NatPortOffByOne, Port443AlwaysOpen, RejectIgnored, UnfilteredReplies } from './broken.ts';
+import { ExpiryIgnored, GoodbyeIgnored, InternetReachesPrivateRanges, NatPortOffByOne, Port443AlwaysOpen, RejectIgnored, UnfilteredReplies } from './broken.ts';
 import { historyArb, runHistory } from './commands.ts';
 import type { WorldHooks } from './world.ts';
 import { simSettings } from './settings.ts';
@@ -18,8 +18,9 @@ describe('gateway simulation', () => {
     fc.assert(property, settings.assertParameters(settings.runs, 'without loss'));
     if (settings.runs < 20 || process.env['SIM_PATH'] !== undefined) return;
     // The histories must exercise the gateway, not just pass.
-    const rare = settings.runs >= 100 ? ['dnsActive', 'translated'] : [];
-    for (const key of ['flowsAuthorized', 'allowed', 'denied', 'delivered', 'prohibited', 'repliesToClients', 'roams', ...rare]) {
+    const rare = settings.runs >= 100 ? ['dnsActive', 'translated', 'renumbered', 'goodbyesSent', 'goodbyesReceived', 'reconnectedAfterFailure'] : [];
+    if (process.env['SIM_STATS']) console.log(JSON.stringify(Object.fromEntries(totals)));
+    for (const key of ['flowsAuthorized', 'allowed', 'denied', 'delivered', 'prohibited', 'unreachable', 'repliesToClients', 'roams', ...rare]) {
       assert.ok((totals.get(key) ?? 0) > 0, `no history had any ${key}: ${JSON.stringify(Object.fromEntries(totals))}`);
     }
   });
@@ -57,7 +58,15 @@ describe('gateway simulation', () => {
     });
 
     test('expires_at ignored', () => {
-      assertCaught({ makeState: () => new ExpiryIgnored() }, /the gateway holds \[.+\], the model|denied by the model, reached the resource/);
+      assertCaught({ makeState: () => new ExpiryIgnored() }, /the gateway holds \[.+\], the model|denied by the model, reached the resource|still holds a client with no authorizations/);
+    });
+
+    test('the Internet resource reaching private and special ranges (the 1.4.13 rule)', () => {
+      assertCaught({ makeState: () => new InternetReachesPrivateRanges() }, /denied by the model, reached the resource/);
+    });
+
+    test('GOODBYE ignored', () => {
+      assertCaught({ makeState: () => new GoodbyeIgnored() }, /said GOODBYE, the gateway kept its state/);
     });
 
     test('reject_access ignored', () => {

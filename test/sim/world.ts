@@ -5,7 +5,7 @@
  * against the reference model and reports violations.
  */
 import { GatewayState } from '../../src/gateway/index.ts';
-import { decodeDomainStatus, makeAssignedIpsPacket, parseIp } from '../../src/ip/index.ts';
+import { decodeDomainStatus, makeAssignedIpsPacket, makeGoodbyePacket, parseIp } from '../../src/ip/index.ts';
 import { configureLogging, LogFilter } from '../../src/log/index.ts';
 import { decodeIngress } from '../../src/portal/index.ts';
 import { Node, type NodeEvent } from '../../src/snownet/index.ts';
@@ -20,6 +20,7 @@ import { inProxyRange, MAX_TRANSIT_MS, ReferenceModel, type ModelFilter, type Pr
 export const GATEWAY_TUN = { v4: '100.64.0.1', v6: 'fd00:2021:1111::1' };
 const GATEWAY_IP = '203.0.113.2';
 const GATEWAY_CONNECTION = 'gateway';
+const GOODBYE_EVENT = 2;
 const RELAY_PASSWORD = 'relay-password';
 const RELAY_USERNAME = '1999999999:salt';
 /** A tunnel address no client holds. */
@@ -30,12 +31,23 @@ const CONNECT_TIMEOUT_MS = 5_000;
 const SETTLE_MS = 100;
 /** How long an unanswered AssignedIps may still be answered (the client may hold it for a handshake). */
 const RESOLVE_REQUEST_MEMORY_MS = 120_000;
+/** Within this long of the last answer, the gateway's WireGuard session can still carry a GOODBYE (sessions last 180 s, rekeyed after 120 s). */
+const GOODBYE_SESSION_AGE_MS = 30_000;
+/** Longer than the gateway's ICE timeout (about 615 s) and WireGuard's 540 s without a session. */
+const CONNECTION_FAILURE_WAIT_MS = 700_000;
 
 export const V4_NETWORKS = ['10.0.0.0/8', '10.1.0.0/16', '10.1.2.0/24', '10.1.2.3/32', '172.16.0.0/12', '192.168.7.0/24'];
 export const V6_NETWORKS = ['fd10::/16', 'fd10:1::/32', 'fd10:1:2::/48', '2001:db8::/32'];
-/** Resource-side addresses: inside, between and outside the networks above, a DNS proxy IP and the gateway. */
-export const V4_HOSTS = ['10.1.2.3', '10.1.2.9', '10.1.5.5', '10.9.9.9', '172.16.3.4', '192.168.7.1', '8.8.8.8', '100.96.0.5', GATEWAY_TUN.v4, '100.96.0.1', '100.96.0.2', '100.96.0.3'];
-export const V6_HOSTS = ['fd10:1:2::5', 'fd10:1:9::1', 'fd10:9::1', '2001:db8::1', '2606:4700::1', 'fd00:2021:1111:8000::5', GATEWAY_TUN.v6, 'fd00:2021:1111:8000::1', 'fd00:2021:1111:8000::3'];
+/**
+ * Resource-side addresses: inside, between and outside the networks above, a DNS proxy IP, the gateway, another
+ * client's tunnel address (no hair-pinning), link-local and multicast.
+ */
+export const V4_HOSTS = ['10.1.2.3', '10.1.2.9', '10.1.5.5', '10.9.9.9', '172.16.3.4', '192.168.7.1', '8.8.8.8', '100.96.0.5', GATEWAY_TUN.v4, '100.96.0.1', '100.96.0.2', '100.96.0.3', '100.64.0.11', '169.254.169.254', '224.0.0.251'];
+export const V6_HOSTS = ['fd10:1:2::5', 'fd10:1:9::1', 'fd10:9::1', '2001:db8::1', '2606:4700::1', 'fd00:2021:1111:8000::5', GATEWAY_TUN.v6, 'fd00:2021:1111:8000::1', 'fd00:2021:1111:8000::3', 'fd00:2021:1111::11', 'fe80::1', 'ff02::fb'];
+/** What an Internet-resource client tries behind the gateway: every range it may not reach, and two it may. */
+export const INTERNET_PROBES = ['169.254.169.254', '127.0.0.1', '10.1.2.3', '172.16.3.4', '192.168.7.1', '240.0.0.1', '255.255.255.255', '224.0.0.251', '8.8.8.8', 'fe80::1', '::1', '::ffff:10.1.2.3', 'fd10:1:2::5', 'ff02::fb', '2606:4700::1'];
+/** The Internet resource every world has (besides its random resources). */
+export const INTERNET_RESOURCE: ResourceConfig = { id: 'c7793628-8579-465b-83e3-1a5d4af4dbff', type: 'internet', address: '', filters: [] };
 
 /** What the site's DNS answers (undefined: resolution fails), and the proxy IPs clients give each name. */
 export const DNS_RECORDS: Readonly<Record<string, readonly string[] | undefined>> = {
@@ -84,6 +96,8 @@ export interface PacketSpec {
   readonly spoof: 0 | 1 | 2;
   /** To a DNS proxy IP (`host` picks which) instead of a resource-side host. */
   readonly proxy: boolean;
+  /** An explicit destination instead of `host`. */
+  readonly target?: string;
 }
 
 export interface InboundSpec {
@@ -106,9 +120,21 @@ export type SimCommand =
   | { readonly kind: 'relayUp'; readonly relay: number }
   | { readonly kind: 'roam'; readonly client: number; readonly resource: number }
   | { readonly kind: 'send'; readonly client: number; readonly packets: readonly PacketSpec[] }
-  /** The client's p2p-control AssignedIps for a DNS resource: the gateway resolves and sets up its NAT. */
-  | { readonly kind: 'resolve'; readonly client: number; readonly resource: number; readonly domain: number }
-  | { readonly kind: 'inbound'; readonly client: number; readonly packets: readonly InboundSpec[] };
+  /**
+   * The client's p2p-control AssignedIps for a DNS resource: the gateway resolves and sets up its NAT. `renumber`:
+   * with the proxy IPs of another name (a client that signed out and in again): the gateway resets the client's NAT.
+   */
+  | { readonly kind: 'resolve'; readonly client: number; readonly resource: number; readonly domain: number; readonly renumber: boolean }
+  | { readonly kind: 'inbound'; readonly client: number; readonly packets: readonly InboundSpec[] }
+  /** The client signs out: it says GOODBYE and drops its connection; the gateway forgets it at once. */
+  | { readonly kind: 'goodbye'; readonly client: number }
+  /**
+   * The client's connection breaks without a word (it crashed, the network went away): the gateway's side fails
+   * after its ICE timeout, its policy state stays, and the client comes back with `resource` on a new connection.
+   */
+  | { readonly kind: 'drop'; readonly client: number; readonly resource: number }
+  /** The client takes the Internet resource and tries private, link-local, loopback, multicast and public addresses. */
+  | { readonly kind: 'internet'; readonly client: number; readonly probes: readonly { readonly target: number; readonly protocol: Protocol; readonly port: number }[] };
 
 interface SimClient {
   readonly index: number;
@@ -127,6 +153,10 @@ interface SimClient {
    * not use it may stall too. Packets need not arrive until the client's next connection.
    */
   stalled: boolean;
+  /** GOODBYEs the gateway sent this client. */
+  goodbyes: number;
+  /** When an answer last came back through the tunnel (the gateway's WireGuard session is fresh). */
+  lastReplyAt: number;
 }
 
 interface ResolveRequest {
@@ -206,14 +236,32 @@ export class World {
   reconnects = 0;
   private readonly strictRelayLoss: boolean;
   /** What the history exercised, to check that histories do more than nothing. */
-  readonly stats = { flowsAuthorized: 0, packets: 0, skippedSends: 0, allowed: 0, denied: 0, delivered: 0, prohibited: 0, repliesToClients: 0, roams: 0, connectionFailures: 0, dnsActive: 0, translated: 0 };
+  readonly stats = {
+    flowsAuthorized: 0,
+    packets: 0,
+    skippedSends: 0,
+    allowed: 0,
+    denied: 0,
+    delivered: 0,
+    prohibited: 0,
+    unreachable: 0,
+    repliesToClients: 0,
+    roams: 0,
+    connectionFailures: 0,
+    dnsActive: 0,
+    translated: 0,
+    renumbered: 0,
+    goodbyesSent: 0,
+    goodbyesReceived: 0,
+    reconnectedAfterFailure: 0,
+  };
 
   constructor(readonly config: WorldConfig, hooks: WorldHooks = {}) {
     capturedLogProblems = [];
     this.strictRelayLoss = hooks.strictRelayLoss ?? process.env['SIM_LENIENT_RELAYS'] !== '1';
     this.rng = seededRandom(config.seed);
     this.net = new SimNetwork(this.rng, { latencyMs: config.latencyMs, loss: config.loss });
-    this.resources = config.resources.map((r) => ({ def: { id: r.id, type: r.type, address: r.address }, filters: r.filters }));
+    this.resources = [...config.resources, INTERNET_RESOURCE].map((r) => ({ def: { id: r.id, type: r.type, address: r.address }, filters: r.filters }));
     this.model = new ReferenceModel(new Map(this.resources.map((r) => [r.def.id, r.def])), GATEWAY_TUN);
     const clock = (): number => this.net.now;
 
@@ -248,8 +296,8 @@ export class World {
       this.stats.connectionFailures++;
       if (process.env['SIM_TRACE']) console.log(this.net.now, 'gateway connection failed', event.connection, event.reason);
       const client = this.clientsById.get(event.connection);
+      // The gateway keeps the client's policy state (1.6.0): the model does not change.
       if (client !== undefined) client.gatewayHasConnection = false;
-      this.model.forget(event.connection);
     };
     this.net.addHost('gateway', [GATEWAY_IP], this.jittered(this.gateway));
 
@@ -265,6 +313,8 @@ export class World {
         psk: this.key(),
         gatewayHasConnection: false,
         stalled: false,
+        goodbyes: 0,
+        lastReplyAt: -Infinity,
       };
       client.host = this.newClientHost(client);
       this.clients.push(client);
@@ -295,9 +345,7 @@ export class World {
         this.partitioned = true;
         break;
       case 'reinit':
-        this.partitioned = false;
-        this.sendInit(command.withAuthorizations);
-        this.settle();
+        this.reinit(command.withAuthorizations);
         break;
       case 'relayDown':
         this.setRelay(command.relay % RELAY_COUNT, false);
@@ -312,13 +360,24 @@ export class World {
         this.send(this.client(command.client), command.packets);
         break;
       case 'resolve':
-        this.resolve(this.client(command.client), this.dnsResource(command.resource), DOMAINS[command.domain % DOMAINS.length]!);
+        this.resolve(this.client(command.client), this.dnsResource(command.resource), command.domain % DOMAINS.length, command.renumber);
         break;
       case 'inbound':
         this.inbound(this.client(command.client), command.packets);
         break;
+      case 'goodbye':
+        this.goodbye(this.client(command.client));
+        break;
+      case 'drop':
+        this.drop(this.client(command.client), this.resource(command.resource));
+        break;
+      case 'internet':
+        this.internet(this.client(command.client), command.probes);
+        break;
     }
     this.model.expire(this.net.now);
+    // A client the gateway forgot (its last resource went) had its connection closed there, GOODBYE or not.
+    for (const client of this.clients) if (this.model.clientPresence(client.id, this.net.now, this.net.now) === 'absent') client.gatewayHasConnection = false;
     this.checkState();
   }
 
@@ -350,6 +409,7 @@ export class World {
       client.epoch++;
       client.gatewayHasConnection = false;
       client.stalled = false;
+      client.lastReplyAt = -Infinity;
     }
     const expectAccepted = (!newConnection && client.gatewayHasConnection) || this.gatewayRelays.size > 0;
     const ref = `flow-${++this.nextRef}`;
@@ -408,9 +468,43 @@ export class World {
   private reject(client: SimClient, resource: { def: ResourceDef }): void {
     this.portalGrants.delete(`${client.id}/${resource.def.id}`);
     if (this.partitioned) return;
+    const lastOne = this.model.certainResources(client.id, this.net.now)?.join() === resource.def.id;
+    const expectGoodbye = lastOne && this.goodbyeExpected(client);
+    const goodbyes = client.goodbyes;
+    this.model.reject(client.id, resource.def.id);
     this.toGateway('reject_access', { client_id: client.id, resource_id: resource.def.id, flow_id: resource.def.id });
     this.settle();
-    this.model.reject(client.id, resource.def.id);
+    if (expectGoodbye) this.awaitGoodbye(client, goodbyes, 'lost its last resource');
+  }
+
+  /** The gateway must say GOODBYE when it closes the client's connection: a live one with a fresh WireGuard session. */
+  private goodbyeExpected(client: SimClient): boolean {
+    return this.config.loss === 0 && client.gatewayHasConnection && !client.stalled && this.clientReady(client) && this.gatewayReady(client) && this.net.now - client.lastReplyAt <= GOODBYE_SESSION_AGE_MS;
+  }
+
+  private awaitGoodbye(client: SimClient, before: number, why: string): void {
+    this.net.runUntilCondition(() => client.goodbyes > before, MAX_TRANSIT_MS, 10);
+    if (client.goodbyes === before) this.violations.push(`client ${client.index} ${why}: no GOODBYE came`);
+    else if (this.clientReady(client)) this.violations.push(`client ${client.index}: its connection is still up after GOODBYE`);
+  }
+
+  /** The portal comes back with `init`: a client whose every authorization is unlisted is closed with GOODBYE. */
+  private reinit(withAuthorizations: boolean): void {
+    this.partitioned = false;
+    const now = this.net.now;
+    const emptied = this.clients.filter((client) => {
+      if (!withAuthorizations) return false;
+      const held = this.model.certainResources(client.id, now);
+      if (held === undefined || held.length === 0) return false;
+      return held.every((resourceId) => {
+        const expiresAt = this.portalGrants.get(`${client.id}/${resourceId}`);
+        return !this.portalGrants.has(`${client.id}/${resourceId}`) || (expiresAt !== undefined && expiresAt <= now);
+      });
+    });
+    const expected = emptied.filter((client) => this.goodbyeExpected(client)).map((client) => ({ client, before: client.goodbyes }));
+    this.sendInit(withAuthorizations);
+    this.settle();
+    for (const { client, before } of expected) this.awaitGoodbye(client, before, 'lost every authorization in init');
   }
 
   private update(resource: { def: ResourceDef; filters: readonly ModelFilter[] }, filters: readonly ModelFilter[]): void {
@@ -465,7 +559,7 @@ export class World {
     const outbound: Flow[] = [];
     for (const spec of specs) {
       const hosts = spec.proxy ? (spec.family === 4 ? V4_PROXIES : V6_PROXIES) : spec.family === 4 ? V4_HOSTS : V6_HOSTS;
-      const destination = hosts[spec.host % hosts.length]!;
+      const destination = spec.target ?? hosts[spec.host % hosts.length]!;
       const source = this.sourceFor(client, spec);
       const tag = this.tag();
       const packet = makePacket(source, destination, spec.protocol, 40_000 + (tag % 20_000), spec.port, tag);
@@ -473,7 +567,7 @@ export class World {
       // A packet the node holds for a handshake leaves whenever that completes: its verdict is anyone's guess.
       const onItsWay = client.host.send(GATEWAY_CONNECTION, packet, sentAt);
       this.net.wake(clientHostName(client));
-      const expect = !onItsWay ? 'unknown' : verdict.kind === 'unreachable' ? 'deny' : verdict.kind;
+      const expect = !onItsWay ? 'unknown' : verdict.kind === 'unreachable' || verdict.kind === 'drop' ? 'deny' : verdict.kind;
       const presence = this.model.clientPresence(client.id, sentAt, sentAt + MAX_TRANSIT_MS);
       const live = client.gatewayHasConnection && !client.stalled && this.config.loss === 0;
       const flow: Flow = {
@@ -485,7 +579,7 @@ export class World {
         proxy: inProxyRange(destination) ? destination : undefined,
         translatedTo: onItsWay && verdict.kind === 'allow' ? verdict.translatedTo : undefined,
         icmpCode: verdict.kind === 'unreachable' ? 'unreachable' : 'prohibited',
-        icmp: expect !== 'deny' ? false : presence === 'present' ? (live ? true : undefined) : presence === 'absent' ? false : undefined,
+        icmp: expect !== 'deny' || verdict.kind === 'drop' ? false : presence === 'present' ? (live ? true : undefined) : presence === 'absent' ? false : undefined,
         mustArrive: expect === 'allow' && live,
         tunCopies: 0,
         replies: 0,
@@ -497,18 +591,21 @@ export class World {
       if (expect === 'allow') this.stats.allowed++;
       if (flow.translatedTo !== undefined) this.stats.translated++;
       if (expect === 'deny') this.stats.denied++;
+      if (verdict.kind === 'unreachable' && onItsWay) this.stats.unreachable++;
     }
     this.waitFor(outbound);
     for (const flow of outbound) this.checkOutbound(flow);
   }
 
-  private resolve(client: SimClient, resource: { def: ResourceDef }, domain: string): void {
+  private resolve(client: SimClient, resource: { def: ResourceDef }, domainIndex: number, renumber: boolean): void {
     if (!this.clientReady(client)) return;
     const now = this.net.now;
-    const proxies = DOMAIN_PROXIES[domain]!;
-    const resolved = DNS_RECORDS[domain] ?? [];
+    const domain = DOMAINS[domainIndex]!;
+    // Renumbered: the proxy IPs of another name, as a client hands out after signing in again.
+    const proxies = DOMAIN_PROXIES[renumber ? DOMAINS[(domainIndex + 1) % DOMAINS.length]! : domain]!;
+    const resolved = DNS_RECORDS[domain];
     const packet = makeAssignedIpsPacket({ resource: resource.def.id, domain, proxyIps: proxies.map((p) => parseIp(p)!) })!;
-    const expected = this.model.domainStatus(client.id, resource.def.id, domain, DNS_RECORDS[domain], now);
+    const expected = this.model.domainStatus(client.id, resource.def.id, domain, resolved, now);
     const live = client.gatewayHasConnection && !client.stalled && this.config.loss === 0;
     this.resolveRequests = this.resolveRequests.filter((r) => r.answers.length === 0 && now - r.at < RESOLVE_REQUEST_MEMORY_MS);
     // An older identical request still unanswered: its answer cannot be told from this one's.
@@ -517,20 +614,67 @@ export class World {
     this.resolveRequests.push(request);
     client.host.send(GATEWAY_CONNECTION, packet, now);
     this.net.wake(clientHostName(client));
+    if (renumber) this.stats.renumbered++;
     this.net.runUntil(this.net.now + SETTLE_MS);
     if (expected !== 'none' && live) this.net.runUntilCondition(() => request.answers.length > 0, MAX_TRANSIT_MS - SETTLE_MS, 10);
     const status = request.answers[0];
     if (status === 'Active') this.stats.dnsActive++;
     if (ambiguous) {
-      if (expected !== 'none') this.model.dnsMaybe(client.id, resource.def.id, proxies, resolved);
+      if (expected !== 'none') this.model.dnsMaybe(client.id, domain, proxies);
       return;
     }
     if (expected === 'none' && status !== undefined) this.violations.push(`AssignedIps for ${domain} from a client the gateway does not know got ${status}`);
     if ((expected === 'Active' || expected === 'Inactive') && live && status !== expected) {
       this.violations.push(`AssignedIps for ${domain} (resource ${resource.def.type} ${resource.def.address}) from client ${client.index}: expected ${expected}, got ${status ?? 'nothing'}`);
     }
-    if (status === 'Active') this.model.dnsActive(client.id, resource.def.id, proxies, resolved);
-    else if (status === undefined && expected !== 'none' && expected !== 'Inactive') this.model.dnsMaybe(client.id, resource.def.id, proxies, resolved);
+    // The gateway set up NAT (and reset it on renumbering) whenever the client held the resource and the name resolved.
+    const setUp = this.model.grants.get(client.id)?.has(resource.def.id) === true && resolved !== undefined;
+    if (status === 'Active') this.model.dnsSetUp(client.id, resource.def.id, domain, proxies, resolved ?? [], true);
+    else if (status === 'Inactive' && expected === 'Inactive' && setUp) this.model.dnsSetUp(client.id, resource.def.id, domain, proxies, [], false);
+    else if (status === undefined && expected !== 'none' && expected !== 'Inactive') this.model.dnsMaybe(client.id, domain, proxies);
+    else if (status === undefined && expected === 'Inactive' && setUp) this.model.dnsMaybe(client.id, domain, proxies);
+  }
+
+  private goodbye(client: SimClient): void {
+    if (!this.clientReady(client) || !client.gatewayHasConnection || client.stalled || this.config.loss > 0) {
+      this.stats.skippedSends++;
+      return;
+    }
+    const sent = client.host.send(GATEWAY_CONNECTION, makeGoodbyePacket(), this.net.now);
+    this.net.wake(clientHostName(client));
+    client.host.node.removeConnection(GATEWAY_CONNECTION);
+    client.gatewayHasConnection = false;
+    if (!sent) return;
+    this.stats.goodbyesSent++;
+    this.net.runUntilCondition(() => !this.gateway.node.hasConnection(client.id), MAX_TRANSIT_MS, 10);
+    this.model.forget(client.id);
+    if (this.gateway.state.hasClient(client.id)) this.violations.push(`client ${client.index} said GOODBYE, the gateway kept its state`);
+    if (this.gateway.node.hasConnection(client.id)) this.violations.push(`client ${client.index} said GOODBYE, the gateway kept its connection`);
+  }
+
+  private drop(client: SimClient, resource: { def: ResourceDef; filters: readonly ModelFilter[] }): void {
+    if (this.partitioned || !this.gateway.node.hasConnection(client.id)) return;
+    client.host.node.removeConnection(GATEWAY_CONNECTION);
+    this.net.wake(clientHostName(client));
+    this.net.runUntilCondition(() => !this.gateway.node.hasConnection(client.id), CONNECTION_FAILURE_WAIT_MS, 1_000);
+    if (this.gateway.node.hasConnection(client.id)) this.violations.push(`client ${client.index} went silent, the gateway's connection never failed`);
+    this.model.expire(this.net.now);
+    this.checkState();
+    this.stats.reconnectedAfterFailure++;
+    this.authorize(client, resource, null);
+  }
+
+  private internet(client: SimClient, probes: readonly { readonly target: number; readonly protocol: Protocol; readonly port: number }[]): void {
+    this.authorize(client, this.resources.find((r) => r.def.id === INTERNET_RESOURCE.id)!, null);
+    this.model.expire(this.net.now);
+    this.send(
+      client,
+      probes.map((probe) => {
+        const target = INTERNET_PROBES[probe.target % INTERNET_PROBES.length]!;
+        const family = target.includes(':') ? (6 as const) : (4 as const);
+        return { family, host: 0, target, protocol: probe.protocol, port: probe.port, spoof: 0 as const, proxy: false };
+      }),
+    );
   }
 
   private inbound(client: SimClient, specs: readonly InboundSpec[]): void {
@@ -592,6 +736,16 @@ export class World {
   }
 
   private onClientPacket(client: SimClient, packet: Uint8Array): void {
+    if (isP2pControl(packet) && packet[40] === GOODBYE_EVENT) {
+      client.goodbyes++;
+      this.stats.goodbyesReceived++;
+      const now = this.net.now;
+      if (this.model.clientPresence(client.id, now - MAX_TRANSIT_MS, now) === 'present') this.violations.push(`client ${client.index} got a GOODBYE while it holds resources`);
+      // As the reference's client does: the connection goes at once.
+      client.host.node.removeConnection(GATEWAY_CONNECTION);
+      client.gatewayHasConnection = false;
+      return;
+    }
     if (isP2pControl(packet)) {
       const status = decodeDomainStatus(packet.subarray(48));
       if (typeof status === 'string') {
@@ -616,6 +770,7 @@ export class World {
     }
     if (icmp === undefined) {
       flow.replies++;
+      client.lastReplyAt = this.net.now;
       this.stats.repliesToClients++;
       if (flow.direction === 'out' && !isAnswerTo(packet, flow.packet)) this.violations.push(`${describe(flow)}: the answer reached the client with the wrong addresses or ports (NAT)`);
       return;
@@ -701,7 +856,7 @@ export class World {
       relays,
       ...(withAuthorizations ? { authorizations } : {}),
     });
-    if (withAuthorizations) this.model.retain(listed, now);
+    if (withAuthorizations) this.model.retain(listed);
   }
 
   // ---- invariants ------------------------------------------------------------------------------------------
