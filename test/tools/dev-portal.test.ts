@@ -173,7 +173,7 @@ describe('dev portal', () => {
     }
   });
 
-  test('each authorization carries a fresh preshared key', async () => {
+  test('the preshared key is derived per (client, gateway) pair: the same keys get the same one, a new client key another', async () => {
     const gateway = await TestGateway.joined(portal);
     try {
       await admin(portal, 'POST', '/admin/resources', CIDR_RESOURCE);
@@ -182,10 +182,15 @@ describe('dev portal', () => {
       const first = (await gateway.next((f) => f.event === 'authorize_flow')).payload as AuthorizeFlowPayload;
       void admin(portal, 'POST', '/admin/authorizations?wait=0', { client_id: CLIENT_ID, resource_id: CIDR_RESOURCE.id });
       const second = (await gateway.next((f) => f.event === 'authorize_flow')).payload as AuthorizeFlowPayload;
+      const newKey = Buffer.alloc(32, 7).toString('base64');
+      void admin(portal, 'POST', '/admin/authorizations?wait=0', { client_id: CLIENT_ID, resource_id: CIDR_RESOURCE.id, public_key: newKey });
+      const third = (await gateway.next((f) => f.event === 'authorize_flow')).payload as AuthorizeFlowPayload;
 
-      assert.notEqual(first.client.preshared_key, second.client.preshared_key);
+      assert.equal(Buffer.from(first.client.preshared_key, 'base64').length, 32);
+      assert.equal(first.client.preshared_key, second.client.preshared_key, 'the gateway reuses the connection');
       assert.notEqual(first.ref, second.ref);
       assert.deepEqual(first.gateway_ice_credentials, second.gateway_ice_credentials);
+      assert.notEqual(third.client.preshared_key, first.client.preshared_key);
     } finally {
       await gateway.close();
     }

@@ -1,6 +1,6 @@
 // Credentials the portal derives: ICE credentials per (client, gateway) pair, TURN credentials per relay and
-// gateway, and the WireGuard preshared key per flow (portal-protocol §2.2, §4.4).
-import { createHash, createHmac } from 'node:crypto';
+// gateway, and the WireGuard preshared key per (client, gateway) pair (portal-protocol §2.2, §4.4).
+import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
 
 export interface IceCredentials {
   readonly username: string;
@@ -91,4 +91,18 @@ export function encodeKey(bytes: Uint8Array): string {
 export function isValidKey(text: string): boolean {
   if (text.length !== 44 || !/^[A-Za-z0-9+/]{43}=$/.test(text)) return false;
   return Buffer.from(text, 'base64').length === 32;
+}
+
+/**
+ * The WireGuard preshared key of a (client, gateway) pair, as the portal derives it (`Portal.Crypto.psk`):
+ * PBKDF2-HMAC-SHA256 over the two devices' PSK bases with the pair's ids and keys as salt, one round, 32 bytes.
+ * The same pair of keys always gets the same PSK, so a new flow reuses the connection (1.6.0 replaces a connection
+ * whose PSK changed).
+ */
+export function derivePresharedKey(clientId: string, clientPublicKey: string, clientPskBase: Uint8Array, gatewayId: string, gatewayPublicKey: string, gatewayPskBase: Uint8Array): Uint8Array {
+  const salt = `WG_PSK|C_ID:${clientId}|G_ID:${gatewayId}|C_PK:${clientPublicKey}|G_PK:${gatewayPublicKey}`;
+  const secret = new Uint8Array(clientPskBase.length + gatewayPskBase.length);
+  secret.set(clientPskBase, 0);
+  secret.set(gatewayPskBase, clientPskBase.length);
+  return new Uint8Array(pbkdf2Sync(secret, salt, 1, 32, 'sha256'));
 }

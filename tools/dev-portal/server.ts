@@ -12,7 +12,7 @@ import type { RawData, WebSocket } from 'ws';
 import { systemRandom } from '../../src/util/random.ts';
 import type { RandomSource } from '../../src/util/random.ts';
 import { allocateTunnelAddresses } from './addresses.ts';
-import { deriveIceCredentials, encodeKey, isValidKey, relayCredentials } from './credentials.ts';
+import { deriveIceCredentials, derivePresharedKey, encodeKey, isValidKey, relayCredentials } from './credentials.ts';
 import type { IceCredentials, RelayCredentialScheme } from './credentials.ts';
 import {
   addressFamilyOrder,
@@ -143,6 +143,8 @@ export async function startDevPortal(options: DevPortalOptions): Promise<DevPort
 
 class DevPortalServer {
   private readonly random: RandomSource;
+  /** The secret behind the preshared keys (the portal keeps one per device; one per portal does here). */
+  private readonly pskBase = new Uint8Array(32);
   private readonly now: () => number;
   private readonly log: (line: string) => void;
   private readonly tokens: Set<string>;
@@ -164,6 +166,7 @@ class DevPortalServer {
 
   constructor(private readonly options: DevPortalOptions) {
     this.random = options.random ?? systemRandom();
+    this.random.fill(this.pskBase);
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
     this.tokens = new Set(options.tokens);
@@ -387,8 +390,7 @@ class DevPortalServer {
     if (session === undefined) return { status: 503, body: { error: 'no gateway connected' } };
     const gateway = session.gateway;
     const ice = deriveIceCredentials(client.id, client.publicKey, gateway.id, gateway.publicKey);
-    const psk = new Uint8Array(32);
-    this.random.fill(psk);
+    const psk = derivePresharedKey(client.id, client.publicKey, this.pskBase, gateway.id, gateway.publicKey, this.pskBase);
     const refBytes = new Uint8Array(32);
     this.random.fill(refBytes);
     const flowId = this.newId();
