@@ -4,15 +4,16 @@
  * UDP sockets with packet info, and the dev portal's client API for flows and ICE candidates.
  *
  * Packets read from the TUN go to the gateway whose resource route matches their destination;
- * packets from the tunnel are written to the TUN, except p2p control packets (DomainStatus),
- * which settle the DNS-resource assignments.
+ * packets from the tunnel are written to the TUN, except p2p control packets: DomainStatus settles
+ * the DNS-resource assignments, GOODBYE (the gateway dropped this client) drops the connection at
+ * once, as the reference's client does.
  */
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { formatCidr } from '../../src/ip/cidr.ts';
 import { PROTOCOL_FZ_P2P_CONTROL } from '../../src/ip/constants.ts';
 import { IpPacket } from '../../src/ip/packet.ts';
-import { decodeDomainStatusPacket, isP2pControlPacket } from '../../src/ip/p2p-control.ts';
+import { decodeDomainStatusPacket, isP2pControlPacket, P2P_EVENT_GOODBYE, p2pControlEventType } from '../../src/ip/p2p-control.ts';
 import { createLogger, errorChain } from '../../src/log/index.ts';
 import { TunDevice, type TunReadBatch } from '../../src/runtime/tun-device.ts';
 import { dataPathMode, transportCipherFor } from '../../src/runtime/data-path.ts';
@@ -62,6 +63,7 @@ export type PathKind = 'direct' | 'relay';
 export type ClientEvent =
   | { readonly event: 'connection_established'; readonly gateway_id: string; readonly path: PathKind | undefined }
   | { readonly event: 'connection_failed'; readonly gateway_id: string; readonly reason: string }
+  | { readonly event: 'goodbye'; readonly gateway_id: string }
   | { readonly event: 'domain_status'; readonly resource_id: string; readonly domain: string; readonly status: string };
 
 export interface ConnectRequest {
@@ -103,7 +105,7 @@ export interface ClientStateReport {
   }[];
   readonly resources: { readonly resource_id: string; readonly gateway_id: string; readonly type: string; readonly routes: string[] }[];
   readonly domains: { readonly resource_id: string; readonly domain: string; readonly proxy_ips: readonly string[]; readonly status: AssignmentStatus; readonly sends: number }[];
-  readonly stats: { readonly tun_to_tunnel: number; readonly tunnel_to_tun: number; readonly unrouted: number };
+  readonly stats: { readonly tun_to_tunnel: number; readonly tunnel_to_tun: number; readonly unrouted: number; readonly goodbyes: number };
 }
 
 interface ResourceEntry {
@@ -118,7 +120,7 @@ interface Waiter {
 }
 
 export class TestClient {
-  readonly stats = { tunToTunnel: 0, tunnelToTun: 0, unrouted: 0 };
+  readonly stats = { tunToTunnel: 0, tunnelToTun: 0, unrouted: 0, goodbyes: 0 };
   private readonly node: Node;
   private readonly publicKeyText: string;
   private readonly api: PortalApi;
@@ -297,6 +299,20 @@ export class TestClient {
     return removed;
   }
 
+  /**
+   * Drops every gateway connection without a word (a crash, a lost network), keeping resources and routes: the
+   * next `connect` builds a new connection.
+   */
+  dropConnections(): string[] {
+    const gateways = [...new Set([...this.resources.values()].map((r) => r.gatewayId))].filter((id) => this.node.hasConnection(id));
+    for (const id of gateways) {
+      this.node.removeConnection(id);
+      this.established.delete(id);
+    }
+    this.flush(performance.now());
+    return gateways;
+  }
+
   proxyIpsOf(resourceId: string, domain?: string): { domain: string; proxy_ips: readonly string[]; status: AssignmentStatus } | undefined {
     const assignment = domain === undefined ? this.assignments.all().find((a) => a.resourceId === resourceId) : this.assignments.get(resourceId, domain);
     return assignment === undefined ? undefined : { domain: assignment.domain, proxy_ips: assignment.proxyIps, status: assignment.status };
@@ -323,7 +339,7 @@ export class TestClient {
         routes: this.routes.routesOf(r.resourceId).map((route) => formatCidr(route.cidr)),
       })),
       domains: this.assignments.all().map((a) => ({ resource_id: a.resourceId, domain: a.domain, proxy_ips: a.proxyIps, status: a.status, sends: a.sends })),
-      stats: { tun_to_tunnel: this.stats.tunToTunnel, tunnel_to_tun: this.stats.tunnelToTun, unrouted: this.stats.unrouted },
+      stats: { tun_to_tunnel: this.stats.tunToTunnel, tunnel_to_tun: this.stats.tunnelToTun, unrouted: this.stats.unrouted, goodbyes: this.stats.goodbyes },
     };
   }
 
@@ -411,6 +427,14 @@ export class TestClient {
   }
 
   private handleControlPacket(gatewayId: string): void {
+    if (p2pControlEventType(this.packet) === P2P_EVENT_GOODBYE) {
+      log.info('Gateway said goodbye; dropping the connection', { gateway: gatewayId });
+      this.stats.goodbyes++;
+      this.node.removeConnection(gatewayId);
+      this.established.delete(gatewayId);
+      this.emit({ event: 'goodbye', gateway_id: gatewayId });
+      return;
+    }
     const status = decodeDomainStatusPacket(this.packet);
     if (typeof status === 'string') {
       log.debug('Ignoring p2p control packet', { gateway: gatewayId, error: status });

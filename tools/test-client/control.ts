@@ -8,7 +8,8 @@
  *   {"id":3,"cmd":"proxy_ips","resource_id":"<uuid>","domain"?:"<name>"}
  *   {"id":4,"cmd":"reassign","resource_id":"<uuid>","domain":"<name>"}
  *   {"id":5,"cmd":"disconnect","resource_id"?:"<uuid>"}
- *   {"id":6,"cmd":"quit"}
+ *   {"id":6,"cmd":"drop_connections"}
+ *   {"id":7,"cmd":"quit"}
  * Answers: {"id":N,"ok":true,...result} or {"id":N,"ok":false,"error":"..."}.
  * Events: {"event":"ready",...}, {"event":"connection_established",...}, {"event":"connection_failed",...},
  *         {"event":"domain_status",...}.
@@ -21,6 +22,7 @@ export type ControlCommand =
   | { readonly cmd: 'proxy_ips'; readonly resource_id: string; readonly domain?: string }
   | { readonly cmd: 'reassign'; readonly resource_id: string; readonly domain: string }
   | { readonly cmd: 'disconnect'; readonly resource_id?: string }
+  | { readonly cmd: 'drop_connections' }
   | { readonly cmd: 'quit' };
 
 export type ControlReply = Record<string, unknown> & { readonly id: unknown; readonly ok: boolean };
@@ -71,6 +73,8 @@ export function parseCommand(line: string): { id: unknown; command: ControlComma
     }
     case 'disconnect':
       return { id, command: { cmd: 'disconnect', ...(resourceId === undefined ? {} : { resource_id: resourceId }) } };
+    case 'drop_connections':
+      return { id, command: { cmd: 'drop_connections' } };
     case 'quit':
       return { id, command: { cmd: 'quit' } };
     default:
@@ -103,6 +107,8 @@ export async function runCommand(client: TestClient, id: unknown, command: Contr
       }
       case 'disconnect':
         return { id, ok: true, disconnected: await client.disconnect(command.resource_id) };
+      case 'drop_connections':
+        return { id, ok: true, dropped: client.dropConnections() };
       case 'quit':
         return { id, ok: true };
     }
