@@ -1,7 +1,8 @@
 /**
  * More end-to-end scenarios on the namespace lab (prefix `fzm`, so this file can run next to
- * e2e.test.ts): resource updates, expiry, `init` authorizations, gateway restart, an Internet
- * resource and two clients behind one DNS proxy IP on one stack; relay loss on a relayed stack.
+ * e2e.test.ts): resource updates, expiry, `init` authorizations, gateway restart, GOODBYE on the last
+ * revocation, access kept through a failed connection, an Internet resource and two clients behind
+ * one DNS proxy IP on one stack; relay loss on a relayed stack.
  * Needs root, the Debian tools .ci/run installs, and `npm run build` (dist/) plus the native addon.
  */
 import { after, before, describe, test } from 'node:test';
@@ -267,16 +268,58 @@ describe('one gateway, many portal events: DNS with two clients, resource_update
     assert.equal(tcpConnect(lab, WEB, 80), 'unreachable', 'the updated filters still apply after the restart');
   });
 
-  test('Internet resource: the client routes a chosen prefix through it and reaches the resources', async () => {
+  test('a client that loses its last resource gets GOODBYE and drops its connection at once', async () => {
     const { lab } = stack!;
-    assert.equal(udpOnce(lab, TEMP, 'no route yet').ok, false, 'nothing routes to the resource network before');
-    await stack!.connectClient('internet', { routes: ['10.78.0.0/24'] });
-    for (const address of [TEMP, ECHO]) {
-      const page = http(lab, `http://${address}/`);
-      assert.equal(page.ok, true, `HTTP to ${address} through the Internet resource: ${JSON.stringify(page)}`);
-      assert.match(page.body ?? '', new RegExp(lab.addresses.gatewayLan.replaceAll('.', '\\.')), 'the resource sees the gateway masquerading');
-    }
-    assert.equal(udpEcho(lab, TEMP, 'internet').reply, 'internet');
+    await stack!.connectClient('web');
+    assert.equal(udpEcho(lab, WEB, 'before').reply, 'before');
+    const goodbyes = Number(((await stack!.client.command({ cmd: 'state' }))['stats'] as Json)['goodbyes']);
+    const revoked = await stack!.admin('POST', '/admin/revoke', { client_id: stack!.clientId });
+    assert.ok(Number(revoked['revoked']) >= 1, JSON.stringify(revoked));
+    const revokedAt = Date.now();
+    await waitFor(async () => Number(((await stack!.client.command({ cmd: 'state' }))['stats'] as Json)['goodbyes']) > goodbyes, 3_000, 'the GOODBYE');
+    const state = await stack!.client.command({ cmd: 'state' });
+    const connections = state['connections'] as Json[];
+    assert.ok(connections.length > 0 && connections.every((c) => c['state'] === undefined), `the connection is gone: ${JSON.stringify(connections)}`);
+    assert.ok(Date.now() - revokedAt < 3_000);
+    assert.match(stack!.gatewayLog(), /Connection closed proactively \(sent goodbye\)/);
+  });
+
+  test("a client whose connection fails and comes back keeps its access: the gateway keeps the client's state (1.6.0)", async () => {
+    const { lab } = stack!;
+    await stack!.connectClient('web');
+    assert.equal(udpEcho(lab, WEB, 'first').reply, 'first');
+    // The portal authorizes another resource for this client under a key the client does not have: the gateway
+    // replaces the connection, no candidates ever come for the new one, and it fails after 10 s.
+    const failures = count(stack!.gatewayLog(), 'noRemoteCandidates');
+    const stranger = Buffer.alloc(32, 9).toString('base64');
+    await stack!.admin('POST', '/admin/authorizations?wait=0', { client_id: stack!.clientId, resource_id: stack!.resourceIds['temp'], public_key: stranger });
+    await stack!.client.command({ cmd: 'drop_connections' });
+    await waitFor(() => count(stack!.gatewayLog(), 'noRemoteCandidates') > failures, 20_000, 'the gateway to fail the connection');
+    assert.equal(udpOnce(lab, WEB, 'no connection').ok, false, 'no connection, no traffic');
+    // The client comes back on a new connection for another resource; web is not authorized again.
+    await stack!.connectClient('temp');
+    await waitFor(() => udpEcho(lab, WEB, 'kept').reply === 'kept', 10_000, 'web, authorized before the failure, to work again');
+  });
+
+  test('Internet resource: a public address behind the gateway is reached; the private resource network is refused (1.6.0)', async () => {
+    const { lab } = stack!;
+    // A public (TEST-NET-3) address for the resource host: the resources' namespace maps it to TEMP.
+    const PUBLIC = '203.0.113.80';
+    lab.exec(lab.ns.resources, ['nft', '-f', '-'], {
+      input: ['table ip public {', '  chain pre {', '    type nat hook prerouting priority dstnat; policy accept;', `    ip daddr ${PUBLIC} dnat to ${TEMP}`, '  }', '}'].join('\n'),
+    });
+    lab.exec(lab.ns.gateway, ['ip', 'route', 'replace', `${PUBLIC}/32`, 'via', TEMP, 'dev', 'eth1']);
+    assert.equal(udpOnce(lab, PUBLIC, 'no route yet').ok, false, 'nothing routes to the public address before');
+    await stack!.connectClient('internet', { routes: [`${PUBLIC}/32`, '10.78.0.0/24'] });
+    const page = http(lab, `http://${PUBLIC}/`);
+    assert.equal(page.ok, true, `HTTP to ${PUBLIC} through the Internet resource: ${JSON.stringify(page)}`);
+    assert.match(page.body ?? '', new RegExp(lab.addresses.gatewayLan.replaceAll('.', '\\.')), 'the resource sees the gateway masquerading');
+    assert.equal(udpEcho(lab, PUBLIC, 'internet').reply, 'internet');
+    // Private destinations are refused to an Internet-resource client with ICMP network unreachable, even
+    // where a CIDR resource of the same client covers them.
+    assert.equal(tcpConnect(lab, TEMP, 80), 'unreachable', 'the private resource network is refused');
+    assert.equal(udpOnce(lab, ECHO, 'private').ok, false);
+    assert.equal(tcpConnect(lab, WEB, 80), 'unreachable', 'even the CIDR resource the client holds');
   });
 });
 
