@@ -5,7 +5,8 @@
 // message (its answer lands in the transmit queue), or names why the datagram was dropped.
 // Timers: `pollTimeout` is the next instant `handleTimeout` has work (retransmission, rekey,
 // keepalive, expiry); their rules are the whitepaper's §6 with boringtun's choices as
-// configured by Firezone (rekey-attempt 15 s, no persistent keepalive).
+// configured by Firezone (rekey-attempt 15 s, no persistent keepalive); an ICE-less connection
+// sets its own rekey-attempt time, keepalive timeout and rekey timeout per tunnel.
 //
 // Data messages can also go through batches (transport-batch.ts): `encapsulateInto` and
 // `decapsulate(..., batch)` do the protocol work per packet and leave the AEAD to one cipher
@@ -32,7 +33,6 @@ import {
   REJECT_AFTER_TIME,
   REKEY_AFTER_TIME,
   REKEY_ATTEMPT_TIME,
-  REKEY_ON_RECEIVE_AGE,
   REKEY_TIMEOUT,
   REKEY_TIMEOUT_JITTER_MAX,
   RESPONSE_OFFSET_MAC1,
@@ -77,6 +77,10 @@ export interface TunnelConfig {
   /** Unix time minus `now`, in ms, for handshake timestamps; the runtime measures it once. */
   readonly unixOffsetMs?: number;
   readonly rekeyAttemptTime?: number;
+  /** Passive keepalive after this long with data received and nothing sent (default KEEPALIVE_TIMEOUT). */
+  readonly keepaliveTimeout?: number;
+  /** Handshake retransmission interval, before jitter (default REKEY_TIMEOUT). */
+  readonly rekeyTimeout?: number;
   /** Free bytes left in front of every datagram `encapsulate` returns (for a ChannelData header). */
   readonly headroom?: number;
   /** Where transport keys live and data messages are sealed and opened (node:crypto by default). */
@@ -144,6 +148,8 @@ export class Tunnel {
   readonly #rateLimiter: RateLimiter;
   readonly #unixOffsetMs: number;
   readonly #rekeyAttemptTime: number;
+  readonly #keepaliveTimeout: number;
+  readonly #rekeyTimeout: number;
   readonly #headroom: number;
   readonly #cipher: TransportCipher;
 
@@ -188,6 +194,8 @@ export class Tunnel {
     this.#rateLimiter = config.rateLimiter;
     this.#unixOffsetMs = config.unixOffsetMs ?? 0;
     this.#rekeyAttemptTime = config.rekeyAttemptTime ?? REKEY_ATTEMPT_TIME;
+    this.#keepaliveTimeout = config.keepaliveTimeout ?? KEEPALIVE_TIMEOUT;
+    this.#rekeyTimeout = config.rekeyTimeout ?? REKEY_TIMEOUT;
     this.#headroom = config.headroom ?? 0;
     this.#cipher = config.cipher ?? new NodeCryptoTransportCipher();
     this.#sessionEstablishedAt = config.now;
@@ -323,7 +331,7 @@ export class Tunnel {
       return;
     }
 
-    if (this.#lastDataReceivedWithoutReply !== undefined && now >= this.#lastDataReceivedWithoutReply + KEEPALIVE_TIMEOUT) {
+    if (this.#lastDataReceivedWithoutReply !== undefined && now >= this.#lastDataReceivedWithoutReply + this.#keepaliveTimeout) {
       this.#lastDataReceivedWithoutReply = undefined;
       const session = this.#current;
       if (session !== undefined && session.canSend(now)) this.#transmits.push(this.#seal(session, EMPTY, now));
@@ -341,9 +349,9 @@ export class Tunnel {
     const onReceive = this.#rekeyOnReceiveAt();
     if (onReceive !== undefined && onReceive < earliest) earliest = onReceive;
     const noReply = this.#firstDataSentWithoutReply;
-    if (noReply !== undefined && noReply + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT < earliest) earliest = noReply + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT;
+    if (noReply !== undefined && noReply + this.#keepaliveTimeout + this.#rekeyTimeout < earliest) earliest = noReply + this.#keepaliveTimeout + this.#rekeyTimeout;
     const quiet = this.#lastDataReceivedWithoutReply;
-    if (quiet !== undefined && quiet + KEEPALIVE_TIMEOUT < earliest) earliest = quiet + KEEPALIVE_TIMEOUT;
+    if (quiet !== undefined && quiet + this.#keepaliveTimeout < earliest) earliest = quiet + this.#keepaliveTimeout;
     return earliest;
   }
 
@@ -396,7 +404,7 @@ export class Tunnel {
             tai64n(this.#nextTimestampMs(now)),
           );
     ephemeral.fill(0);
-    this.#pending = { state: created?.state, startedAt, retransmitAt: now + REKEY_TIMEOUT + this.#jitter() };
+    this.#pending = { state: created?.state, startedAt, retransmitAt: now + this.#rekeyTimeout + this.#jitter() };
     if (created === undefined) return;
     this.#addMacs(created.message, INITIATION_OFFSET_MAC1, INITIATION_OFFSET_MAC2, localIndex, now);
     this.#transmits.push(created.message);
@@ -588,7 +596,7 @@ export class Tunnel {
     return (
       (onSend !== undefined && now >= onSend) ||
       (onReceive !== undefined && now >= onReceive) ||
-      (noReply !== undefined && now >= noReply + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT)
+      (noReply !== undefined && now >= noReply + this.#keepaliveTimeout + this.#rekeyTimeout)
     );
   }
 
@@ -599,7 +607,7 @@ export class Tunnel {
 
   #rekeyOnReceiveAt(): number | undefined {
     if (!this.#isInitiator || this.#lastDataReceivedAt <= this.#sessionEstablishedAt) return undefined;
-    return this.#sessionEstablishedAt + REKEY_ON_RECEIVE_AGE;
+    return this.#sessionEstablishedAt + REJECT_AFTER_TIME - this.#keepaliveTimeout - this.#rekeyTimeout;
   }
 
   #expire(now: number, reason: string): void {
