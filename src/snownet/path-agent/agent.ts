@@ -402,12 +402,7 @@ export class PathAgent {
       return 'duplicate';
     }
 
-    const result = tunnel.decapsulate(datagram, pair.remote.address, now);
-    if (result === 'underLoad') {
-      // The cookie reply establishes nothing: it goes back where the initiation came from.
-      this.sendTunnelOutputOn(tunnel, pair);
-      return result;
-    }
+    const result = this.authenticate(tunnel, datagram, pair, now);
     if (result !== 'handshake') return result;
     const response = tunnel.pollTransmit();
 
@@ -442,11 +437,7 @@ export class PathAgent {
       this.stats.duplicatesDropped++;
       return 'duplicate';
     }
-    const result = tunnel.decapsulate(datagram, pair.remote.address, now);
-    if (result === 'underLoad') {
-      this.sendTunnelOutputOn(tunnel, pair);
-      return result;
-    }
+    const result = this.authenticate(tunnel, datagram, pair, now);
     if (result !== 'handshake') return result;
 
     this.endBootstrap();
@@ -488,8 +479,13 @@ export class PathAgent {
     return 'probe';
   }
 
-  private sendTunnelOutputOn(tunnel: PathTunnel, pair: PathPair): void {
-    for (let reply = tunnel.pollTransmit(); reply !== undefined; reply = tunnel.pollTransmit()) this.queue('wireguard', pair, reply);
+  /** WireGuard checks a handshake message; under load its cookie reply, which establishes nothing, goes back on the arrival pair. */
+  private authenticate(tunnel: PathTunnel, datagram: Uint8Array, pair: PathPair, now: number): DecapsulateResult {
+    const result = tunnel.decapsulate(datagram, pair.remote.address, now);
+    if (result === 'underLoad') {
+      for (let reply = tunnel.pollTransmit(); reply !== undefined; reply = tunnel.pollTransmit()) this.queue('wireguard', pair, reply);
+    }
+    return result;
   }
 
   // --- internals: pairs and probing ---

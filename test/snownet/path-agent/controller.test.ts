@@ -10,6 +10,7 @@ import {
   host,
   ipv4Packet,
   makePeers,
+  withCandidates,
   pathKey,
   relay,
   samePair,
@@ -25,7 +26,7 @@ const DIRECT = { local: CLIENT_HOST, remote: GATEWAY_HOST };
 
 describe('path agent, controlling side', () => {
   test('the bootstrap initiation goes out on every pair involving a relay, and not host to host', () => {
-    const { client } = candidates();
+    const { client } = withCandidates();
     client.tunnel.inner.initiateHandshake(0);
     client.drain(0);
 
@@ -35,7 +36,7 @@ describe('path agent, controlling side', () => {
   });
 
   test('each relay pair retransmits after 50, 50, 50, 100, 200, 400, 800 and 1600 ms, once', () => {
-    const { client } = candidates();
+    const { client } = withCandidates();
     client.tunnel.inner.initiateHandshake(0);
     client.drain(0);
     // Only the ladder: WireGuard's own retransmission (2 s) is left out by firing the agent alone.
@@ -54,7 +55,7 @@ describe('path agent, controlling side', () => {
   });
 
   test("WireGuard's own retransmission is fanned out once more, without re-arming the ladder", () => {
-    const { client } = candidates();
+    const { client } = withCandidates();
     client.tunnel.inner.initiateHandshake(0);
     client.drain(0);
     runTimers(client, 3_300);
@@ -83,7 +84,7 @@ describe('path agent, controlling side', () => {
   });
 
   test('the response ends the bootstrap: the ladder stops and copies of the response are dropped', () => {
-    const { client, gateway, wire } = both();
+    const { client, gateway, wire } = withCandidates();
     client.tunnel.inner.initiateHandshake(0);
     client.drain(0);
     wire.run(25);
@@ -98,7 +99,7 @@ describe('path agent, controlling side', () => {
   });
 
   test('both ends settle on the direct pair by probing, and data flows on it', () => {
-    const { client, gateway, wire } = both();
+    const { client, gateway, wire } = withCandidates();
     client.tunnel.inner.initiateHandshake(0);
     client.drain(0);
     wire.run(2_000);
@@ -113,7 +114,7 @@ describe('path agent, controlling side', () => {
   });
 
   test('with the direct path cut, both ends stay on a relay pair and data still flows', () => {
-    const { client, gateway, wire } = both();
+    const { client, gateway, wire } = withCandidates();
     wire.cut.add(pathKey(CLIENT_HOST, GATEWAY_HOST));
     wire.cut.add(pathKey(GATEWAY_HOST, CLIENT_HOST));
     client.tunnel.inner.initiateHandshake(0);
@@ -128,24 +129,6 @@ describe('path agent, controlling side', () => {
   });
 });
 
-function candidates() {
-  const peers = makePeers();
-  const { client, gateway } = peers;
-  for (const [peer, own, ownRelayed, other, otherRelayed] of [
-    [client, CLIENT_HOST, CLIENT_RELAYED, GATEWAY_HOST, GATEWAY_RELAYED],
-    [gateway, GATEWAY_HOST, GATEWAY_RELAYED, CLIENT_HOST, CLIENT_RELAYED],
-  ] as const) {
-    peer.agent.addLocalCandidate(host(own.address), 0);
-    peer.agent.addLocalCandidate(relay(ownRelayed, own), 0);
-    peer.agent.addRemoteCandidate(host(other.address), 0);
-    peer.agent.addRemoteCandidate(relay(otherRelayed, other), 0);
-  }
-  return peers;
-}
-
-function both() {
-  return candidates();
-}
 
 function runTimers(peer: Peer, until: number): void {
   for (let guard = 0; guard < 10_000; guard++) {

@@ -191,6 +191,22 @@ export function pathKey(local: SocketAddr, remote: SocketAddr): string {
   return `${socketAddrKey(local)} ${socketAddrKey(remote)}`;
 }
 
+/** Both peers with a host and a relay candidate each, and the other's signalled. */
+export function withCandidates(options: { gatewayRateLimit?: number } = {}): { client: Peer; gateway: Peer; wire: Wire } {
+  const peers = makePeers(options);
+  const { client, gateway } = peers;
+  for (const [peer, own, ownRelayed, other, otherRelayed] of [
+    [client, CLIENT_HOST, CLIENT_RELAYED, GATEWAY_HOST, GATEWAY_RELAYED],
+    [gateway, GATEWAY_HOST, GATEWAY_RELAYED, CLIENT_HOST, CLIENT_RELAYED],
+  ] as const) {
+    peer.agent.addLocalCandidate(hostCandidate(own), 0);
+    peer.agent.addLocalCandidate(relayCandidate(ownRelayed, own), 0);
+    peer.agent.addRemoteCandidate(hostCandidate(other), 0);
+    peer.agent.addRemoteCandidate(relayCandidate(otherRelayed, other), 0);
+  }
+  return peers;
+}
+
 /** A client (controlling) and a gateway (controlled) with matching keys; the wire between them. */
 export function makePeers(options: { gatewayRateLimit?: number; clientKey?: Uint8Array; now?: number } = {}): { client: Peer; gateway: Peer; wire: Wire } {
   const now = options.now ?? 0;

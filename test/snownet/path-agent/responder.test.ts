@@ -20,9 +20,9 @@ import {
   host,
   ipv4Packet,
   makePeers,
+  withCandidates,
   pathKey,
   probesOn,
-  relay,
   samePair,
   srflx,
   type Peer,
@@ -35,7 +35,7 @@ const HOST_TO_RELAY = { local: GATEWAY_HOST, remote: CLIENT_RELAYED };
 
 describe('path agent, responder', () => {
   test('an initiation is answered on the pair it arrived on, which becomes the preliminary primary', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     const initiation = clientInitiation(client);
 
     assert.equal(gateway.receive(initiation, RELAY_TO_RELAY, 100), 'handshake');
@@ -48,7 +48,7 @@ describe('path agent, responder', () => {
   });
 
   test('copies of an initiation on other pairs within 10 s get the cached response there, without WireGuard', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     const initiation = clientInitiation(client);
     gateway.receive(initiation, RELAY_TO_RELAY, 100);
     const decapsulations = gateway.tunnel.decapsulations;
@@ -64,7 +64,7 @@ describe('path agent, responder', () => {
   });
 
   test('the cached response expires after 10 s (a deadline of its own) and a late copy is dropped', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     const initiation = clientInitiation(client);
     gateway.receive(initiation, RELAY_TO_RELAY, 100);
     assert.ok(gateway.agent.pollTimeout()! <= 100 + RESPONDER_DEDUP_TTL);
@@ -76,7 +76,7 @@ describe('path agent, responder', () => {
   });
 
   test('an initiation WireGuard rejects changes nothing', () => {
-    const { gateway } = connectedCandidates();
+    const { gateway } = withCandidates();
     const stranger = makePeers({ clientKey: new Uint8Array(32).fill(77) }).client;
     stranger.tunnel.inner.initiateHandshake(0);
     const initiation = stranger.tunnel.inner.pollTransmit()!;
@@ -88,7 +88,7 @@ describe('path agent, responder', () => {
   });
 
   test('under load the cookie reply goes back on the arrival pair and establishes nothing', () => {
-    const { client, gateway } = connectedCandidates({ gatewayRateLimit: 0 });
+    const { client, gateway } = withCandidates({ gatewayRateLimit: 0 });
     const result = gateway.receive(clientInitiation(client), RELAY_TO_HOST, 100);
 
     assert.equal(result, 'underLoad');
@@ -99,7 +99,7 @@ describe('path agent, responder', () => {
   });
 
   test('a re-key initiation never moves the primary, even when it arrives on a better pair', () => {
-    const { client, gateway, wire } = connectedCandidates();
+    const { client, gateway, wire } = withCandidates();
     wire.cut.add(pathKey(CLIENT_HOST, GATEWAY_HOST));
     wire.cut.add(pathKey(GATEWAY_HOST, CLIENT_HOST));
     client.tunnel.inner.initiateHandshake(0);
@@ -139,7 +139,7 @@ describe('path agent, probing', () => {
   });
 
   test('without a primary every pair keeps probing, and the probes awaiting replies stay bounded', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     respond(client, gateway);
     gateway.agent.addRemoteCandidate(host('198.51.100.9'), 100); // a new candidate clears the primary
     assert.equal(gateway.agent.primary(), undefined);
@@ -154,7 +154,7 @@ describe('path agent, probing', () => {
   });
 
   test('a probe reply promotes a pair of a better bucket at once', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     respond(client, gateway);
     const probe = parseProbe(probesOn(gateway, DIRECT)[0]!.payload)!;
 
@@ -165,7 +165,7 @@ describe('path agent, probing', () => {
   });
 
   test('a reply on a worse bucket never demotes the primary', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     respond(client, gateway);
     reply(gateway, client, DIRECT, 0, 150);
     assert.ok(samePair(gateway.agent.primary(), DIRECT));
@@ -175,7 +175,7 @@ describe('path agent, probing', () => {
   });
 
   test('within one bucket a faster pair wins only by more than max(10 ms, 20 %) of the primary RTT', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     const second = socketAddr('198.51.100.3', 52625);
     gateway.agent.addRemoteCandidate(host(second.address), 0);
     const other = { local: GATEWAY_HOST, remote: second };
@@ -190,7 +190,7 @@ describe('path agent, probing', () => {
   });
 
   test('below 50 ms the hysteresis floor of 10 ms applies', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     const second = socketAddr('198.51.100.3', 52625);
     gateway.agent.addRemoteCandidate(host(second.address), 0);
     const other = { local: GATEWAY_HOST, remote: second };
@@ -204,7 +204,7 @@ describe('path agent, probing', () => {
   });
 
   test('a reply carrying another id or an unknown sequence number is ignored', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     respond(client, gateway);
     const probe = parseProbe(probesOn(gateway, DIRECT)[0]!.payload)!;
 
@@ -216,7 +216,7 @@ describe('path agent, probing', () => {
   });
 
   test('an echo request is answered on its arrival pair with its id and sequence, never reaching the TUN', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     respond(client, gateway);
     const sent = gateway.sent.length;
 
@@ -321,7 +321,7 @@ describe('path agent, candidates', () => {
   });
 
   test('peer-reflexive remotes learnt from handshakes and probes are capped at 4', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     respond(client, gateway);
     for (let i = 0; i < MAX_PEER_REFLEXIVE + 3; i++) {
       const from = socketAddr('198.51.100.200', 40_000 + i);
@@ -333,7 +333,7 @@ describe('path agent, candidates', () => {
   });
 
   test('a signalled candidate at a peer-reflexive address replaces it in place, keeping the measurement', () => {
-    const { client, gateway } = connectedCandidates();
+    const { client, gateway } = withCandidates();
     const mapped = socketAddr('198.51.100.200', 40_000);
     const pair = { local: GATEWAY_HOST, remote: mapped };
     respond(client, gateway);
@@ -394,32 +394,17 @@ describe('path agent, deadlines', () => {
 
 // --- helpers ---
 
-/** Both peers with host and relay candidates, the other's signalled. */
-function connectedCandidates(options: { gatewayRateLimit?: number } = {}) {
-  const peers = makePeers(options);
-  const { client, gateway } = peers;
-  for (const [peer, own, ownRelayed, other, otherRelayed] of [
-    [client, CLIENT_HOST, CLIENT_RELAYED, GATEWAY_HOST, GATEWAY_RELAYED],
-    [gateway, GATEWAY_HOST, GATEWAY_RELAYED, CLIENT_HOST, CLIENT_RELAYED],
-  ] as const) {
-    peer.agent.addLocalCandidate(host(own.address), 0);
-    peer.agent.addLocalCandidate(relay(ownRelayed, own), 0);
-    peer.agent.addRemoteCandidate(host(other.address), 0);
-    peer.agent.addRemoteCandidate(relay(otherRelayed, other), 0);
-  }
-  return peers;
-}
 
 /** The gateway answered the client's initiation at t=100 on the relay-to-relay pair (nothing on the wire). */
 function established() {
-  const peers = connectedCandidates();
+  const peers = withCandidates();
   respond(peers.client, peers.gateway);
   return peers;
 }
 
 /** The whole bootstrap over the wire, then probing settled on the direct pair. */
 function bootstrapped() {
-  const peers = connectedCandidates();
+  const peers = withCandidates();
   const { client, gateway, wire } = peers;
   client.tunnel.inner.initiateHandshake(0);
   client.drain(0);
