@@ -68,7 +68,7 @@ import {
   REKEY_DISTRESS_ATTEMPTS,
   RESPONDER_DEDUP_TTL,
 } from './constants.ts';
-import { Fifo } from './fifo.ts';
+import { RingQueue } from '../../util/ring-queue.ts';
 import { makeProbeReply, makeProbeRequest, parseProbe } from './probe.ts';
 import { pairBucket } from './score.ts';
 
@@ -174,8 +174,8 @@ export class PathAgent {
   /** The last accepted response: copies of it (answers to our fanned-out copies) are dropped. */
   private lastResponse: Uint8Array | undefined;
 
-  private readonly transmits = new Fifo<PathTransmit>();
-  private readonly events = new Fifo<PathEvent>();
+  private readonly transmits = new RingQueue<PathTransmit>();
+  private readonly events = new RingQueue<PathEvent>();
   private lastNow = 0;
 
   // --- candidates ---
