@@ -43,7 +43,6 @@ import {
   MESSAGE_RESPONSE,
   MESSAGE_TRANSPORT,
   messageType,
-  type DecapsulateDrop,
   type DecapsulateResult,
 } from '../../wireguard/index.ts';
 import {
@@ -100,7 +99,7 @@ export type PathEvent = { readonly kind: 'primaryChanged'; readonly local: Socke
  * for the TUN device; `probe`: a probe consumed; `replayed`: a cached response sent again for a
  * duplicate initiation; `duplicate`: a handshake message seen before, dropped.
  */
-export type PathInbound = Uint8Array | 'handshake' | 'cookie' | 'keepalive' | 'probe' | 'replayed' | 'duplicate' | DecapsulateDrop;
+export type PathInbound = DecapsulateResult | 'probe' | 'replayed' | 'duplicate';
 
 export interface PathAgentStats {
   probesSent: number;
