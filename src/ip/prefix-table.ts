@@ -142,40 +142,12 @@ export class PrefixTable<T> {
    * holds, trying shorter networks while it does not. Allocation-free with a module-level `accept`.
    */
   findV4<C>(address: number, accept: (value: T, context: C) => boolean, context: C): T | undefined {
-    const lengths = this.v4Lengths;
-    for (let i = 0; i < lengths.length; i++) {
-      const length = lengths[i]!;
-      const entry = this.v4ByLength[length]!.get(address & maskV4(length));
-      if (entry !== undefined && accept(entry.value, context)) return entry.value;
-    }
-    return undefined;
+    return this.walkV4(address, accept, context)?.value;
   }
 
   /** `findV4` for the IPv6 address at `bytes[offset]`. */
   findV6<C>(bytes: Uint8Array, offset: number, accept: (value: T, context: C) => boolean, context: C): T | undefined {
-    const lengths = this.v6Lengths;
-    if (lengths.length === 0) return undefined;
-    const a0 = readI32(bytes, offset);
-    const a1 = readI32(bytes, offset + 4);
-    const a2 = readI32(bytes, offset + 8);
-    const a3 = readI32(bytes, offset + 12);
-    for (let i = 0; i < lengths.length; i++) {
-      const length = lengths[i]!;
-      const w0 = a0 & wordMask(length, 0);
-      const w1 = a1 & wordMask(length, 1);
-      const w2 = a2 & wordMask(length, 2);
-      const w3 = a3 & wordMask(length, 3);
-      const bucket = this.v6ByLength[length]!.get(hashWords(w0, w1, w2, w3));
-      if (bucket === undefined) continue;
-      for (let j = 0; j < bucket.length; j++) {
-        const entry = bucket[j]!;
-        if (entry.w0 === w0 && entry.w1 === w1 && entry.w2 === w2 && entry.w3 === w3) {
-          if (accept(entry.value, context)) return entry.value;
-          break;
-        }
-      }
-    }
-    return undefined;
+    return this.walkV6(bytes, offset, accept, context)?.value;
   }
 
   /** The longest matching network and its value. */
@@ -196,16 +168,25 @@ export class PrefixTable<T> {
   }
 
   private matchV4(address: number): Entry<T> | undefined {
+    return this.walkV4(address, acceptAny, undefined);
+  }
+
+  private matchV6(bytes: Uint8Array, offset: number): Entry<T> | undefined {
+    return this.walkV6(bytes, offset, acceptAny, undefined);
+  }
+
+  /** The entry of the longest network containing `address` whose value `accept` takes. */
+  private walkV4<C>(address: number, accept: (value: T, context: C) => boolean, context: C): Entry<T> | undefined {
     const lengths = this.v4Lengths;
     for (let i = 0; i < lengths.length; i++) {
       const length = lengths[i]!;
       const entry = this.v4ByLength[length]!.get(address & maskV4(length));
-      if (entry !== undefined) return entry;
+      if (entry !== undefined && accept(entry.value, context)) return entry;
     }
     return undefined;
   }
 
-  private matchV6(bytes: Uint8Array, offset: number): Entry<T> | undefined {
+  private walkV6<C>(bytes: Uint8Array, offset: number, accept: (value: T, context: C) => boolean, context: C): Entry<T> | undefined {
     const lengths = this.v6Lengths;
     if (lengths.length === 0) return undefined;
     const a0 = readI32(bytes, offset);
@@ -222,7 +203,9 @@ export class PrefixTable<T> {
       if (bucket === undefined) continue;
       for (let j = 0; j < bucket.length; j++) {
         const entry = bucket[j]!;
-        if (entry.w0 === w0 && entry.w1 === w1 && entry.w2 === w2 && entry.w3 === w3) return entry;
+        if (entry.w0 !== w0 || entry.w1 !== w1 || entry.w2 !== w2 || entry.w3 !== w3) continue;
+        if (accept(entry.value, context)) return entry;
+        break;
       }
     }
     return undefined;
@@ -252,6 +235,10 @@ interface V6Entry<T> extends Entry<T> {
   readonly w1: number;
   readonly w2: number;
   readonly w3: number;
+}
+
+function acceptAny(): boolean {
+  return true;
 }
 
 /** The int32 mask of 32-bit word `word` of a /`prefixLength` IPv6 network. */
