@@ -2,13 +2,12 @@
 // date one resource at a time), the DNS-resource translation plan and its NAT sessions.
 
 import { hostCidr } from '../ip/index.ts';
-import type { Cidr, IpAddr } from '../ip/index.ts';
-import type { DeadlineQueue } from '../util/deadline-queue.ts';
+import type { Cidr, IpAddr, IpPacket } from '../ip/index.ts';
 import { P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S } from './constants.ts';
 import { matchesDomainPattern } from './domain-pattern.ts';
 import { FilterTable } from './filter-table.ts';
 import { NatTable } from './nat.ts';
-import type { NatSession, RealIpIds } from './nat.ts';
+import type { RealIpIds } from './nat.ts';
 import { ProxyTranslations } from './proxy-translations.ts';
 import type { Translation } from './proxy-translations.ts';
 import { TokenBucket } from './token-bucket.ts';
@@ -25,9 +24,14 @@ export class ClientOnGateway {
   readonly resources = new Map<string, Resource>();
   /** An Internet resource the client holds (then every destination outside the special ranges is allowed). */
   internetResourceId: string | undefined;
+  /** CIDR resources' networks. */
   readonly filters = new FilterTable();
+  /** DNS resources' proxy IPs (host routes), apart so that a renumbering drops them all at once. */
+  proxyFilters = new FilterTable();
   readonly translations = new ProxyTranslations();
-  readonly nat: NatTable;
+  readonly nat = new NatTable();
+  /** Where the client sits in the state's queue of NAT tables to sweep (Infinity: not queued). */
+  natSweepAt = Infinity;
   /** p2p control packets the client may still send now. */
   readonly controlPackets: TokenBucket;
   /** Name resolutions this client waits on. */
@@ -42,15 +46,28 @@ export class ClientOnGateway {
     readonly tunV6: IpAddr,
     readonly gatewayV4: IpAddr,
     readonly gatewayV6: IpAddr,
-    natDeadlines: DeadlineQueue<NatSession>,
     now: number,
   ) {
-    this.nat = new NatTable(natDeadlines);
     this.controlPackets = new TokenBucket(P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S, now);
   }
 
   get isEmpty(): boolean {
     return this.resources.size === 0;
+  }
+
+  /** Client -> resource: some network containing the destination allows the packet. */
+  permitsOutbound(packet: IpPacket, toProxy: boolean): boolean {
+    return (toProxy && this.proxyFilters.permitsOutbound(packet)) || this.filters.permitsOutbound(packet);
+  }
+
+  /** Resource -> client: some network containing the source allows the packet. */
+  permitsInbound(packet: IpPacket, fromProxy: boolean): boolean {
+    return (fromProxy && this.proxyFilters.permitsInbound(packet)) || this.filters.permitsInbound(packet);
+  }
+
+  /** Filter-table networks rebuilt so far (a test hook). */
+  get filterWork(): number {
+    return this.filters.networksRebuilt + this.proxyFilters.networksRebuilt;
   }
 
   /** A known id of the same type gets the new filters and the new expiry (the caller re-arms it). */
@@ -110,13 +127,13 @@ export class ClientOnGateway {
     if (!matchesDomainPattern(resource.pattern, domain)) return `domain does not match the resource address ${resource.pattern}`;
     const change = this.translations.assign(domain, resourceId, proxies, resolved, realIds, now);
     for (const translation of change.removed) this.withdraw(translation);
-    for (const translation of change.current) this.filters.set(hostCidr(translation.proxy), resourceId, resource.filters);
+    for (const translation of change.current) this.proxyFilters.set(hostCidr(translation.proxy), resourceId, resource.filters);
     return undefined;
   }
 
   /** Forgets every translation and NAT session (a client that renumbered its proxy IPs). */
   resetNat(): void {
-    for (const translation of this.translations.all()) this.withdraw(translation);
+    this.proxyFilters = new FilterTable();
     this.translations.clear();
     this.nat.clear();
   }
@@ -136,7 +153,7 @@ export class ClientOnGateway {
         this.filters.set(resource.network, resource.id, resource.filters);
         return;
       case 'dns':
-        for (const translation of this.translations.ofResource(resource.id)) this.filters.set(hostCidr(translation.proxy), resource.id, resource.filters);
+        for (const translation of this.translations.ofResource(resource.id)) this.proxyFilters.set(hostCidr(translation.proxy), resource.id, resource.filters);
         return;
     }
   }
@@ -152,13 +169,13 @@ export class ClientOnGateway {
         this.filters.delete(resource.network, resource.id);
         return;
       case 'dns':
-        for (const translation of this.translations.ofResource(resource.id)) this.filters.delete(hostCidr(translation.proxy), resource.id);
+        for (const translation of this.translations.ofResource(resource.id)) this.proxyFilters.delete(hostCidr(translation.proxy), resource.id);
         return;
     }
   }
 
   private withdraw(translation: Translation): void {
     const network = hostCidr(translation.proxy);
-    for (const resourceId of translation.resources) this.filters.delete(network, resourceId);
+    for (const resourceId of translation.resources) this.proxyFilters.delete(network, resourceId);
   }
 }

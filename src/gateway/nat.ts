@@ -5,13 +5,13 @@
 // Each session tracks its last packet in each direction and the FINs and RSTs seen (1.6.0 `EntryState`), and
 // goes at the earliest of: its protocol's TTL after the last packet, 60 s after the last outgoing packet while
 // nothing ever came back, 5 s after the last packet once both sides sent FIN, at once after a RST. A session past
-// that time is gone for every packet (checked on lookup), and a deadline queue shared by all clients frees it
-// within a second without visiting the others; the queue holds one entry per session and is moved only when a
-// FIN or RST brings the removal forward (later removals are found when the entry comes up).
+// that time is gone for every packet (checked on lookup), and the table's deadline queue frees it within a second
+// (`nextSweep`, `sweep`): one entry per session, moved only when a FIN or RST brings the removal forward (later
+// removals are found when the entry comes up). Clearing the table is O(1) in the number of other clients.
 
 import { TCP_FLAG_FIN, TCP_FLAG_RST, hashWords, readU32 } from '../ip/index.ts';
 import type { IpAddr, Transport } from '../ip/index.ts';
-import type { DeadlineQueue } from '../util/deadline-queue.ts';
+import { DeadlineQueue } from '../util/deadline-queue.ts';
 import {
   MAX_EXPIRED_NAT_TUPLES_PER_CLIENT,
   MAX_NAT_SESSIONS_PER_CLIENT,
@@ -103,7 +103,6 @@ export class NatSession {
   seen = 0;
 
   constructor(
-    readonly table: NatTable,
     readonly insideKey: number,
     readonly outsideKey: number,
     readonly l4: L4,
@@ -135,11 +134,20 @@ export class NatTable {
   /** Outside tuples of ended sessions, oldest first: a late reply to one is dropped rather than passed on. */
   private readonly expired = new Set<number>();
 
-  /** `deadlines` is shared by every client's table. */
-  constructor(private readonly deadlines: DeadlineQueue<NatSession>) {}
+  private readonly deadlines = new DeadlineQueue<NatSession>();
 
   get size(): number {
     return this.byInside.size;
+  }
+
+  /** When `sweep` has work to do (Infinity: never). */
+  get nextSweep(): number {
+    return this.deadlines.peekTime();
+  }
+
+  /** Deadline queue operations so far (a test hook: structural tests count work, not time). */
+  get deadlineOperations(): number {
+    return this.deadlines.operations;
   }
 
   /**
@@ -161,7 +169,7 @@ export class NatTable {
     const outsideValue = this.freeOutsideValue(family, l4, value, realId);
     if (outsideValue < 0) return 'exhausted';
     const outsideKey = natKey(family, l4, outsideValue, realId);
-    const session = new NatSession(this, insideKey, outsideKey, l4, value, outsideValue, proxy, real, now);
+    const session = new NatSession(insideKey, outsideKey, l4, value, outsideValue, proxy, real, now);
     this.record(session, tcpFlags, Seen.OutgoingFin, Seen.OutgoingRst);
     this.byInside.set(insideKey, session);
     this.byOutside.set(outsideKey, session);
@@ -186,20 +194,27 @@ export class NatTable {
     return this.expired.has(outsideKey);
   }
 
-  /** The deadline of `session` came up: ends it if its time has come, else queues it again. */
-  sweep(session: NatSession, now: number): void {
-    if (this.byInside.get(session.insideKey) !== session) return;
-    const removeAt = session.removeAt();
-    if (now >= removeAt) this.end(session);
-    else this.deadlines.set(session, sweepTime(removeAt));
+  /**
+   * Looks at up to `budget` sessions whose deadline came up: ends those whose time has come, queues the others
+   * again. Returns how many it looked at.
+   */
+  sweep(now: number, budget: number): number {
+    let done = 0;
+    for (let session = done < budget ? this.deadlines.popDue(now) : undefined; session !== undefined; session = done < budget ? this.deadlines.popDue(now) : undefined) {
+      done++;
+      const removeAt = session.removeAt();
+      if (now >= removeAt) this.end(session);
+      else this.deadlines.set(session, sweepTime(removeAt));
+    }
+    return done;
   }
 
   /** Drops every session and remembered tuple (a proxy IP reassignment, or the client going away). */
   clear(): void {
-    for (const session of this.byInside.values()) this.deadlines.delete(session);
     this.byInside.clear();
     this.byOutside.clear();
     this.expired.clear();
+    this.deadlines.clear();
   }
 
   private live(session: NatSession | undefined, now: number): NatSession | undefined {

@@ -69,10 +69,6 @@ export class ProxyTranslations {
     return this.byResource.get(resourceId) ?? NONE;
   }
 
-  all(): Iterable<Translation> {
-    return chain(this.v4.values(), this.v6.values());
-  }
-
   /**
    * Whether one of `proxies` translates for a domain other than `domain`: the client renumbered (it signed out
    * and in again) and everything it announced before is void (1.6.0 `have_proxy_ips_been_reassigned`).
@@ -172,10 +168,6 @@ export class ProxyTranslations {
 }
 
 const NONE: readonly Translation[] = [];
-
-function* chain<T>(...iterables: Iterable<T>[]): IterableIterator<T> {
-  for (const iterable of iterables) yield* iterable;
-}
 
 /** Sorted, without duplicates, at most MAX_PROXY_IPS_PER_FAMILY of each family (the lowest). */
 function takeProxies(proxies: readonly IpAddr[]): IpAddr[] {

@@ -56,7 +56,6 @@ import { ClientOnGateway } from './client.ts';
 import type { Resource } from './client.ts';
 import { MAX_RESOLUTIONS_PER_CLIENT, TUN_DNS_PORT, V6_RANGE_HOST_MASK } from './constants.ts';
 import { L4, RealIpIds, l4Of, natKey } from './nat.ts';
-import type { NatSession } from './nat.ts';
 import { Resolutions } from './resolutions.ts';
 import type { Authorization, ClientInfo, DnsNatRequest, DomainStatus, Filter, ResourceDescription, TunnelInterface } from './types.ts';
 
@@ -140,8 +139,8 @@ export class GatewayState {
   private readonly resolutions = new Resolutions<Waiter>();
   /** Resource expiries, keyed by `clientId resourceId`. */
   private readonly expiries = new DeadlineQueue<string>();
-  /** When each NAT session of every client must be looked at again. */
-  private readonly natDeadlines = new DeadlineQueue<NatSession>();
+  /** Clients by when their NAT table has sessions to look at (each table orders its own sessions). */
+  private readonly natSweeps = new DeadlineQueue<ClientOnGateway>();
   private readonly events: GatewayEvent[] = [];
   private readonly clientPackets: ClientPacket[] = [];
   private readonly logger: Logger;
@@ -202,7 +201,7 @@ export class GatewayState {
     const clientId = client.id.toLowerCase();
     let record = this.clients.get(clientId);
     if (record === undefined) {
-      record = new ClientOnGateway(clientId, client.ipv4, client.ipv6, gatewayTun.ipv4, gatewayTun.ipv6, this.natDeadlines, now);
+      record = new ClientOnGateway(clientId, client.ipv4, client.ipv6, gatewayTun.ipv4, gatewayTun.ipv6, now);
       this.clients.set(clientId, record);
     }
     if (record.addResource(resource) === 'type-mismatch') {
@@ -213,6 +212,7 @@ export class GatewayState {
     if (dnsNat !== undefined) {
       const proxies = this.acceptedProxies(clientId, dnsNat.proxyIps);
       const error = record.setupNat(dnsNat.domain, resource.id, dnsNat.resolvedIps, proxies, this.realIds, now);
+      this.scheduleNatSweep(record);
       if (error !== undefined) return { ok: false, error };
     }
     this.addIpRoutes(record, client.ipv4, client.ipv6);
@@ -262,6 +262,7 @@ export class GatewayState {
     this.clientsByV4.clear();
     this.clientsByV6.clear();
     this.expiries.clear();
+    this.natSweeps.clear();
   }
 
   /** Legacy flows resolve before granting access; the answer comes as a `legacyResolution` event. */
@@ -280,13 +281,15 @@ export class GatewayState {
     for (const waiter of this.resolutions.expire(now)) this.finishResolution(waiter, undefined, now);
     let budget = MAX_DEADLINES_PER_TIMEOUT;
     for (let key = this.expiries.popDue(now); key !== undefined; key = budget-- > 0 ? this.expiries.popDue(now) : undefined) this.expire(key);
-    for (let session = this.natDeadlines.popDue(now); session !== undefined; session = budget-- > 0 ? this.natDeadlines.popDue(now) : undefined) {
-      session.table.sweep(session, now);
+    for (let client = budget > 0 ? this.natSweeps.popDue(now) : undefined; client !== undefined; client = budget > 0 ? this.natSweeps.popDue(now) : undefined) {
+      client.natSweepAt = Infinity;
+      budget -= client.nat.sweep(now, budget);
+      this.scheduleNatSweep(client);
     }
   }
 
   pollTimeout(): number | undefined {
-    const at = Math.min(this.resolutions.nextDeadline() ?? Infinity, this.expiries.peekTime(), this.natDeadlines.peekTime());
+    const at = Math.min(this.resolutions.nextDeadline() ?? Infinity, this.expiries.peekTime(), this.natSweeps.peekTime());
     return at === Infinity ? undefined : at;
   }
 
@@ -332,7 +335,7 @@ export class GatewayState {
       if (v4 ? internetResourceRejectsV4(dst32) : internetResourceRejectsV6(bytes, dst)) return this.reply(packet, 'unreachable');
       return this.toTun(packet, outerCe);
     }
-    if (!client.filters.permitsOutbound(packet)) return this.reply(packet, 'prohibited');
+    if (!client.permitsOutbound(packet, toProxy)) return this.reply(packet, 'prohibited');
     if (!toProxy) return this.toTun(packet, outerCe);
     const translation = client.translations.lookup(bytes, dst, packet.version);
     if (translation === undefined || translation.real === undefined || translation.real.family !== packet.version) return this.reply(packet, 'unreachable');
@@ -345,6 +348,7 @@ export class GatewayState {
     }
     const proxy32 = readU32(bytes, dst + (v4 ? 0 : 12));
     const session = client.nat.outgoing(l4, value, translation.proxy, proxy32, translation.real, translation.realId, packet.tcpFlags, now);
+    this.scheduleNatSweep(client);
     if (typeof session === 'string') {
       this.stats.natSessionsRefused++;
       if (this.logger.enabled(Level.Debug)) this.logger.debug(session === 'full' ? 'Too many NAT sessions' : 'Exhausted NAT', { cid: client.id, dst: formatIp(translation.real) });
@@ -394,6 +398,7 @@ export class GatewayState {
       if (srcId >= 0) {
         const key = natKey(packet.version, l4, value, srcId);
         const session = client.nat.incoming(key, packet.tcpFlags, now);
+        this.scheduleNatSweep(client);
         if (session !== undefined) {
           packet.setSource(session.proxy);
           packet.setDestinationValue(session.insideValue);
@@ -412,7 +417,7 @@ export class GatewayState {
       if (v4 ? internetResourceRejectsV4(src32) : internetResourceRejectsV6(out, src)) return verdict;
       return this.toClient(client, out);
     }
-    if (!client.filters.permitsInbound(packet)) return verdict;
+    if (!client.permitsInbound(packet, fromProxy)) return verdict;
     return this.toClient(client, out);
   }
 
@@ -443,7 +448,12 @@ export class GatewayState {
 
   /** Filter-table networks rebuilt for the client so far (a test hook: updates touch only their own networks). */
   filterWork(clientId: string): number {
-    return this.clients.get(clientId.toLowerCase())?.filters.networksRebuilt ?? 0;
+    return this.clients.get(clientId.toLowerCase())?.filterWork ?? 0;
+  }
+
+  /** NAT deadline queue operations of a client so far (a test hook). */
+  natWork(clientId: string): number {
+    return this.clients.get(clientId.toLowerCase())?.nat.deadlineOperations ?? 0;
   }
 
   /** The expiry deadline of a resource of a client (same clock as `now`), if any. */
@@ -455,9 +465,9 @@ export class GatewayState {
     return this.clients.size;
   }
 
-  /** Deadline queue operations so far (a test hook: timers cost O(log n), never a visit of every client). */
+  /** Deadline queue operations over clients so far (a test hook: timers cost O(log n), never a visit of every client). */
   get deadlineWork(): number {
-    return this.expiries.operations + this.natDeadlines.operations;
+    return this.expiries.operations + this.natSweeps.operations;
   }
 
   // ---- Helpers ---------------------------------------------------------------------------------------------
@@ -563,6 +573,7 @@ export class GatewayState {
       return;
     }
     const error = client.setupNat(request.domain, request.resource, ips, waiter.proxies, this.realIds, now);
+    this.scheduleNatSweep(client);
     if (error !== undefined) this.logger.debug('Failed to set up DNS resource NAT', { cid: client.id, domain: request.domain, error });
     this.sendDomainStatus(client.id, request, error === undefined ? 'Active' : 'Inactive');
   }
@@ -593,12 +604,21 @@ export class GatewayState {
     if (client.isEmpty) this.removeClient(client, 'noResources');
   }
 
+  /** Keeps the client's place in `natSweeps` at its NAT table's next sweep (a comparison when nothing moved). */
+  private scheduleNatSweep(client: ClientOnGateway): void {
+    const at = client.nat.nextSweep;
+    if (at === client.natSweepAt) return;
+    client.natSweepAt = at;
+    this.natSweeps.set(client, at);
+  }
+
   private removeClient(client: ClientOnGateway, reason: ClientRemovalReason): void {
     if (this.clients.get(client.id) !== client) return;
     this.clients.delete(client.id);
     for (const key of client.ipKeysV4) if (this.clientsByV4.get(key) === client) this.clientsByV4.delete(key);
     for (const key of client.ipKeysV6) if (this.clientsByV6.get(key) === client) this.clientsByV6.delete(key);
     for (const resourceId of client.resources.keys()) this.expiries.delete(expiryKey(client.id, resourceId));
+    this.natSweeps.delete(client);
     client.dispose();
     if (reason === 'noResources') this.logger.debug('Access to last resource for client removed', { cid: client.id });
     this.events.push({ type: 'clientRemoved', clientId: client.id, reason });

@@ -2,9 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { L4, NatTable, RealIpIds, natKey } from '../../src/gateway/nat.ts';
-import type { NatSession } from '../../src/gateway/nat.ts';
 import { GatewayState, TunAction, TunnelAction } from '../../src/gateway/index.ts';
-import { DeadlineQueue } from '../../src/util/deadline-queue.ts';
 import { assignedIps, icmpEcho, ip, recordingLogger, tcp, udp } from './support.ts';
 
 const PROXY = ip('100.96.0.1');
@@ -18,7 +16,7 @@ const RST = 0x04;
 
 describe('NAT table', () => {
   test('keeps the port when free, else takes the next one up, wrapping to 1', () => {
-    const nat = new NatTable(new DeadlineQueue<NatSession>());
+    const nat = new NatTable();
     const proxies = [1, 2, 3].map((n) => ip(`100.96.0.${n}`));
     const v = (proxyIndex: number, port: number): number => {
       const session = nat.outgoing(L4.Udp, port, proxies[proxyIndex]!, (proxies[proxyIndex] as { value: number }).value, REAL, REAL_ID, 0, 0);
@@ -32,7 +30,7 @@ describe('NAT table', () => {
   });
 
   test('a client holds at most 4096 sessions; beyond, new ones are refused (an error value, not an exception)', () => {
-    const nat = new NatTable(new DeadlineQueue<NatSession>());
+    const nat = new NatTable();
     for (let port = 1; port <= 4096; port++) assert.notEqual(typeof nat.outgoing(L4.Icmp, port, PROXY, 0x64600001, REAL, REAL_ID, 0, 0), 'string');
     assert.equal(nat.outgoing(L4.Icmp, 5000, PROXY, 0x64600001, REAL, REAL_ID, 0, 0), 'full');
     assert.notEqual(typeof nat.outgoing(L4.Icmp, 7, PROXY, 0x64600001, REAL, REAL_ID, 0, 0), 'string', 'existing sessions still work');
@@ -52,14 +50,13 @@ describe('NAT table', () => {
         fc.oneof(fc.integer({ min: 0, max: 8_000_000 }), fc.constantFrom(119_999, 120_000, 7_439_999, 7_440_000)),
         fc.boolean(),
         ({ l4, ttl }, port, delay, swept) => {
-          const deadlines = new DeadlineQueue<NatSession>();
-          const nat = new NatTable(deadlines);
+          const nat = new NatTable();
           const session = nat.outgoing(l4, port, PROXY, 0x64600001, REAL, REAL_ID, 0, 0);
           assert.ok(typeof session !== 'string');
           const key = natKey(4, l4, session.outsideValue, REAL_ID);
           assert.equal(nat.incoming(key, 0, 1000), session, 'the reply confirms the session');
           const now = 1000 + delay;
-          if (swept) for (let due = deadlines.popDue(now); due !== undefined; due = deadlines.popDue(now)) due.table.sweep(due, now);
+          if (swept) nat.sweep(now, Infinity);
           assert.equal(nat.incoming(key, 0, now) !== undefined, delay < ttl);
           assert.equal(nat.isExpired(key), delay >= ttl);
         },
@@ -179,12 +176,30 @@ describe('NAT session lifetimes in virtual time (1.6.0)', () => {
   test('the state visits only due sessions: 1000 idle sessions cost no work until they end', () => {
     const state = natGateway();
     for (let port = 1; port <= 1000; port++) out(state, udp('100.64.0.10', port, '100.96.0.1', 53), 0);
-    const work = state.deadlineWork;
+    const work = state.deadlineWork + state.natWork(client.id);
     runUntil(state, 59_000);
-    assert.equal(state.deadlineWork, work, 'no deadline came up');
+    assert.equal(state.deadlineWork + state.natWork(client.id), work, 'no deadline came up');
     runUntil(state, 60_000);
     assert.equal(state.natSessionCount(client.id), 0);
-    assert.ok(state.deadlineWork - work <= 2000, `one pop per session (${state.deadlineWork - work})`);
+    assert.ok(state.natWork(client.id) + state.deadlineWork - work <= 1010, `one pop per session (${state.natWork(client.id) + state.deadlineWork - work})`);
+  });
+
+  test('a renumbering drops a full NAT table at once, touching no other client', () => {
+    const state = natGateway();
+    const other = { id: 'bbbbbbbb-0000-0000-0000-000000000002', ipv4: ip('100.64.0.11'), ipv6: ip('fd00:2021:1111::11') };
+    state.authorizeFlow(other, dns, undefined, 0);
+    state.handleTunnelPacket(other.id, assignedIps(dns.id, 'a.corp', ['100.96.0.1']), 0);
+    state.handleDnsResolution('a.corp', [REAL], 0);
+    for (let port = 1; port <= 4096; port++) out(state, udp('100.64.0.10', port, '100.96.0.1', 53), 0);
+    state.handleTunnelPacket(other.id, udp('100.64.0.11', 9, '100.96.0.1', 53), 0);
+    const otherWork = state.natWork(other.id);
+    const queueWork = state.deadlineWork;
+    state.handleTunnelPacket(client.id, assignedIps(dns.id, 'b.corp', ['100.96.0.1']), 1);
+    state.handleDnsResolution('b.corp', [REAL], 1);
+    assert.equal(state.natSessionCount(client.id), 0);
+    assert.equal(state.natSessionCount(other.id), 1);
+    assert.equal(state.natWork(other.id), otherWork);
+    assert.ok(state.deadlineWork - queueWork <= 2, `the client's place in the queue moves once (${state.deadlineWork - queueWork})`);
   });
 });
 
