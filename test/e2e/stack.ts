@@ -122,6 +122,8 @@ export interface GatewayStack {
   startPortal(): Promise<void>;
   stopPortal(): Promise<void>;
   gatewayLog(): string;
+  /** The running gateway's process id (benchmarks read its CPU time from /proc). */
+  gatewayPid(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -264,6 +266,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     startPortal,
     stopPortal,
     gatewayLog,
+    gatewayPid: () => (gateway !== undefined && gateway.exitCode === null ? gateway.pid : undefined),
     async stop() {
       for (const handle of [client, ...extraClients]) await handle.command({ cmd: 'quit' }, 2_000).catch(() => undefined);
       await stopGateway();
