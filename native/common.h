@@ -16,7 +16,7 @@
 #define FZ_MAX_ARGS 8
 
 /* Byte layout of one received UDP datagram's metadata (see README.md). */
-#define FZ_RECV_META_STRIDE 48
+#define FZ_RECV_META_STRIDE 64
 #define FZ_RECV_META_LENGTH 0
 #define FZ_RECV_META_FAMILY 4
 #define FZ_RECV_META_FLAGS 5
@@ -24,11 +24,16 @@
 #define FZ_RECV_META_SRC_IP 8
 #define FZ_RECV_META_DST_IP 24
 #define FZ_RECV_META_IFINDEX 40
+#define FZ_RECV_META_OFFSET 44
+#define FZ_RECV_META_TOS 48
+#define FZ_RECV_META_SEGMENT_SIZE 50
 #define FZ_RECV_FLAG_PKTINFO 1
 #define FZ_RECV_FLAG_TRUNCATED 2
+#define FZ_RECV_FLAG_TOS 4
+#define FZ_RECV_FLAG_COALESCED 8
 
 /* Byte layout of one datagram to send. */
-#define FZ_SEND_META_STRIDE 48
+#define FZ_SEND_META_STRIDE 64
 #define FZ_SEND_META_OFFSET 0
 #define FZ_SEND_META_LENGTH 4
 #define FZ_SEND_META_DST_PORT 8
@@ -37,6 +42,14 @@
 #define FZ_SEND_META_DST_IP 12
 #define FZ_SEND_META_SRC_IP 28
 #define FZ_SEND_META_ERRNO 44
+#define FZ_SEND_META_TOS 48
+
+/* UDP segmentation offload: at most this many datagrams per GSO send (the kernel's UDP_MAX_SEGMENTS) and bytes per send. */
+#define FZ_GSO_MAX_SEGMENTS 64
+#define FZ_GSO_MAX_BYTES 65000
+/* A GRO-coalesced receive holds at most this many datagrams (the kernel's UDP_GRO_CNT_MAX) in 64 KiB. */
+#define FZ_GRO_MAX_SEGMENTS 64
+#define FZ_GRO_BUFFER 65536
 
 #define FZ_MAX_BATCH 256
 

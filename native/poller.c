@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,11 +15,16 @@
  * On readiness it reads up to `slots` packets into the JS-owned ring and calls the JS callback
  * once with (count, errno). The ring is reused on the next wake-up, so JS must finish with (or
  * copy) the packets before the callback returns.
+ *
+ * POLLER_UDP_GRO: the socket has UDP_GRO, so one receive may carry up to FZ_GRO_MAX_SEGMENTS
+ * datagrams of one size back to back (the last may be shorter); each slot is a 64 KiB receive
+ * buffer and every datagram gets its own meta entry pointing into it (no copy). `count` is then
+ * the number of datagrams, up to slots x FZ_GRO_MAX_SEGMENTS.
  */
 
-enum poller_kind { POLLER_TUN = 0, POLLER_UDP = 1 };
+enum poller_kind { POLLER_TUN = 0, POLLER_UDP = 1, POLLER_UDP_GRO = 2 };
 
-#define CONTROL_SIZE 64
+#define CONTROL_SIZE 128
 
 typedef struct {
   uv_poll_t handle;
@@ -36,6 +42,7 @@ typedef struct {
   uint32_t slots;
   uint8_t *meta;
   size_t meta_length;
+  size_t meta_entries;
   struct mmsghdr *msgs;
   struct iovec *iovs;
   struct sockaddr_storage *names;
@@ -96,11 +103,17 @@ static int read_tun(poller_t *p, int *err) {
   return (int)count;
 }
 
-static void fill_udp_meta(poller_t *p, uint32_t i, uint32_t length) {
-  uint8_t *m = p->meta + (size_t)i * FZ_RECV_META_STRIDE;
+/*
+ * Writes the meta entry `entry` for message i's datagram at `offset` in the ring; returns the
+ * GRO segment size of the message (0 when it was not coalesced).
+ */
+static uint32_t fill_udp_meta(poller_t *p, uint32_t i, uint32_t entry, uint32_t offset, uint32_t length) {
+  uint8_t *m = p->meta + (size_t)entry * FZ_RECV_META_STRIDE;
   struct msghdr *h = &p->msgs[i].msg_hdr;
+  uint32_t segment = 0;
   memset(m, 0, FZ_RECV_META_STRIDE);
   fz_put_u32(m + FZ_RECV_META_LENGTH, length);
+  fz_put_u32(m + FZ_RECV_META_OFFSET, offset);
   uint8_t flags = (h->msg_flags & MSG_TRUNC) ? FZ_RECV_FLAG_TRUNCATED : 0;
   const struct sockaddr_storage *name = &p->names[i];
   if (name->ss_family == AF_INET) {
@@ -127,9 +140,22 @@ static void fill_udp_meta(poller_t *p, uint32_t i, uint32_t length) {
       memcpy(m + FZ_RECV_META_DST_IP, &info.ipi6_addr, 16);
       fz_put_u32(m + FZ_RECV_META_IFINDEX, info.ipi6_ifindex);
       flags |= FZ_RECV_FLAG_PKTINFO;
+    } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS && c->cmsg_len >= CMSG_LEN(1)) {
+      m[FZ_RECV_META_TOS] = *CMSG_DATA(c);
+      flags |= FZ_RECV_FLAG_TOS;
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int tclass;
+      memcpy(&tclass, CMSG_DATA(c), sizeof tclass);
+      m[FZ_RECV_META_TOS] = (uint8_t)tclass;
+      flags |= FZ_RECV_FLAG_TOS;
+    } else if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int size;
+      memcpy(&size, CMSG_DATA(c), sizeof size);
+      if (size > 0) segment = (uint32_t)size;
     }
   }
   m[FZ_RECV_META_FLAGS] = flags;
+  return segment;
 }
 
 static int read_udp(poller_t *p, int *err) {
@@ -146,8 +172,32 @@ static int read_udp(poller_t *p, int *err) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) *err = errno;
     return 0;
   }
-  for (int i = 0; i < n; i++) fill_udp_meta(p, (uint32_t)i, p->msgs[i].msg_len);
-  return n;
+  if (p->kind == POLLER_UDP) {
+    for (int i = 0; i < n; i++) {
+      fill_udp_meta(p, (uint32_t)i, (uint32_t)i, (uint32_t)((size_t)i * p->slot_size + p->headroom), p->msgs[i].msg_len);
+    }
+    return n;
+  }
+  /* GRO: split each receive into its datagrams; every entry repeats the message's addresses. */
+  uint32_t entries = 0;
+  for (int i = 0; i < n; i++) {
+    uint32_t base = (uint32_t)((size_t)i * p->slot_size + p->headroom);
+    uint32_t total = p->msgs[i].msg_len;
+    uint32_t first = entries;
+    uint32_t segment = fill_udp_meta(p, (uint32_t)i, entries++, base, total);
+    if (segment == 0 || segment >= total || (p->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) continue;
+    uint8_t *head = p->meta + (size_t)first * FZ_RECV_META_STRIDE;
+    fz_put_u32(head + FZ_RECV_META_LENGTH, segment);
+    fz_put_u16(head + FZ_RECV_META_SEGMENT_SIZE, (uint16_t)segment);
+    head[FZ_RECV_META_FLAGS] |= FZ_RECV_FLAG_COALESCED;
+    for (uint32_t at = segment; at < total && entries < (uint32_t)p->meta_entries; at += segment) {
+      uint8_t *m = p->meta + (size_t)entries++ * FZ_RECV_META_STRIDE;
+      memcpy(m, head, FZ_RECV_META_STRIDE);
+      fz_put_u32(m + FZ_RECV_META_OFFSET, base + at);
+      fz_put_u32(m + FZ_RECV_META_LENGTH, total - at < segment ? total - at : segment);
+    }
+  }
+  return (int)entries;
 }
 
 static void deliver(poller_t *p, int count, int err) {
@@ -205,8 +255,9 @@ static int setup_udp_messages(poller_t *p) {
 }
 
 /*
- * pollerStart(fd, kind: 0 tun | 1 udp, ring: Uint8Array, slotSize, headroom, slots,
- *             meta: Uint8Array, callback(count, errno)) -> handle
+ * pollerStart(fd, kind: 0 tun | 1 udp | 2 udp with GRO, ring: Uint8Array, slotSize, headroom,
+ *             slots, meta: Uint8Array, callback(count, errno)) -> handle
+ * For kind 2, meta has room for slots x FZ_GRO_MAX_SEGMENTS entries.
  */
 napi_value fz_poller_start(napi_env env, napi_callback_info info) {
   size_t argc = 8;
@@ -229,9 +280,10 @@ napi_value fz_poller_start(napi_env env, napi_callback_info info) {
   napi_valuetype callback_type;
   napi_typeof(env, argv[7], &callback_type);
   size_t stride = kind == POLLER_TUN ? 4 : FZ_RECV_META_STRIDE;
-  if (callback_type != napi_function || (kind != POLLER_TUN && kind != POLLER_UDP) || slots == 0 ||
+  size_t entries_per_slot = kind == POLLER_UDP_GRO ? FZ_GRO_MAX_SEGMENTS : 1;
+  if (callback_type != napi_function || (kind != POLLER_TUN && kind != POLLER_UDP && kind != POLLER_UDP_GRO) || slots == 0 ||
       slots > FZ_MAX_BATCH || headroom >= slot_size || (size_t)slots * slot_size > ring_length ||
-      (size_t)slots * stride > meta_length) {
+      (size_t)slots * entries_per_slot * stride > meta_length) {
     napi_throw_range_error(env, NULL, "pollerStart: invalid arguments");
     return NULL;
   }
@@ -250,7 +302,8 @@ napi_value fz_poller_start(napi_env env, napi_callback_info info) {
   p->slots = slots;
   p->meta = meta;
   p->meta_length = meta_length;
-  if (p->kind == POLLER_UDP && !setup_udp_messages(p)) {
+  p->meta_entries = meta_length / stride;
+  if (p->kind != POLLER_TUN && !setup_udp_messages(p)) {
     poller_free(p);
     return fz_throw_errno(env, ENOMEM, "pollerStart");
   }

@@ -25,7 +25,7 @@ import {
 } from '../portal/index.ts';
 import { Node } from '../snownet/index.ts';
 import { systemRandom } from '../util/random.ts';
-import { dataPathMode, logDataPath, transportCipherFor } from './data-path.ts';
+import { dataPathMode, logDataPath, offloadsFor, transportCipherFor } from './data-path.ts';
 import { DnsForwarder } from './dns-forwarder.ts';
 import { GatewayEventLoop } from './event-loop.ts';
 import { HealthServer } from './health-server.ts';
@@ -66,6 +66,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   const udpBatches = metricsRegistry.histogram(MetricName.batchCount, { 'network.transport': 'udp', 'network.io.direction': 'receive' });
   const sockets = bindDataPlaneSockets({
     mark: FIREZONE_MARK,
+    offloads: offloadsFor(dataPath),
     onDatagrams: (batch) => {
       udpBatches.record(batch.count);
       loop?.handleDatagrams(batch);

@@ -10,9 +10,14 @@ import { fileURLToPath } from 'node:url';
 
 export const POLLER_TUN = 0;
 export const POLLER_UDP = 1;
+/** A UDP socket with UDP_GRO: 64 KiB slots, each possibly holding many datagrams (one meta entry each). */
+export const POLLER_UDP_GRO = 2;
+/** Most datagrams one GRO receive holds (the kernel's UDP_GRO_CNT_MAX), and its buffer. */
+export const GRO_MAX_SEGMENTS = 64;
+export const GRO_BUFFER = 65536;
 
 /** Receive metadata per datagram (byte offsets, little-endian). */
-export const RECV_META_STRIDE = 48;
+export const RECV_META_STRIDE = 64;
 export const RECV_META_LENGTH = 0;
 export const RECV_META_FAMILY = 4;
 export const RECV_META_FLAGS = 5;
@@ -20,11 +25,19 @@ export const RECV_META_SRC_PORT = 6;
 export const RECV_META_SRC_IP = 8;
 export const RECV_META_DST_IP = 24;
 export const RECV_META_IFINDEX = 40;
+/** Where the datagram starts in the ring. */
+export const RECV_META_OFFSET = 44;
+/** The IP TOS / traffic class byte (ECN in its low two bits), valid with RECV_FLAG_TOS. */
+export const RECV_META_TOS = 48;
+/** u16: the GRO segment size of the receive this datagram came in (0 when not coalesced). */
+export const RECV_META_SEGMENT_SIZE = 50;
 export const RECV_FLAG_PKTINFO = 1;
 export const RECV_FLAG_TRUNCATED = 2;
+export const RECV_FLAG_TOS = 4;
+export const RECV_FLAG_COALESCED = 8;
 
 /** Send metadata per datagram (byte offsets, little-endian). */
-export const SEND_META_STRIDE = 48;
+export const SEND_META_STRIDE = 64;
 export const SEND_META_OFFSET = 0;
 export const SEND_META_LENGTH = 4;
 export const SEND_META_DST_PORT = 8;
@@ -33,6 +46,8 @@ export const SEND_META_HAS_SRC = 11;
 export const SEND_META_DST_IP = 12;
 export const SEND_META_SRC_IP = 28;
 export const SEND_META_ERRNO = 44;
+/** The TOS / traffic class byte to send with (IP_TOS / IPV6_TCLASS); 0 sends none. */
+export const SEND_META_TOS = 48;
 
 /** Largest batch the addon handles in one poll wake-up or one sendmmsg. */
 export const MAX_BATCH = 256;
@@ -61,6 +76,12 @@ export interface UdpOpenResult {
   readonly bufferErrno: number;
   /** errno of a failed SO_MARK, 0 when set (or not requested). */
   readonly markErrno: number;
+  /** 1 when UDP_GRO is on (only tried with `offloads`). */
+  readonly gro: number;
+  /** 1 when sends may carry UDP_SEGMENT (only probed with `offloads`). */
+  readonly gso: number;
+  /** errno of a failed IP_RECVTOS / IPV6_RECVTCLASS, 0 when on. */
+  readonly tosErrno: number;
 }
 
 /** A native error carries the errno name as `code` (`EADDRINUSE`, `EBUSY`, ...). */
@@ -95,16 +116,21 @@ export interface NativeAddon {
     receiveBufferSize: number,
     sendBufferSize: number,
     mark: number,
+    offloads?: boolean,
   ): UdpOpenResult;
-  /** Returns how many datagrams were sent; each meta entry gets its errno (0 = sent). */
-  udpSendBatch(fd: number, buffer: Uint8Array, meta: Uint8Array, count: number): number;
+  /**
+   * Returns how many datagrams were sent; each meta entry gets its errno (0 = sent). With `gso`,
+   * runs of datagrams to one destination go out as UDP_SEGMENT sends; `status` gets the number of
+   * GSO sends and the errno of a GSO send the kernel refused (then resent one by one).
+   */
+  udpSendBatch(fd: number, buffer: Uint8Array, meta: Uint8Array, count: number, gso?: boolean, status?: Int32Array): number;
   /** Returns 0 or errno. */
   setMark(fd: number, mark: number): number;
   tcpSocket(family: 4 | 6, mark: number): { fd: number; markErrno: number };
   closeFd(fd: number): void;
   pollerStart(
     fd: number,
-    kind: typeof POLLER_TUN | typeof POLLER_UDP,
+    kind: typeof POLLER_TUN | typeof POLLER_UDP | typeof POLLER_UDP_GRO,
     ring: Uint8Array,
     slotSize: number,
     headroom: number,

@@ -1,14 +1,19 @@
 /**
  * The data-plane UDP sockets (52625, one per address family), backed by the native addon.
  *
- * Receive: libuv readiness -> one recvmmsg of up to `batchSize` datagrams, each with its
- * IP_PKTINFO / IPV6_PKTINFO destination -> one `onDatagrams(batch)` call. The batch is only
- * valid during that call (the ring is reused); copy what you keep.
+ * Receive: libuv readiness -> one recvmmsg of up to `batchSize` receives, each with its
+ * IP_PKTINFO / IPV6_PKTINFO destination and its TOS byte (ECN) -> one `onDatagrams(batch)` call.
+ * With `offloads` the socket asks for UDP_GRO: a receive may then hold up to 64 datagrams of one
+ * sender back to back (each slot is 64 KiB), and the batch lists each datagram on its own. The
+ * batch is only valid during that call (the ring is reused); copy what you keep.
  *
  * Send: `send()` copies the payload into a send ring; the ring goes out with one sendmmsg at the
  * end of the current microtask checkpoint, when full, or on `flush()`. A source address pins the
- * local IP with IP_PKTINFO / IPV6_PKTINFO (connectivity §1.3). A datagram the kernel refuses
- * (EAGAIN on a full send buffer, ENETUNREACH, ...) is dropped and counted, like any UDP loss.
+ * local IP with IP_PKTINFO / IPV6_PKTINFO (connectivity §1.3); an ECN codepoint goes out with
+ * IP_TOS / IPV6_TCLASS. With `offloads` and a kernel that has UDP_SEGMENT, consecutive datagrams
+ * to one destination of one size leave as one GSO send; if the kernel refuses one, it is resent
+ * datagram by datagram and GSO stays off for the socket. A datagram the kernel refuses (EAGAIN on
+ * a full send buffer, ENETUNREACH, ...) is dropped and counted, like any UDP loss.
  */
 import { createLogger, Level } from '../log/index.ts';
 import { formatIpv4, formatIpv6InetNtop, writeIpText } from '../ip/index.ts';
@@ -17,19 +22,26 @@ import { SlotViews } from '../util/slot-views.ts';
 import { socketAddr, type SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import {
+  GRO_BUFFER,
+  GRO_MAX_SEGMENTS,
   isNativeError,
   loadNative,
   MAX_BATCH,
   POLLER_UDP,
+  POLLER_UDP_GRO,
+  RECV_FLAG_COALESCED,
   RECV_FLAG_PKTINFO,
+  RECV_FLAG_TOS,
   RECV_FLAG_TRUNCATED,
   RECV_META_DST_IP,
   RECV_META_FAMILY,
   RECV_META_FLAGS,
   RECV_META_LENGTH,
+  RECV_META_OFFSET,
   RECV_META_SRC_IP,
   RECV_META_SRC_PORT,
   RECV_META_STRIDE,
+  RECV_META_TOS,
   SEND_META_DST_IP,
   SEND_META_DST_PORT,
   SEND_META_ERRNO,
@@ -39,6 +51,7 @@ import {
   SEND_META_OFFSET,
   SEND_META_SRC_IP,
   SEND_META_STRIDE,
+  SEND_META_TOS,
   type NativeAddon,
   type PollerHandle,
 } from './native.ts';
@@ -65,6 +78,8 @@ export interface UdpDatagramBatch {
   source(index: number): SocketAddr;
   /** The local address the datagram was sent to: the pktinfo destination IP and our port. */
   destination(index: number): SocketAddr;
+  /** The ECN codepoint of the datagram's IP header (0 when unknown). */
+  ecn(index: number): number;
 }
 
 export type UdpDatagramsHandler = (batch: UdpDatagramBatch) => void;
@@ -84,6 +99,8 @@ export interface UdpSocketOptions {
   readonly slotSize?: number;
   readonly headroom?: number;
   readonly maxPayloadSize?: number;
+  /** Ask the kernel for UDP GRO on receive and GSO on send (default false: one datagram per receive and send). */
+  readonly offloads?: boolean;
   readonly onDatagrams: UdpDatagramsHandler;
 }
 
@@ -98,6 +115,10 @@ export interface UdpCounters {
   txBytes: number;
   txDropped: number;
   txWouldBlock: number;
+  /** Datagrams that arrived coalesced (GRO). */
+  rxCoalesced: number;
+  /** GSO sends (each carried two or more datagrams). */
+  txGsoSends: number;
 }
 
 /** What the gateway loop needs of a data-plane socket; `UdpSocket` and `MemoryUdpSocket` provide it. */
@@ -105,7 +126,8 @@ export interface DatagramSocket {
   readonly family: 4 | 6;
   readonly port: number;
   readonly counters: UdpCounters;
-  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr): boolean;
+  /** Queues a datagram; `ecn` is the ECN codepoint for its IP header. */
+  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr, ecn?: number): boolean;
   flush(): number;
   close(): void;
 }
@@ -122,6 +144,8 @@ export function emptyUdpCounters(): UdpCounters {
     txBytes: 0,
     txDropped: 0,
     txWouldBlock: 0,
+    rxCoalesced: 0,
+    txGsoSends: 0,
   };
 }
 
@@ -133,6 +157,8 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
   /** errno of the failed buffer-size request, 0 when both were accepted. */
   readonly bufferErrno: number;
   readonly marked: boolean;
+  /** Whether the kernel coalesces received datagrams (UDP_GRO). */
+  readonly gro: boolean;
   readonly counters: UdpCounters = emptyUdpCounters();
   /** errno of the most recent failed send, 0 if none yet. */
   lastSendErrno = 0;
@@ -147,12 +173,14 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
   readonly #codec = new AddressCodec();
   readonly #meta: Uint8Array;
   readonly #metaView: DataView;
-  readonly #slotOf: Uint16Array;
+  /** Meta entry of each datagram handed out. */
+  readonly #entryOf: Uint16Array;
   readonly #views: SlotViews;
-  readonly #slotSize: number;
-  readonly #headroom: number;
   readonly #maxPayloadSize: number;
   readonly #onDatagrams: UdpDatagramsHandler;
+  readonly #sendStatus = new Int32Array(2);
+  #gso: boolean;
+  readonly #sendSlotSize: number;
   readonly #sendRing: Uint8Array;
   readonly #sendMeta: Uint8Array;
   readonly #sendMetaView: DataView;
@@ -181,6 +209,7 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
         options.receiveBufferSize ?? RECEIVE_BUFFER_SIZE,
         options.sendBufferSize ?? SEND_BUFFER_SIZE,
         options.mark ?? FIREZONE_MARK,
+        options.offloads ?? false,
       );
     let opened;
     try {
@@ -206,27 +235,31 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
     this.sendBufferSize = opened.sendBufferSize;
     this.bufferErrno = opened.bufferErrno;
     this.marked = (options.mark ?? FIREZONE_MARK) !== 0 && opened.markErrno === 0;
+    this.gro = opened.gro === 1;
+    this.#gso = opened.gso === 1;
     const batchSize = Math.min(options.batchSize ?? DEFAULT_BATCH_SIZE, MAX_BATCH);
-    this.#slotSize = options.slotSize ?? DEFAULT_SLOT_SIZE;
-    this.#headroom = options.headroom ?? 0;
+    this.#sendSlotSize = options.slotSize ?? DEFAULT_SLOT_SIZE;
+    const receiveSlotSize = this.gro ? GRO_BUFFER : this.#sendSlotSize;
+    const headroom = this.gro ? 0 : (options.headroom ?? 0);
+    const entries = this.gro ? batchSize * GRO_MAX_SEGMENTS : batchSize;
     this.#maxPayloadSize = options.maxPayloadSize ?? MAX_DATAGRAM_PAYLOAD;
     this.#onDatagrams = options.onDatagrams;
-    this.buffer = new Uint8Array(batchSize * this.#slotSize);
-    this.#meta = new Uint8Array(batchSize * RECV_META_STRIDE);
+    this.buffer = new Uint8Array(batchSize * receiveSlotSize);
+    this.#meta = new Uint8Array(entries * RECV_META_STRIDE);
     this.#metaView = new DataView(this.#meta.buffer);
-    this.#slotOf = new Uint16Array(batchSize);
-    this.#views = new SlotViews(this.buffer, batchSize);
+    this.#entryOf = new Uint16Array(entries);
+    this.#views = new SlotViews(this.buffer, entries);
     this.#sendCapacity = batchSize;
-    this.#sendRing = new Uint8Array(batchSize * this.#slotSize);
+    this.#sendRing = new Uint8Array(batchSize * this.#sendSlotSize);
     this.#sendMeta = new Uint8Array(batchSize * SEND_META_STRIDE);
     this.#sendMetaView = new DataView(this.#sendMeta.buffer);
     try {
       this.#poller = native.pollerStart(
         this.#fd,
-        POLLER_UDP,
+        this.gro ? POLLER_UDP_GRO : POLLER_UDP,
         this.buffer,
-        this.#slotSize,
-        this.#headroom,
+        receiveSlotSize,
+        headroom,
         batchSize,
         this.#meta,
         (received, errno) => this.#onReadable(received, errno),
@@ -237,26 +270,36 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
     }
   }
 
+  /** Whether GSO is on for sends (the kernel has UDP_SEGMENT and has not refused it). */
+  get gso(): boolean {
+    return this.#gso;
+  }
+
   offset(index: number): number {
-    return this.#slotOf[index]! * this.#slotSize + this.#headroom;
+    return this.#metaView.getUint32(this.#entryOf[index]! * RECV_META_STRIDE + RECV_META_OFFSET, true);
   }
 
   length(index: number): number {
-    return this.#metaView.getUint32(this.#slotOf[index]! * RECV_META_STRIDE + RECV_META_LENGTH, true);
+    return this.#metaView.getUint32(this.#entryOf[index]! * RECV_META_STRIDE + RECV_META_LENGTH, true);
   }
 
   payload(index: number): Uint8Array {
-    return this.#views.view(this.#slotOf[index]!, this.offset(index), this.length(index));
+    return this.#views.view(this.#entryOf[index]!, this.offset(index), this.length(index));
+  }
+
+  ecn(index: number): number {
+    const base = this.#entryOf[index]! * RECV_META_STRIDE;
+    return (this.#meta[base + RECV_META_FLAGS]! & RECV_FLAG_TOS) === 0 ? 0 : this.#meta[base + RECV_META_TOS]! & 0b11;
   }
 
   source(index: number): SocketAddr {
-    const base = this.#slotOf[index]! * RECV_META_STRIDE;
+    const base = this.#entryOf[index]! * RECV_META_STRIDE;
     const port = this.#metaView.getUint16(base + RECV_META_SRC_PORT, true);
     return this.#codec.decode(this.#meta, base + RECV_META_SRC_IP, this.family, port);
   }
 
   destination(index: number): SocketAddr {
-    const base = this.#slotOf[index]! * RECV_META_STRIDE;
+    const base = this.#entryOf[index]! * RECV_META_STRIDE;
     return this.#codec.decode(this.#meta, base + RECV_META_DST_IP, this.family, this.port);
   }
 
@@ -264,14 +307,14 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
    * Queues a datagram. Returns false (counted as a drop) when the destination's family is not
    * this socket's or the payload does not fit a slot.
    */
-  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr): boolean {
-    if (this.#poller === undefined || destination.family !== this.family || payload.length > this.#slotSize) {
+  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr, ecn = 0): boolean {
+    if (this.#poller === undefined || destination.family !== this.family || payload.length > this.#sendSlotSize) {
       this.counters.txDropped++;
       return false;
     }
     if (this.#sendQueued === this.#sendCapacity) this.flush();
     const index = this.#sendQueued;
-    const offset = index * this.#slotSize;
+    const offset = index * this.#sendSlotSize;
     this.#sendRing.set(payload, offset);
     const base = index * SEND_META_STRIDE;
     const view = this.#sendMetaView;
@@ -287,6 +330,7 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
       return false;
     }
     this.#sendMeta[base + SEND_META_HAS_SRC] = source === undefined ? 0 : 1;
+    this.#sendMeta[base + SEND_META_TOS] = ecn & 0b11;
     this.#sendQueued++;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -300,9 +344,15 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
     const queued = this.#sendQueued;
     if (queued === 0 || this.#poller === undefined) return 0;
     this.#sendQueued = 0;
-    const sent = this.#native.udpSendBatch(this.#fd, this.#sendRing, this.#sendMeta, queued);
+    const status = this.#sendStatus;
+    const sent = this.#native.udpSendBatch(this.#fd, this.#sendRing, this.#sendMeta, queued, this.#gso, status);
     const counters = this.counters;
     counters.txDatagrams += sent;
+    counters.txGsoSends += status[0]!;
+    if (status[1] !== 0) {
+      this.#gso = false;
+      logger.info('UDP segmentation offload refused; sending datagram by datagram', { errno: status[1] });
+    }
     if (sent === queued) {
       for (let i = 0; i < queued; i++) {
         counters.txBytes += this.#sendMetaView.getUint32(i * SEND_META_STRIDE + SEND_META_LENGTH, true);
@@ -348,8 +398,8 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
     const meta = this.#meta;
     const view = this.#metaView;
     let kept = 0;
-    for (let slot = 0; slot < received; slot++) {
-      const base = slot * RECV_META_STRIDE;
+    for (let entry = 0; entry < received; entry++) {
+      const base = entry * RECV_META_STRIDE;
       const flags = meta[base + RECV_META_FLAGS]!;
       const length = view.getUint32(base + RECV_META_LENGTH, true);
       if ((flags & RECV_FLAG_TRUNCATED) !== 0 || length > this.#maxPayloadSize) {
@@ -360,8 +410,9 @@ export class UdpSocket implements UdpDatagramBatch, DatagramSocket {
         counters.rxWithoutPktinfo++;
         continue;
       }
+      if ((flags & RECV_FLAG_COALESCED) !== 0) counters.rxCoalesced++;
       counters.rxBytes += length;
-      this.#slotOf[kept++] = slot;
+      this.#entryOf[kept++] = entry;
     }
     counters.rxDatagrams += kept;
     counters.rxBatches++;
@@ -413,6 +464,7 @@ export function bindDataPlaneSockets(
           recv_buffer_size: socket.receiveBufferSize,
         });
       }
+      if (options.offloads === true) logger.info('UDP offloads', { family, gro: socket.gro, gso: socket.gso });
       return socket;
     } catch (error) {
       logger.info(`Failed to bind IPv${family} socket`, { error: error as Error });
@@ -434,12 +486,12 @@ export class MemoryUdpSocket implements DatagramSocket, UdpDatagramBatch {
   readonly family: 4 | 6;
   readonly port: number;
   readonly counters: UdpCounters = emptyUdpCounters();
-  readonly sent: { payload: Uint8Array; destination: SocketAddr; source: SocketAddr | undefined }[] = [];
+  readonly sent: { payload: Uint8Array; destination: SocketAddr; source: SocketAddr | undefined; ecn: number }[] = [];
   readonly buffer = new Uint8Array(0);
   count = 0;
 
   readonly #onDatagrams: UdpDatagramsHandler;
-  #batch: readonly { payload: Uint8Array; source: SocketAddr; destination: SocketAddr }[] = [];
+  #batch: readonly { payload: Uint8Array; source: SocketAddr; destination: SocketAddr; ecn: number }[] = [];
   #closed = false;
 
   constructor(options: { family: 4 | 6; port?: number; onDatagrams: UdpDatagramsHandler }) {
@@ -468,8 +520,12 @@ export class MemoryUdpSocket implements DatagramSocket, UdpDatagramBatch {
     return this.#batch[index]!.destination;
   }
 
-  /** Delivers datagrams as one batch; `destinationIp` is the local address they were sent to. */
-  deliver(datagrams: readonly { payload: Uint8Array; source: SocketAddr; destinationIp: string }[]): void {
+  ecn(index: number): number {
+    return this.#batch[index]!.ecn;
+  }
+
+  /** Delivers datagrams as one batch; `destinationIp` is the local address they were sent to, `ecn` their outer ECN bits. */
+  deliver(datagrams: readonly { payload: Uint8Array; source: SocketAddr; destinationIp: string; ecn?: number }[]): void {
     if (this.#closed) return;
     const batch = [];
     for (const d of datagrams) {
@@ -477,7 +533,7 @@ export class MemoryUdpSocket implements DatagramSocket, UdpDatagramBatch {
         this.counters.rxOversized++;
         continue;
       }
-      batch.push({ payload: d.payload, source: d.source, destination: socketAddr(d.destinationIp, this.port) });
+      batch.push({ payload: d.payload, source: d.source, destination: socketAddr(d.destinationIp, this.port), ecn: d.ecn ?? 0 });
       this.counters.rxDatagrams++;
       this.counters.rxBytes += d.payload.length;
     }
@@ -487,12 +543,12 @@ export class MemoryUdpSocket implements DatagramSocket, UdpDatagramBatch {
     if (this.count > 0) this.#onDatagrams(this);
   }
 
-  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr): boolean {
+  send(payload: Uint8Array, destination: SocketAddr, source?: SocketAddr, ecn = 0): boolean {
     if (this.#closed || destination.family !== this.family) {
       this.counters.txDropped++;
       return false;
     }
-    this.sent.push({ payload: payload.slice(), destination, source });
+    this.sent.push({ payload: payload.slice(), destination, source, ecn: ecn & 0b11 });
     this.counters.txDatagrams++;
     this.counters.txBytes += payload.length;
     return true;

@@ -119,6 +119,9 @@ class RingBatch implements UdpDatagramBatch {
   destination(): SocketAddr {
     return this.to;
   }
+  ecn(): number {
+    return 0;
+  }
 }
 
 interface Growth {

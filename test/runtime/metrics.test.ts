@@ -19,7 +19,7 @@ import { OtlpReceiver } from '../support/otlp-receiver.ts';
 
 const udp = (overrides: Partial<UdpCounters> = {}): UdpCounters => ({
   rxDatagrams: 0, rxBytes: 0, rxBatches: 0, rxOversized: 0, rxWithoutPktinfo: 0, rxErrors: 0,
-  txDatagrams: 0, txBytes: 0, txDropped: 0, txWouldBlock: 0, ...overrides,
+  txDatagrams: 0, txBytes: 0, txDropped: 0, txWouldBlock: 0, rxCoalesced: 0, txGsoSends: 0, ...overrides,
 });
 
 const node = { datagramsIn: 0, oversizeDropped: 0, unknownFormat: 3, wireguardDropped: 0, encapsulateDropped: 2, handshakes: 4 };

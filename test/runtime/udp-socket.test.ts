@@ -19,6 +19,14 @@ interface UdpReport {
   unreachable: { flushed: number; sendErrors: number[]; lastSendErrno: number };
   counters: { txDatagrams: number; txDropped: number };
   v4Received: { oversized: number; datagrams: number };
+  offloads: {
+    gro: boolean;
+    gso: boolean;
+    txGsoSends: number;
+    txDatagrams: number;
+    rxCoalesced: number;
+    received: { payload: string; ecn: number; length: number }[];
+  };
 }
 
 describe('UdpSocket in a network namespace', { skip }, () => {
@@ -73,6 +81,22 @@ describe('UdpSocket in a network namespace', { skip }, () => {
     assert.equal(from.get('from-1'), '10.9.0.1');
     assert.ok(from.has('from-any'));
     assert.deepEqual(report.peer6, [{ payload: 'from-6-2', from: 'fd00:99::2' }]);
+  });
+
+  test('with offloads, a burst to one destination leaves as GSO sends and arrives coalesced, in order, byte for byte', () => {
+    const { offloads } = report;
+    assert.equal(offloads.gro, true, 'the kernel took UDP_GRO');
+    assert.equal(offloads.gso, true, 'the kernel has UDP_SEGMENT');
+    assert.equal(offloads.txDatagrams, 95);
+    // 60 + 30 datagrams of 1300 bytes (the last of each run shorter) in at most a few GSO sends.
+    assert.ok(offloads.txGsoSends >= 2 && offloads.txGsoSends <= 6, `${offloads.txGsoSends} GSO sends`);
+    assert.ok(offloads.rxCoalesced >= 80, `${offloads.rxCoalesced} datagrams arrived coalesced`);
+    const expected = [
+      ...Array.from({ length: 60 }, (_, i) => ({ payload: `ect0-${String(i).padStart(4, '0')}`.padEnd(12, String.fromCharCode(i & 0xff)), ecn: 0b10, length: i === 59 ? 1200 : 1300 })),
+      ...Array.from({ length: 30 }, (_, i) => ({ payload: `ect1-${String(i).padStart(4, '0')}`.padEnd(12, String.fromCharCode(i & 0xff)), ecn: 0b01, length: i === 29 ? 1200 : 1300 })),
+      ...Array.from({ length: 5 }, (_, i) => ({ payload: `none-${String(i).padStart(4, '0')}`.padEnd(12, String.fromCharCode(i & 0xff)), ecn: 0, length: i === 4 ? 100 : 200 })),
+    ];
+    assert.deepEqual(offloads.received, expected);
   });
 
   test('refuses a destination of the other family', () => {

@@ -16,7 +16,7 @@ import { IpPacket } from '../../src/ip/packet.ts';
 import { decodeDomainStatusPacket, isP2pControlPacket, P2P_EVENT_GOODBYE, p2pControlEventType } from '../../src/ip/p2p-control.ts';
 import { createLogger, errorChain } from '../../src/log/index.ts';
 import { TunDevice, type TunReadBatch } from '../../src/runtime/tun-device.ts';
-import { dataPathMode, transportCipherFor } from '../../src/runtime/data-path.ts';
+import { dataPathMode, offloadsFor, transportCipherFor } from '../../src/runtime/data-path.ts';
 import { UdpSocket, type UdpDatagramBatch } from '../../src/runtime/udp-socket.ts';
 import { Node, type RelayServer } from '../../src/snownet/index.ts';
 import { systemRandom } from '../../src/util/random.ts';
@@ -173,9 +173,9 @@ export class TestClient {
     this.iface = new ClientInterface(this.tun.name, { ipv4: this.ipv4, ipv6: this.ipv6 });
     await this.iface.configure();
     const port = this.options.port ?? 0;
-    this.v4 = UdpSocket.bind({ family: 4, port, mark: 0, onDatagrams: (batch) => this.handleDatagrams(batch) });
+    this.v4 = UdpSocket.bind({ family: 4, port, mark: 0, offloads: offloadsFor(dataPathMode()), onDatagrams: (batch) => this.handleDatagrams(batch) });
     try {
-      this.v6 = UdpSocket.bind({ family: 6, port: this.v4.port, mark: 0, onDatagrams: (batch) => this.handleDatagrams(batch) });
+      this.v6 = UdpSocket.bind({ family: 6, port: this.v4.port, mark: 0, offloads: offloadsFor(dataPathMode()), onDatagrams: (batch) => this.handleDatagrams(batch) });
     } catch (error) {
       log.info('No IPv6 socket', { error: errorChain(error) });
     }

@@ -68,8 +68,46 @@ v4.send(Buffer.from('after'), peer4Address);
 const flushed = v4.flush();
 await waitFor(() => peer4.received.length >= 4);
 
+// Offloads: bursts from one offloading socket to another on loopback leave as GSO sends and
+// arrive coalesced (GRO); every datagram keeps its bytes, its order and its ECN bits.
+const gro: { payload: string; ecn: number; length: number }[] = [];
+const offloadReceiver = UdpSocket.bind({
+  family: 4,
+  address: '10.9.0.2',
+  port: 0,
+  offloads: true,
+  onDatagrams: (batch) => {
+    for (let i = 0; i < batch.count; i++) gro.push({ payload: Buffer.from(batch.payload(i)).subarray(0, 12).toString(), ecn: batch.ecn(i), length: batch.length(i) });
+  },
+});
+const offloadSender = UdpSocket.bind({ family: 4, address: '10.9.0.1', port: 0, offloads: true, onDatagrams: () => undefined });
+const offloadTarget = socketAddr('10.9.0.2', offloadReceiver.port);
+const burst = (label: string, count: number, size: number, ecn: number): void => {
+  for (let i = 0; i < count; i++) {
+    const payload = Buffer.alloc(i === count - 1 ? size - 100 : size, i & 0xff);
+    payload.write(`${label}${String(i).padStart(4, '0')}`);
+    offloadSender.send(payload, offloadTarget, undefined, ecn);
+  }
+  offloadSender.flush();
+};
+burst('ect0-', 60, 1300, 0b10);
+burst('ect1-', 30, 1300, 0b01);
+burst('none-', 5, 200, 0);
+await waitFor(() => gro.length >= 95);
+const offloads = {
+  gro: offloadReceiver.gro,
+  gso: offloadSender.gso,
+  txGsoSends: offloadSender.counters.txGsoSends,
+  txDatagrams: offloadSender.counters.txDatagrams,
+  rxCoalesced: offloadReceiver.counters.rxCoalesced,
+  received: gro,
+};
+offloadReceiver.close();
+offloadSender.close();
+
 console.log(
   JSON.stringify({
+    offloads,
     ports: { v4: v4.port, v6: v6.port, fallback: fallback.port },
     buffers: { receive: v4.receiveBufferSize, send: v4.sendBufferSize, errno: v4.bufferErrno },
     marked: v4.marked && v6.marked,
