@@ -99,6 +99,12 @@ export class SimNetwork {
   events = 0;
   latencyMs: number;
   loss: number;
+  /**
+   * Shapes single links: the delays of the copies of a datagram to deliver (an empty list drops
+   * it; several copies duplicate it; differing delays reorder), or undefined for one copy after
+   * `latencyMs`. `from` is the source as the network sees it (after NAT).
+   */
+  shape: ((from: SocketAddr, to: SocketAddr, payload: Uint8Array) => readonly number[] | undefined) | undefined = undefined;
   /** Every datagram that crossed the network, for assertions. */
   readonly log: { from: SocketAddr; to: SocketAddr; size: number; dropped: boolean }[] = [];
 
@@ -203,9 +209,12 @@ export class SimNetwork {
     if (!host.online) return this.record(from, transmit.destination, transmit.payload, true);
     if (host.nat !== undefined && family === 4) from = this.translateOutbound(host.nat, from, transmit.destination);
     const dropped = this.loss > 0 && this.rng.float() < this.loss;
-    this.record(from, transmit.destination, transmit.payload, dropped);
+    const delays = dropped ? undefined : this.shape?.(from, transmit.destination, transmit.payload);
+    this.record(from, transmit.destination, transmit.payload, dropped || delays?.length === 0);
     if (dropped) return;
-    this.inFlight.push({ at: this.now + this.latencyMs, seq: this.seq++, from, to: transmit.destination, payload: transmit.payload.slice() });
+    for (const delay of delays ?? [this.latencyMs]) {
+      this.inFlight.push({ at: this.now + delay, seq: this.seq++, from, to: transmit.destination, payload: transmit.payload.slice() });
+    }
   }
 
   private deliver(delivery: Delivery): void {
