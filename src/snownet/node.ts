@@ -5,6 +5,11 @@
  *
  * Roles: `server` (the gateway: ICE controlled, never initiates WireGuard before nomination) and
  * `client` (ICE controlling, starts a handshake on every nomination).
+ *
+ * A connection upserted with `useIceless` runs a path agent (`path-agent/`) instead of ICE (spec
+ * 1.6 §3.9): no connectivity checks; every WireGuard datagram of the connection passes the agent,
+ * which fans the client's first initiation out over relay pairs, answers on arrival pairs and picks
+ * the primary path by probing inside WireGuard. Its candidates use the path agent's codec.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -41,6 +46,11 @@ import { RingQueue } from '../util/ring-queue.ts';
 import { sameSocketAddr, socketAddr, socketAddrKey, type SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import {
+  constantTimeEqual,
+  INITIATION_OFFSET_MAC1,
+  INITIATION_OFFSET_MAC2,
+  initiationSender,
+  mac,
   MESSAGE_INITIATION,
   messageType,
   NodeCryptoTransportCipher,
@@ -54,6 +64,7 @@ import {
   Tunnel,
   type StaticIdentity,
   type TransportCipher,
+  type TunnelConfig,
 } from '../wireguard/index.ts';
 import { CandidateSignals } from './candidate-signals.ts';
 import {
@@ -67,6 +78,22 @@ import {
   WG_REKEY_ATTEMPT_TIME,
 } from './constants.ts';
 import { sameRelayServer, type RelayServer } from './relays.ts';
+import {
+  formatPathCandidate,
+  hostCandidate,
+  ICELESS_KEEPALIVE_TIMEOUT,
+  ICELESS_REKEY_ATTEMPT_TIME,
+  ICELESS_REKEY_TIMEOUT,
+  parsePathCandidate,
+  PathAgent,
+  relayCandidate,
+  samePathCandidate,
+  serverReflexiveCandidate,
+  type PathAgentStats,
+  type PathCandidate,
+  type PathInbound,
+  type PathPair,
+} from './path-agent/index.ts';
 
 export type NodeRole = 'server' | 'client';
 
@@ -99,6 +126,8 @@ export interface ConnectionParams {
   readonly remoteCredentials: IceCredentials;
   readonly remotePublicKey: Uint8Array;
   readonly presharedKey: Uint8Array;
+  /** The authorization's `use_iceless`: a path agent instead of ICE (spec 1.6 §3.9). */
+  readonly useIceless?: boolean;
 }
 
 export type UpsertResult = 'created' | 'reused' | 'noTurnServers';
@@ -151,15 +180,12 @@ interface RelayEntry {
   removed: boolean;
 }
 
-interface Connection {
+interface ConnectionBase {
   readonly id: string;
   /** The tunnel's 24-bit index: the upper bits of every session index it announces. */
   readonly index: number;
-  readonly agent: IceAgent;
   readonly tunnel: Tunnel;
   readonly params: ConnectionParams;
-  /** USERNAME of the connectivity checks the peer sends us: `<our ufrag>:<their ufrag>`. */
-  readonly checkUsername: string;
   state: ConnectionState;
   /** The relay sampled for this connection's relay candidates; cleared when it goes away. */
   relay: RelayEntry | undefined;
@@ -177,6 +203,23 @@ interface Connection {
   /** Where the connection sits in the node's deadline queue (Infinity: not queued). */
   scheduledAt: number;
 }
+
+interface IceConnection extends ConnectionBase {
+  readonly kind: 'ice';
+  readonly agent: IceAgent;
+  /** USERNAME of the connectivity checks the peer sends us: `<our ufrag>:<their ufrag>`. */
+  readonly checkUsername: string;
+}
+
+/** `path` follows the agent's primary; `buffered`, `sources` and `disconnectedSince` stay unused. */
+interface IcelessConnection extends ConnectionBase {
+  readonly kind: 'iceless';
+  readonly paths: PathAgent;
+  /** The peer's static key as a map key (initiations from unknown sources are found by it). */
+  readonly peerKey: string;
+}
+
+type Connection = IceConnection | IcelessConnection;
 
 /**
  * Deadlines at least this far ahead are rounded up to the next multiple of `DEADLINE_GRID`, so the
@@ -209,9 +252,17 @@ export class Node {
   /** WireGuard responses, cookies and data by the tunnel index in their receiver index. */
   private readonly byIndex = new Map<number, Connection>();
   /** Connectivity checks by USERNAME (more than one connection only when credentials collide). */
-  private readonly byCheckUsername = new Map<string, Connection[]>();
+  private readonly byCheckUsername = new Map<string, IceConnection[]>();
   /** Responses to our connectivity checks by transaction id. */
-  private readonly byTransaction = new Map<string, Connection>();
+  private readonly byTransaction = new Map<string, IceConnection>();
+  /** ICE-less connections by the peer's static key: initiations arriving from an unregistered source. */
+  private readonly byPeerKey = new Map<string, IcelessConnection>();
+  /** The last initiation found by its sender's key: its fanned-out copies skip the Diffie-Hellman. */
+  private lastKeyLookup: { readonly initiation: Uint8Array; readonly connection: IcelessConnection } | undefined;
+  /** Our relayed addresses: an ICE-less pair whose local end is one of them goes through that relay. */
+  private readonly relaysByRelayed = new EndpointMap<RelayEntry>();
+  /** ICE-less connections whose relay went away while no other relay was there to take its place. */
+  private readonly icelessWithoutRelay = new Set<IcelessConnection>();
   /** WireGuard handshake initiations by the remote endpoint ICE saw the peer at. */
   private readonly bySource = new EndpointMap<Connection>();
   private readonly hostCandidates: SocketAddr[] = [];
@@ -235,6 +286,11 @@ export class Node {
     payload: new Uint8Array(0),
   };
   private lastLocal: SocketAddr | undefined;
+  /** The pair a datagram of an ICE-less connection arrived on, reused for every datagram. */
+  private readonly arrival: { local: SocketAddr; remote: SocketAddr } = {
+    local: { family: 4, address: '0.0.0.0', port: 0 },
+    remote: { family: 4, address: '0.0.0.0', port: 0 },
+  };
 
   /** ICE check schedules of active and idle connections: the gateway's are slower to give up (1.6.0). */
   private readonly activeTiming: StunTiming;
@@ -299,6 +355,7 @@ export class Node {
     }
     for (const [id, entry] of this.relays) if (!touched.has(id)) entry.allocation.refresh(now);
     for (const relay of [...this.relays.values()]) this.drainRelay(relay, now);
+    for (const connection of [...this.icelessWithoutRelay]) this.migrateIcelessRelay(connection, now);
   }
 
   /**
@@ -330,8 +387,9 @@ export class Node {
     if (existing !== undefined && reusable(existing.params, params)) {
       if (existing.state === 'idle') this.setState(existing, 'connected', now);
       existing.lastActivity = now;
-      this.signalAllCandidates(existing);
-      if (this.role === 'client' && existing.path !== undefined) {
+      this.signalAllCandidates(existing, now);
+      // An ICE-less connection's client fans its initiation out once, at creation.
+      if (this.role === 'client' && existing.kind === 'ice' && existing.path !== undefined) {
         existing.tunnel.initiateHandshake(now);
         this.drainTunnel(existing, now);
       }
@@ -343,10 +401,21 @@ export class Node {
 
     const index = this.indices.next();
     if (index === undefined) throw new Error('WireGuard session indices exhausted');
-    const relayIds = [...this.relays.keys()];
-    const relay = this.relays.get(relayIds[this.rng.u32() % relayIds.length]!)!;
+    const relay = this.sampleRelay()!;
+    const connection = params.useIceless === true ? this.createIcelessConnection(id, index, relay, params, now) : this.createIceConnection(id, index, relay, params, now);
+    this.connections.set(id, connection);
+    this.byIndex.set(index, connection);
+    relay.members.add(connection);
+    if (connection.kind === 'ice') this.startIceConnection(connection, relay, now);
+    else this.startIcelessConnection(connection, now);
+    this.touch(connection, now);
+    return 'created';
+  }
+
+  private createIceConnection(id: string, index: number, relay: RelayEntry, params: ConnectionParams, now: number): IceConnection {
     const registry = { add: (key: string) => this.byTransaction.set(key, connection), remove: (key: string) => this.forgetTransaction(key, connection) };
-    const connection: Connection = {
+    const connection: IceConnection = {
+      kind: 'ice',
       id,
       index,
       agent: new IceAgent({
@@ -357,40 +426,18 @@ export class Node {
         transactions: registry,
         timing: this.activeTiming,
       }),
-      tunnel: new Tunnel({
-        local: this.identity,
-        peer: publicIdentity(params.remotePublicKey),
-        presharedKey: params.presharedKey,
-        index,
-        rng: this.rng,
-        rateLimiter: this.rateLimiter,
-        now,
-        headroom: CHANNEL_DATA_HEADROOM,
-        cipher: this.cipher,
-        rekeyAttemptTime: WG_REKEY_ATTEMPT_TIME,
-        ...(this.unixOffsetMs !== undefined ? { unixOffsetMs: this.unixOffsetMs } : {}),
-      }),
+      tunnel: this.createTunnel(index, params, now, { rekeyAttemptTime: WG_REKEY_ATTEMPT_TIME }),
       params,
       checkUsername: `${params.localCredentials.ufrag}:${params.remoteCredentials.ufrag}`,
-      state: 'connecting',
-      relay,
-      path: undefined,
-      pathRelay: undefined,
-      buffered: new RingQueue(4),
-      sources: [],
-      createdAt: now,
-      lastActivity: now,
-      disconnectedSince: undefined,
-      failure: undefined,
-      established: false,
-      scheduledAt: Infinity,
+      ...this.initialConnectionState(relay, now),
     };
-    this.connections.set(id, connection);
-    this.byIndex.set(index, connection);
+    return connection;
+  }
+
+  private startIceConnection(connection: IceConnection, relay: RelayEntry, now: number): void {
     const sharing = this.byCheckUsername.get(connection.checkUsername);
     if (sharing === undefined) this.byCheckUsername.set(connection.checkUsername, [connection]);
     else sharing.push(connection);
-    relay.members.add(connection);
 
     for (const host of this.hostCandidates) this.addLocalHost(connection, host);
     for (const { candidate } of this.serverReflexive.values()) this.signalServerReflexive(connection, candidate);
@@ -399,8 +446,39 @@ export class Node {
     }
     connection.agent.handleTimeout(now);
     this.drainAgent(connection, now);
-    this.touch(connection, now);
-    return 'created';
+  }
+
+  private createTunnel(index: number, params: ConnectionParams, now: number, timers: Pick<TunnelConfig, 'rekeyAttemptTime' | 'keepaliveTimeout' | 'rekeyTimeout'>): Tunnel {
+    return new Tunnel({
+      local: this.identity,
+      peer: publicIdentity(params.remotePublicKey),
+      presharedKey: params.presharedKey,
+      index,
+      rng: this.rng,
+      rateLimiter: this.rateLimiter,
+      now,
+      headroom: CHANNEL_DATA_HEADROOM,
+      cipher: this.cipher,
+      ...timers,
+      ...(this.unixOffsetMs !== undefined ? { unixOffsetMs: this.unixOffsetMs } : {}),
+    });
+  }
+
+  private initialConnectionState(relay: RelayEntry, now: number) {
+    return {
+      state: 'connecting' as ConnectionState,
+      relay: relay as RelayEntry | undefined,
+      path: undefined,
+      pathRelay: undefined,
+      buffered: new RingQueue<Uint8Array>(4),
+      sources: [] as SocketAddr[],
+      createdAt: now,
+      lastActivity: now,
+      disconnectedSince: undefined,
+      failure: undefined,
+      established: false,
+      scheduledAt: Infinity,
+    };
   }
 
   removeConnection(id: string): void {
@@ -436,7 +514,10 @@ export class Node {
 
   /** The remote candidates of a connection's ICE agent, in SDP form (for diagnostics and tests). */
   remoteCandidates(id: string): string[] {
-    return this.connections.get(id)?.agent.remoteCandidates().map(formatCandidate) ?? [];
+    const connection = this.connections.get(id);
+    if (connection === undefined) return [];
+    if (connection.kind === 'iceless') return connection.paths.remoteCandidates().map(formatPathCandidate);
+    return connection.agent.remoteCandidates().map(formatCandidate);
   }
 
   /** The nominated path of a connection, if any (for diagnostics and tests). */
@@ -455,6 +536,12 @@ export class Node {
     return this.connections.get(id)?.path;
   }
 
+  /** The path agent's counters of an ICE-less connection (for diagnostics and tests). */
+  pathAgentStats(id: string): Readonly<PathAgentStats> | undefined {
+    const connection = this.connections.get(id);
+    return connection?.kind === 'iceless' ? connection.paths.stats : undefined;
+  }
+
   /** When the node next services a connection (for diagnostics and structural tests). */
   connectionDeadline(id: string): number | undefined {
     const at = this.connections.get(id)?.scheduledAt;
@@ -463,7 +550,12 @@ export class Node {
 
   addRemoteCandidate(id: string, sdp: string, now: number): void {
     const connection = this.connections.get(id);
-    if (connection === undefined || connection.state !== 'connecting') return;
+    if (connection === undefined) return;
+    if (connection.kind === 'iceless') {
+      this.addIcelessRemote(connection, sdp, now);
+      return;
+    }
+    if (connection.state !== 'connecting') return;
     const candidate = parseCandidate(sdp);
     if (typeof candidate === 'string') {
       log.debug('Ignoring unparsable remote candidate', { connection: id, candidate: sdp, error: candidate });
@@ -484,6 +576,10 @@ export class Node {
   removeRemoteCandidate(id: string, sdp: string, now: number): void {
     const connection = this.connections.get(id);
     if (connection === undefined) return;
+    if (connection.kind === 'iceless') {
+      this.removeIcelessRemote(connection, sdp, now);
+      return;
+    }
     const candidate = parseCandidate(sdp);
     if (typeof candidate === 'string') return;
     if (connection.agent.removeRemoteCandidate(candidate)) {
@@ -580,7 +676,8 @@ export class Node {
     }
 
     const type = messageType(payload);
-    const connection = type === MESSAGE_INITIATION ? this.bySource.get(source) : type === 0 ? undefined : this.byIndex.get(receiverTunnelIndex(payload)!);
+    let connection = type === MESSAGE_INITIATION ? this.bySource.get(source) : type === 0 ? undefined : this.byIndex.get(receiverTunnelIndex(payload)!);
+    if (connection === undefined && type === MESSAGE_INITIATION) connection = this.icelessBySender(payload, source, destination, now);
     if (connection === undefined) {
       if (type !== 0) {
         this.stats.wireguardDropped++;
@@ -590,6 +687,7 @@ export class Node {
       return 'unknownFormat';
     }
     this.visit(connection);
+    if (connection.kind === 'iceless') return this.decapsulateIceless(connection, payload, source, destination, now);
     const result = connection.tunnel.decapsulate(payload, source.address, now, this.batchingOpens ? this.openBatch : undefined);
     if (result instanceof Uint8Array) return this.onDecrypted(connection, result, 0, now);
     if (result === 'pending') {
@@ -599,12 +697,20 @@ export class Node {
     }
     this.drainTunnel(connection, now);
     this.touch(connection, now);
+    return this.statusOf(connection, result, source);
+  }
+
+  /** What a WireGuard datagram that yielded no packet amounts to; drops are counted. */
+  private statusOf(connection: Connection, result: Exclude<PathInbound, Uint8Array | 'pending'>, source: SocketAddr): DecapsulateStatus {
     switch (result) {
       case 'handshake':
         this.stats.handshakes++;
         return 'handled';
       case 'cookie':
       case 'keepalive':
+      case 'probe':
+      case 'replayed':
+      case 'duplicate':
         return 'handled';
       default:
         this.stats.wireguardDropped++;
@@ -738,13 +844,21 @@ export class Node {
     const entry = this.relays.get(id);
     if (entry === undefined) return;
     if (deleteOnServer) entry.allocation.delete(now);
-    // As the reference: the relay's candidates are withdrawn; the server-reflexive address it
-    // reported stays a valid mapping of our socket.
-    for (const candidate of entry.allocation.candidates()) {
-      if (candidate.kind === 'relay') this.onCandidateInvalidated(entry, candidate, now);
-    }
     this.relays.delete(id);
     entry.removed = true;
+    const relayed = entry.allocation.candidates().filter((c) => c.kind === 'relay');
+    // An ICE-less connection starts its paths over without this relay and moves to another one;
+    // the peer finds it again by its key (the reference's reset for a relay replacement).
+    for (const connection of [...entry.members]) {
+      if (connection.kind !== 'iceless') continue;
+      entry.members.delete(connection);
+      connection.relay = undefined;
+      connection.paths.rebuild((c) => !relayed.some((r) => samePathCandidate(r, c)), now);
+      this.migrateIcelessRelay(connection, now);
+    }
+    // As the reference: the relay's candidates are withdrawn; the server-reflexive address it
+    // reported stays a valid mapping of our socket.
+    for (const candidate of relayed) this.onCandidateInvalidated(entry, candidate, now);
     if (entry.server.v4 !== undefined) this.relaysByServer.deleteIf(entry.server.v4, entry);
     if (entry.server.v6 !== undefined) this.relaysByServer.deleteIf(entry.server.v6, entry);
     this.relayDeadlines.delete(entry);
@@ -752,6 +866,7 @@ export class Node {
     for (const connection of entry.members) connection.relay = undefined;
     entry.members.clear();
     for (const connection of entry.pathUsers) {
+      if (connection.kind === 'iceless') continue;
       connection.failure ??= 'relayGone';
       this.touch(connection, now);
     }
@@ -781,12 +896,18 @@ export class Node {
     if (candidate.kind === 'srflx') {
       this.serverReflexive.set(candidate.address.family, { candidate, relayId: relay.server.id });
       for (const connection of relay.members) {
-        if (connection.state === 'connecting') this.signalServerReflexive(connection, candidate);
+        if (connection.kind === 'iceless') this.addIcelessLocal(connection, candidate, now);
+        else if (connection.state === 'connecting') this.signalServerReflexive(connection, candidate);
       }
       return;
     }
     if (candidate.kind !== 'relay') return;
+    this.relaysByRelayed.set(candidate.address, relay);
     for (const connection of relay.members) {
+      if (connection.kind === 'iceless') {
+        this.addIcelessLocal(connection, candidate, now);
+        continue;
+      }
       if (connection.state !== 'connecting') continue;
       this.addLocalRelay(connection, relay.allocation, candidate);
       connection.agent.handleTimeout(now);
@@ -797,8 +918,16 @@ export class Node {
 
   private onCandidateInvalidated(relay: RelayEntry, candidate: LocalCandidate, now: number): void {
     if (candidate.kind === 'relay') {
+      this.relaysByRelayed.deleteIf(candidate.address, relay);
       // Relay candidates only ever went to the connections that sampled this relay.
       for (const connection of relay.members) {
+        if (connection.kind === 'iceless') {
+          if (!connection.paths.removeLocalCandidate(candidate, now)) continue;
+          this.invalidatedCandidates.add(connection.id, formatPathCandidate(candidate));
+          this.drainIceless(connection, now);
+          this.touch(connection, now);
+          continue;
+        }
         const local = connection.agent.localCandidateAt(candidate.address);
         if (local === undefined || !connection.agent.removeLocalCandidate(candidate.address)) continue;
         this.invalidatedCandidates.add(connection.id, formatCandidate(local));
@@ -814,7 +943,9 @@ export class Node {
       this.serverReflexive.delete(candidate.address.family);
     }
     // Every connection was told of it: every connection hears it is gone (a rare, per-event broadcast).
+    // ICE-less connections keep it, as the reference does: its pairs are the base's anyway.
     for (const connection of this.connections.values()) {
+      if (connection.kind === 'iceless') continue;
       this.invalidatedCandidates.add(connection.id, formatCandidate(connection.agent.serverReflexiveCandidate(candidate.address, candidate.base)));
     }
   }
@@ -842,6 +973,10 @@ export class Node {
     this.lastLocal = local;
     // A new local address is news for every connection (a rare, per-event broadcast).
     for (const connection of this.connections.values()) {
+      if (connection.kind === 'iceless') {
+        this.addIcelessLocal(connection, hostCandidate(local), now);
+        continue;
+      }
       this.addLocalHost(connection, local);
       connection.agent.handleTimeout(now);
       this.drainAgent(connection, now);
@@ -850,12 +985,12 @@ export class Node {
     return true;
   }
 
-  private addLocalHost(connection: Connection, address: SocketAddr): void {
+  private addLocalHost(connection: IceConnection, address: SocketAddr): void {
     const candidate = connection.agent.addLocalHostCandidate(address);
     if (candidate !== undefined) this.newCandidates.add(connection.id, formatCandidate(candidate));
   }
 
-  private addLocalRelay(connection: Connection, allocation: Allocation, candidate: LocalCandidate): void {
+  private addLocalRelay(connection: IceConnection, allocation: Allocation, candidate: LocalCandidate): void {
     const relaySocket = allocation.activeSocket();
     if (relaySocket === undefined) return;
     const added = connection.agent.addLocalRelayCandidate(candidate.address, relaySocket, relaySocket.family);
@@ -863,7 +998,12 @@ export class Node {
   }
 
   /** Signals every local candidate of the connection again (a reused connection: the peer may have lost them). */
-  private signalAllCandidates(connection: Connection): void {
+  private signalAllCandidates(connection: Connection, now: number): void {
+    if (connection.kind === 'iceless') {
+      this.seedIcelessCandidates(connection, now);
+      for (const candidate of connection.paths.localCandidates()) this.newCandidates.add(connection.id, formatPathCandidate(candidate));
+      return;
+    }
     for (const candidate of connection.agent.localCandidates()) this.newCandidates.add(connection.id, formatCandidate(candidate));
     for (const { candidate } of this.serverReflexive.values()) this.signalServerReflexive(connection, candidate);
   }
@@ -874,7 +1014,7 @@ export class Node {
    * `generate_optimistic_candidates`): a peer behind a NAT that forwards its listening port becomes reachable
    * directly even when the NAT maps other ports unpredictably.
    */
-  private addOptimisticCandidates(connection: Connection): void {
+  private addOptimisticCandidates(connection: IceConnection): void {
     const remotes = connection.agent.remoteCandidates();
     let added = 0;
     for (const srflx of remotes) {
@@ -891,8 +1031,217 @@ export class Node {
     }
   }
 
-  private signalServerReflexive(connection: Connection, candidate: LocalCandidate): void {
+  private signalServerReflexive(connection: IceConnection, candidate: LocalCandidate): void {
     this.newCandidates.add(connection.id, formatCandidate(connection.agent.serverReflexiveCandidate(candidate.address, candidate.base)));
+  }
+
+  // --- internals: ICE-less connections ---
+
+  private createIcelessConnection(id: string, index: number, relay: RelayEntry, params: ConnectionParams, now: number): IcelessConnection {
+    return {
+      kind: 'iceless',
+      id,
+      index,
+      paths: new PathAgent(),
+      peerKey: keyText(params.remotePublicKey),
+      tunnel: this.createTunnel(index, params, now, {
+        rekeyAttemptTime: ICELESS_REKEY_ATTEMPT_TIME,
+        keepaliveTimeout: ICELESS_KEEPALIVE_TIMEOUT,
+        rekeyTimeout: ICELESS_REKEY_TIMEOUT,
+      }),
+      params,
+      ...this.initialConnectionState(relay, now),
+    };
+  }
+
+  private startIcelessConnection(connection: IcelessConnection, now: number): void {
+    this.byPeerKey.set(connection.peerKey, connection);
+    this.seedIcelessCandidates(connection, now);
+    // Only the controlling side bootstraps: the responder answers, so no duplicate from each end.
+    if (this.role === 'client') connection.tunnel.initiateHandshake(now);
+    this.drainIceless(connection, now);
+  }
+
+  /** The node's host and server-reflexive candidates, then the relay candidates of the connection's relay. */
+  private seedIcelessCandidates(connection: IcelessConnection, now: number): void {
+    for (const host of this.hostCandidates) this.addIcelessLocal(connection, hostCandidate(host), now);
+    for (const { candidate } of this.serverReflexive.values()) this.addIcelessLocal(connection, candidate, now);
+    const relay = connection.relay;
+    if (relay === undefined) return;
+    for (const candidate of relay.allocation.candidates()) {
+      if (candidate.kind === 'relay') this.addIcelessLocal(connection, candidate, now);
+    }
+  }
+
+  private addIcelessLocal(connection: IcelessConnection, candidate: PathCandidate, now: number): void {
+    if (!connection.paths.addLocalCandidate(candidate, now)) return;
+    this.newCandidates.add(connection.id, formatPathCandidate(candidate));
+    this.drainIceless(connection, now);
+    this.touch(connection, now);
+  }
+
+  private addIcelessRemote(connection: IcelessConnection, sdp: string, now: number): void {
+    const candidate = parsePathCandidate(sdp);
+    if (typeof candidate === 'string') {
+      log.debug('Ignoring unparsable ICE-less candidate', { connection: connection.id, candidate: sdp, error: candidate });
+      return;
+    }
+    if (connection.paths.addRemoteCandidate(candidate, now)) this.addIcelessOptimisticCandidates(connection, now);
+    const relay = connection.relay;
+    if (candidate.kind !== 'host' && relay !== undefined) {
+      relay.allocation.bindChannel(candidate.address, now);
+      this.drainRelay(relay, now);
+    }
+    this.drainIceless(connection, now);
+    this.touch(connection, now);
+  }
+
+  private removeIcelessRemote(connection: IcelessConnection, sdp: string, now: number): void {
+    const candidate = parsePathCandidate(sdp);
+    if (typeof candidate === 'string' || !connection.paths.removeRemoteCandidate(candidate, now)) return;
+    this.drainIceless(connection, now);
+    this.touch(connection, now);
+  }
+
+  /** `addOptimisticCandidates` for an ICE-less connection (1.6.0 applies it in both modes). */
+  private addIcelessOptimisticCandidates(connection: IcelessConnection, now: number): void {
+    const remotes = [...connection.paths.remoteCandidates()];
+    let added = 0;
+    for (const srflx of remotes) {
+      if (srflx.kind !== 'srflx' || srflx.address.family !== 4) continue;
+      for (const host of remotes) {
+        if (host.kind !== 'host' || host.address.family !== 4) continue;
+        const address = socketAddr(srflx.address.address, host.address.port);
+        if (remotes.some((c) => c.kind === 'srflx' && sameSocketAddr(c.address, address))) continue;
+        if (!connection.paths.addRemoteCandidate(serverReflexiveCandidate(address, host.address), now)) continue;
+        if (++added === MAX_OPTIMISTIC_CANDIDATES_PER_SIGNAL) return;
+      }
+    }
+  }
+
+  /**
+   * Finds the ICE-less connection an initiation from an unregistered source belongs to, by the
+   * sender's static key (one Diffie-Hellman; its copies on other pairs reuse the answer). MAC1 is
+   * checked first, and under load a valid MAC2, else a cookie reply goes back where it came from.
+   */
+  private icelessBySender(initiation: Uint8Array, source: SocketAddr, destination: SocketAddr, now: number): Connection | undefined {
+    if (this.byPeerKey.size === 0) return undefined;
+    const last = this.lastKeyLookup;
+    if (last !== undefined && bytesEqual(last.initiation, initiation)) return last.connection;
+    if (this.rateLimiter.isUnderLoad()) {
+      const verdict = this.rateLimiter.verify(initiation, source.address, now);
+      if (verdict.kind === 'cookieReply') this.sendOnPair({ local: destination, remote: source }, verdict.message, now);
+      if (verdict.kind !== 'accept') return undefined;
+    } else {
+      const mac1 = mac(this.identity.mac1Key, initiation.subarray(0, INITIATION_OFFSET_MAC1));
+      if (!constantTimeEqual(mac1, initiation.subarray(INITIATION_OFFSET_MAC1, INITIATION_OFFSET_MAC2))) return undefined;
+    }
+    const sender = initiationSender(this.identity, initiation);
+    const connection = sender === undefined ? undefined : this.byPeerKey.get(keyText(sender));
+    if (connection !== undefined) this.lastKeyLookup = { initiation: initiation.slice(), connection };
+    return connection;
+  }
+
+  private decapsulateIceless(
+    connection: IcelessConnection,
+    payload: Uint8Array,
+    source: SocketAddr,
+    destination: SocketAddr,
+    now: number,
+  ): DecryptedPacket | DecapsulateStatus {
+    const arrival = this.arrival;
+    arrival.local = destination;
+    arrival.remote = source;
+    const result: PathInbound = connection.paths.decapsulate(connection.tunnel, payload, arrival, now);
+    if (result instanceof Uint8Array) return this.onDecrypted(connection, result, 0, now);
+    // A probe is traffic for the idle timer, as in the reference (it passes the connection state first).
+    if (result === 'probe') {
+      connection.lastActivity = now;
+      if (connection.state === 'idle') this.setState(connection, 'connected', now);
+    }
+    this.drainIceless(connection, now);
+    this.touch(connection, now);
+    // The agent passes no batch to the tunnel, so nothing is ever pending here.
+    return result === 'pending' ? 'handled' : this.statusOf(connection, result, source);
+  }
+
+  /** Everything the tunnel produced goes through the agent; what the agent wants sent goes on its pair. */
+  private drainIceless(connection: IcelessConnection, now: number): void {
+    const { tunnel, paths } = connection;
+    for (let datagram = tunnel.pollTransmit(); datagram !== undefined; datagram = tunnel.pollTransmit()) paths.handleOutbound(datagram, now);
+    for (let e = paths.pollEvent(); e !== undefined; e = paths.pollEvent()) this.onPrimaryChanged(connection, e.local, e.remote, now);
+    for (let t = paths.pollTransmit(); t !== undefined; t = paths.pollTransmit()) {
+      if (t.kind === 'wireguard') {
+        this.sendOnPair(t, t.payload, now);
+        continue;
+      }
+      // As the reference: a probe needs a session to ride (a responder waits for the initiator's confirmation).
+      if (!tunnel.hasSession(now)) continue;
+      const sealed = tunnel.encapsulate(t.payload, now);
+      if (typeof sealed !== 'string') this.sendOnPair(t, sealed, now);
+    }
+    for (let e = tunnel.pollEvent(); e !== undefined; e = tunnel.pollEvent()) {
+      if (e.kind === 'connectionExpired') connection.failure ??= 'wireguardExpired';
+      else if (connection.path !== undefined) this.onEstablished(connection);
+    }
+  }
+
+  private onPrimaryChanged(connection: IcelessConnection, local: SocketAddr, remote: SocketAddr, now: number): void {
+    const relay = this.relaysByRelayed.get(local);
+    const relaySocket = relay?.allocation.activeSocket();
+    if (relay !== undefined && relaySocket === undefined) return;
+    connection.path =
+      relay === undefined ? { kind: 'direct', source: local, destination: remote } : { kind: 'relay', relay: relaySocket!, relayed: local, destination: remote };
+    connection.pathRelay?.pathUsers.delete(connection);
+    connection.pathRelay = relay;
+    relay?.pathUsers.add(connection);
+    if (log.enabled(Level.Info)) {
+      log.info('Primary path', { connection: connection.id, local: socketAddrKey(local), remote: socketAddrKey(remote), relayed: relay !== undefined });
+    }
+    if (connection.state === 'connecting') this.setState(connection, 'connected', now);
+    if (connection.tunnel.hasSession(now)) this.onEstablished(connection);
+  }
+
+  /** The connection carries data once WireGuard has a session and the agent a primary. */
+  private onEstablished(connection: Connection): void {
+    if (connection.established) return;
+    connection.established = true;
+    this.events.push({ kind: 'connectionEstablished', connection: connection.id });
+  }
+
+  /** Sends a datagram on a pair: from our relayed address through that relay, or straight from a local socket. */
+  private sendOnPair(pair: PathPair, datagram: Uint8Array, now: number): void {
+    const relay = this.relaysByRelayed.get(pair.local);
+    if (relay === undefined) {
+      this.transmits.push({ source: pair.local, destination: pair.remote, payload: datagram });
+      return;
+    }
+    if (relay.removed) return;
+    const transmit = relay.allocation.encodeToPeer(pair.remote, datagram, now);
+    if (transmit !== undefined) this.transmits.push(transmit);
+    this.drainRelayTransmits(relay);
+  }
+
+  /** After its relay went away: another relay's candidates, or a wait for the next relay to arrive. */
+  private migrateIcelessRelay(connection: IcelessConnection, now: number): void {
+    const relay = this.sampleRelay();
+    if (relay === undefined) {
+      this.icelessWithoutRelay.add(connection);
+    } else {
+      this.icelessWithoutRelay.delete(connection);
+      connection.relay = relay;
+      relay.members.add(connection);
+      log.info('Moved an ICE-less connection to another relay', { connection: connection.id, relay: relay.server.id });
+      this.seedIcelessCandidates(connection, now);
+    }
+    this.drainIceless(connection, now);
+    this.touch(connection, now);
+  }
+
+  private sampleRelay(): RelayEntry | undefined {
+    if (this.relays.size === 0) return undefined;
+    const relayIds = [...this.relays.keys()];
+    return this.relays.get(relayIds[this.rng.u32() % relayIds.length]!);
   }
 
   // --- internals: connections ---
@@ -923,16 +1272,23 @@ export class Node {
 
   private serviceConnection(connection: Connection, now: number): void {
     this.visit(connection);
-    connection.agent.handleTimeout(now);
-    this.drainAgent(connection, now);
-    if (connection.path !== undefined && now >= (connection.tunnel.pollTimeout() ?? Infinity)) {
-      connection.tunnel.handleTimeout(now);
-      this.drainTunnel(connection, now);
+    if (connection.kind === 'iceless') {
+      connection.paths.handleTimeout(now);
+      // Always, not only once a path exists: the client's bootstrap retransmits and expiry ride these timers.
+      if (now >= (connection.tunnel.pollTimeout() ?? Infinity)) connection.tunnel.handleTimeout(now);
+      this.drainIceless(connection, now);
+    } else {
+      connection.agent.handleTimeout(now);
+      this.drainAgent(connection, now);
+      if (connection.path !== undefined && now >= (connection.tunnel.pollTimeout() ?? Infinity)) {
+        connection.tunnel.handleTimeout(now);
+        this.drainTunnel(connection, now);
+      }
     }
     if (this.checkConnection(connection, now)) this.schedule(connection, now, true);
   }
 
-  private drainAgent(connection: Connection, now: number): void {
+  private drainAgent(connection: IceConnection, now: number): void {
     const { agent } = connection;
     for (let t = agent.pollTransmit(); t !== undefined; t = agent.pollTransmit()) this.sendIce(t, now);
     for (let e = agent.pollEvent(); e !== undefined; e = agent.pollEvent()) {
@@ -958,7 +1314,7 @@ export class Node {
     connection.sources.push(source);
   }
 
-  private onNominated(connection: Connection, path: IcePath, local: Candidate, remote: Candidate, now: number): void {
+  private onNominated(connection: IceConnection, path: IcePath, local: Candidate, remote: Candidate, now: number): void {
     const previous = connection.path;
     if (previous !== undefined && samePath(previous, path)) return;
     if (connection.state === 'idle' && previous !== undefined) {
@@ -987,6 +1343,10 @@ export class Node {
   }
 
   private drainTunnel(connection: Connection, now: number): void {
+    if (connection.kind === 'iceless') {
+      this.drainIceless(connection, now);
+      return;
+    }
     const { tunnel } = connection;
     for (let datagram = tunnel.pollTransmit(); datagram !== undefined; datagram = tunnel.pollTransmit()) {
       if (connection.path === undefined) {
@@ -1084,7 +1444,7 @@ export class Node {
   private setState(connection: Connection, state: ConnectionState, now: number): void {
     if (connection.state === state) return;
     connection.state = state;
-    connection.agent.setTiming(state === 'idle' ? this.idleTiming : this.activeTiming);
+    if (connection.kind === 'ice') connection.agent.setTiming(state === 'idle' ? this.idleTiming : this.activeTiming);
     if (state !== 'idle') connection.lastActivity = now;
     log.debug('Connection state changed', { connection: connection.id, state });
   }
@@ -1092,11 +1452,11 @@ export class Node {
   /** Applies failures and the idle transition; returns false when the connection was dropped. */
   private checkConnection(connection: Connection, now: number): boolean {
     if (connection.failure === undefined) {
-      if (connection.state === 'connecting' && now >= connection.createdAt + CANDIDATE_TIMEOUT && !connection.agent.hasRemoteCandidates()) {
+      if (connection.state === 'connecting' && now >= connection.createdAt + CANDIDATE_TIMEOUT && !hasRemoteCandidates(connection)) {
         connection.failure = 'noRemoteCandidates';
       } else if (connection.disconnectedSince !== undefined && now >= connection.disconnectedSince + DISCONNECT_TIMEOUT) {
         connection.failure = 'iceDisconnected';
-      } else if (connection.pathRelay?.removed === true) {
+      } else if (connection.kind === 'ice' && connection.pathRelay?.removed === true) {
         connection.failure = 'relayGone';
       }
     }
@@ -1114,12 +1474,12 @@ export class Node {
   /** The earliest instant the connection has work, coarsened (see DEADLINE_GRID). */
   private deadlineOf(connection: Connection, now: number): number {
     if (connection.failure !== undefined) return now;
-    let at = connection.agent.pollTimeout() ?? Infinity;
-    if (connection.path !== undefined) {
+    let at = (connection.kind === 'ice' ? connection.agent.pollTimeout() : connection.paths.pollTimeout()) ?? Infinity;
+    if (connection.path !== undefined || connection.kind === 'iceless') {
       const tunnel = connection.tunnel.pollTimeout();
       if (tunnel !== undefined && tunnel < at) at = tunnel;
     }
-    if (connection.state === 'connecting' && connection.createdAt + CANDIDATE_TIMEOUT < at && !connection.agent.hasRemoteCandidates()) {
+    if (connection.state === 'connecting' && connection.createdAt + CANDIDATE_TIMEOUT < at && !hasRemoteCandidates(connection)) {
       at = connection.createdAt + CANDIDATE_TIMEOUT;
     }
     if (connection.disconnectedSince !== undefined && connection.disconnectedSince + DISCONNECT_TIMEOUT < at) at = connection.disconnectedSince + DISCONNECT_TIMEOUT;
@@ -1154,7 +1514,7 @@ export class Node {
     this.observer?.connectionVisited(connection.id);
   }
 
-  private forgetTransaction(key: string, connection: Connection): void {
+  private forgetTransaction(key: string, connection: IceConnection): void {
     if (this.byTransaction.get(key) === connection) this.byTransaction.delete(key);
   }
 
@@ -1165,13 +1525,19 @@ export class Node {
     this.deadlines.delete(connection);
     connection.scheduledAt = Infinity;
     if (this.byIndex.get(connection.index) === connection) this.byIndex.delete(connection.index);
-    const sharing = this.byCheckUsername.get(connection.checkUsername);
-    if (sharing !== undefined) {
-      const at = sharing.indexOf(connection);
-      if (at >= 0) sharing.splice(at, 1);
-      if (sharing.length === 0) this.byCheckUsername.delete(connection.checkUsername);
+    if (connection.kind === 'ice') {
+      const sharing = this.byCheckUsername.get(connection.checkUsername);
+      if (sharing !== undefined) {
+        const at = sharing.indexOf(connection);
+        if (at >= 0) sharing.splice(at, 1);
+        if (sharing.length === 0) this.byCheckUsername.delete(connection.checkUsername);
+      }
+      connection.agent.close();
+    } else {
+      if (this.byPeerKey.get(connection.peerKey) === connection) this.byPeerKey.delete(connection.peerKey);
+      if (this.lastKeyLookup?.connection === connection) this.lastKeyLookup = undefined;
+      this.icelessWithoutRelay.delete(connection);
     }
-    connection.agent.close();
     for (const source of connection.sources) this.bySource.deleteIf(source, connection);
     connection.relay?.members.delete(connection);
     connection.pathRelay?.pathUsers.delete(connection);
@@ -1186,12 +1552,25 @@ function sameCredentials(a: IceCredentials, b: IceCredentials): boolean {
 
 /** An upsert reuses a connection only when everything its ICE agent and WireGuard session came from is the same. */
 function reusable(current: ConnectionParams, next: ConnectionParams): boolean {
+  const iceless = current.useIceless === true;
+  // A mode flip replaces the connection; an ICE-less one has no ICE credentials to compare.
+  if (iceless !== (next.useIceless === true)) return false;
   return (
-    sameCredentials(current.localCredentials, next.localCredentials) &&
-    sameCredentials(current.remoteCredentials, next.remoteCredentials) &&
+    (iceless || (sameCredentials(current.localCredentials, next.localCredentials) && sameCredentials(current.remoteCredentials, next.remoteCredentials))) &&
     bytesEqual(current.remotePublicKey, next.remotePublicKey) &&
     bytesEqual(current.presharedKey, next.presharedKey)
   );
+}
+
+function hasRemoteCandidates(connection: Connection): boolean {
+  return connection.kind === 'ice' ? connection.agent.hasRemoteCandidates() : connection.paths.remoteCandidates().length > 0;
+}
+
+/** A static key as a map key. */
+function keyText(key: Uint8Array): string {
+  let text = '';
+  for (const byte of key) text += byte.toString(16).padStart(2, '0');
+  return text;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
