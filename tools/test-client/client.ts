@@ -49,6 +49,8 @@ export interface TestClientOptions {
   /** Data-plane UDP port; 0 (default) picks an ephemeral one. */
   readonly port?: number;
   readonly relays: readonly RelayOption[];
+  /** Advertise ICE-less connections with every flow request; the grant says whether the portal chose one. */
+  readonly iceless?: boolean;
   /** When set, rewritten with `<proxy ip> <domain>` lines for every DNS resource (an /etc/hosts file). */
   readonly hostsFile?: string;
   readonly onEvent?: (event: ClientEvent) => void;
@@ -85,6 +87,8 @@ export interface ConnectResult {
   readonly gateway_public_key: string;
   readonly flow_id: string;
   readonly path: PathKind | undefined;
+  /** The connection runs the path agent instead of ICE. */
+  readonly iceless: boolean;
   readonly routes: string[];
   readonly domain?: string;
   readonly proxy_ips?: readonly string[];
@@ -200,7 +204,7 @@ export class TestClient {
 
   /** Requests a flow for a resource, connects to its gateway, installs its routes and (DNS) assigns proxy IPs. */
   async connect(request: ConnectRequest): Promise<ConnectResult> {
-    const grant = await this.api.requestFlow(request.resourceId, this.publicKeyText);
+    const grant = await this.api.requestFlow(request.resourceId, this.publicKeyText, this.options.iceless === true);
     const gatewayId = grant.gateway_id;
     const now = performance.now();
     // A relay the node gave up on (it stopped answering for a while) is configured again, as a
@@ -261,6 +265,7 @@ export class TestClient {
       gateway_public_key: grant.gateway_public_key,
       flow_id: grant.flow_id,
       path: this.pathOf(gatewayId),
+      iceless: this.node.pathAgentStats(gatewayId) !== undefined,
       routes: installed,
       ...(domain === undefined
         ? {}
@@ -602,5 +607,6 @@ function connectionParams(grant: FlowGrant): Parameters<Node['upsertConnection']
     remoteCredentials: { ufrag: grant.gateway_ice_credentials.username, password: grant.gateway_ice_credentials.password },
     remotePublicKey: new Uint8Array(Buffer.from(grant.gateway_public_key, 'base64')),
     presharedKey: new Uint8Array(Buffer.from(grant.preshared_key, 'base64')),
+    useIceless: grant.use_iceless === true,
   };
 }

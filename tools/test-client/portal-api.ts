@@ -28,6 +28,8 @@ export interface FlowGrant {
   readonly expires_at: number | null;
   readonly resource: { readonly id: string; readonly type: string; readonly address?: string; readonly name?: string };
   readonly authorized: boolean;
+  /** The portal chose an ICE-less connection (both ends advertised it). Absent from older dev portals. */
+  readonly use_iceless?: boolean;
 }
 
 export interface CandidateEvent {
@@ -56,8 +58,9 @@ export class PortalApi {
     return this.request<ClientRegistration>('POST', '/admin/clients', { id: this.clientId, public_key: publicKey });
   }
 
-  async requestFlow(resourceId: string, publicKey: string): Promise<FlowGrant> {
-    return this.request<FlowGrant>('POST', `/clients/${this.clientId}/flows`, { resource_id: resourceId, public_key: publicKey });
+  /** `iceless`: this client can do ICE-less connections (a 1.6 client's capability). */
+  async requestFlow(resourceId: string, publicKey: string, iceless = false): Promise<FlowGrant> {
+    return this.request<FlowGrant>('POST', `/clients/${this.clientId}/flows`, { resource_id: resourceId, public_key: publicKey, ...(iceless ? { iceless: true } : {}) });
   }
 
   async candidates(after: number, waitMs: number, signal?: AbortSignal): Promise<{ events: CandidateEvent[]; next: number }> {

@@ -18,6 +18,7 @@ interface CliOptions {
   port: number;
   hostsFile: string | undefined;
   connect: string[];
+  iceless: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -43,7 +44,8 @@ export async function runClientProcess(name: string, description: string, extens
     .option('--tun <name>', 'TUN device name', 'tun-fzclient')
     .option('--port <port>', 'data-plane UDP port (0: ephemeral)', parsePort, 0)
     .option('--hosts-file <path>', 'rewrite this hosts file with "<proxy ip> <domain>" lines for DNS resources')
-    .option('--connect <resource-id>', 'connect to this resource at start-up (repeatable)', collect, []);
+    .option('--connect <resource-id>', 'connect to this resource at start-up (repeatable)', collect, [])
+    .option('--iceless', 'advertise ICE-less connections (spec 1.6 §3.9): the portal may answer use_iceless', false);
   program.parse();
   const cli = program.opts<CliOptions>();
   configureLogging({ filter: LogFilter.parse(process.env['RUST_LOG'] ?? 'info'), sink: { write: (line) => process.stderr.write(line) } });
@@ -56,6 +58,7 @@ export async function runClientProcess(name: string, description: string, extens
     tunName: cli.tun,
     port: cli.port,
     relays,
+    iceless: cli.iceless,
     ...(cli.hostsFile === undefined ? {} : { hostsFile: cli.hostsFile }),
     ...extension?.hooks,
     onEvent: writeLine,
