@@ -8,6 +8,16 @@
  * (2 s timeout, NOERROR required); the fastest is the one with the smallest RTT ever observed.
  * With no nameserver answered yet, queries get SERVFAIL at once.
  *
+ * Bounds (the reference has the first only): at most 1000 queries wait upstream at once, across
+ * transports, and a query beyond that is dropped; TCP connections close after 10 s without
+ * traffic; a client source holds at most 32 connections and the forwarder 256, and a new one
+ * beyond either cap closes the least recently active (of that source, else of all), so a flood of
+ * connections costs its sender its own older connections first; a connection's queries are
+ * answered one at a time and reading pauses while one waits upstream or an answer waits to be
+ * sent, so a client that streams queries without reading answers gets TCP backpressure instead of
+ * buffers that grow; a connection's remaining queries are dropped when it closes. Each kind of
+ * shedding logs one WARN a minute.
+ *
  * Upstream TCP connections carry SO_MARK 0xfd002021 like the reference's. Deviation: upstream UDP
  * queries go through node:dgram, which exposes no fd, so they are unmarked; that only matters if
  * an upstream lived inside 100.64.0.0/11 or fd00:2021:1111::/107, which no real resolver does.
@@ -17,6 +27,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { isIPv6 } from 'node:net';
 import { createLogger, errorChain } from '../log/index.ts';
+import { WarningLimiter } from '../util/warning-limiter.ts';
 import { connectMarkedTcp } from './native.ts';
 import { FIREZONE_MARK } from './udp-socket.ts';
 
@@ -27,6 +38,12 @@ export const QUERY_TIMEOUT_MS = 5000;
 export const PROBE_INTERVAL_MS = 60_000;
 export const PROBE_TIMEOUT_MS = 2000;
 export const PROBE_DOMAIN = 'firezone.dev';
+export const MAX_INFLIGHT_QUERIES = 1000;
+export const TCP_IDLE_TIMEOUT_MS = 10_000;
+export const MAX_TCP_CONNECTIONS = 256;
+export const MAX_TCP_CONNECTIONS_PER_SOURCE = 32;
+/** A length prefix and the largest message it can announce. */
+const MAX_TCP_FRAME = 2 + 0xffff;
 
 const HEADER_SIZE = 12;
 const FLAG_QR = 0x8000;
@@ -170,6 +187,22 @@ export interface DnsForwarderOptions {
   readonly queryTimeoutMs?: number;
   readonly probeIntervalMs?: number;
   readonly probeTimeoutMs?: number;
+  readonly maxInflightQueries?: number;
+  readonly tcpIdleTimeoutMs?: number;
+  readonly maxTcpConnections?: number;
+  readonly maxTcpConnectionsPerSource?: number;
+}
+
+/** What the forwarder shed or bounded, for tests and metrics. */
+export interface DnsForwarderStats {
+  /** Queries dropped because `maxInflightQueries` were already waiting upstream. */
+  queriesDropped: number;
+  /** TCP connections closed after `tcpIdleTimeoutMs` without traffic. */
+  tcpIdleClosed: number;
+  /** TCP connections closed to make room for a new one. */
+  tcpEvicted: number;
+  /** The most bytes ever buffered for one TCP connection (a partial or waiting query). */
+  tcpMaxBufferedBytes: number;
 }
 
 export interface DnsListenAddresses {
@@ -186,18 +219,31 @@ type Transport = 'udp' | 'tcp';
 interface Listener {
   readonly udp: UdpSocket;
   readonly tcp: Server;
-  readonly connections: Set<Socket>;
   readonly address: string;
   closed: boolean;
 }
 
+type Shedding = 'queries' | 'connections';
+
+interface TcpConnection {
+  readonly source: string;
+  readonly listener: Listener;
+}
+
 export class DnsForwarder {
   readonly upstreams: UpstreamTable = new UpstreamTable();
+  readonly stats: DnsForwarderStats = { queriesDropped: 0, tcpIdleClosed: 0, tcpEvicted: 0, tcpMaxBufferedBytes: 0 };
   readonly #options: Required<DnsForwarderOptions>;
   #listeners: Listener[] = [];
   #probeTimer: NodeJS.Timeout | undefined;
   #nextProbeId = 1;
   #closed = false;
+  #inflight = 0;
+  /** Every open TCP connection, least recently active first (re-inserted on activity). */
+  readonly #tcpConnections = new Map<Socket, TcpConnection>();
+  /** The same per client source address, in the same order. */
+  readonly #tcpBySource = new Map<string, Set<Socket>>();
+  readonly #warnings = new WarningLimiter<Shedding>();
 
   constructor(options: DnsForwarderOptions) {
     this.#options = {
@@ -206,8 +252,17 @@ export class DnsForwarder {
       queryTimeoutMs: QUERY_TIMEOUT_MS,
       probeIntervalMs: PROBE_INTERVAL_MS,
       probeTimeoutMs: PROBE_TIMEOUT_MS,
+      maxInflightQueries: MAX_INFLIGHT_QUERIES,
+      tcpIdleTimeoutMs: TCP_IDLE_TIMEOUT_MS,
+      maxTcpConnections: MAX_TCP_CONNECTIONS,
+      maxTcpConnectionsPerSource: MAX_TCP_CONNECTIONS_PER_SOURCE,
       ...options,
     };
+  }
+
+  /** Open TCP connections. */
+  get tcpConnectionCount(): number {
+    return this.#tcpConnections.size;
   }
 
   /** Starts the periodic probes; the returned promise settles when the first round finishes. */
@@ -263,6 +318,12 @@ export class DnsForwarder {
     }
     const server = this.upstreams.fastest();
     if (server === undefined) return buildServfail(query, info);
+    if (this.#inflight >= this.#options.maxInflightQueries) {
+      this.stats.queriesDropped++;
+      this.#warn('queries', 'Too many DNS queries waiting upstream, dropping query', { limit: this.#options.maxInflightQueries });
+      return undefined;
+    }
+    this.#inflight++;
     try {
       const response =
         transport === 'udp'
@@ -274,6 +335,8 @@ export class DnsForwarder {
     } catch (error) {
       logger.debug('Upstream DNS query failed', { server, transport, error: error as Error });
       return buildServfail(query, info);
+    } finally {
+      this.#inflight--;
     }
   }
 
@@ -300,13 +363,8 @@ export class DnsForwarder {
   async #listen(address: string): Promise<Listener> {
     const port = this.#options.listenPort;
     const udp = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', ipv6Only: isIPv6(address) });
-    const connections = new Set<Socket>();
-    const tcp = createServer((socket) => {
-      connections.add(socket);
-      socket.once('close', () => connections.delete(socket));
-      this.#serveTcp(socket);
-    });
-    const listener: Listener = { udp, tcp, connections, address, closed: false };
+    const tcp = createServer((socket) => this.#serveTcp(socket, listener));
+    const listener: Listener = { udp, tcp, address, closed: false };
     udp.on('message', (message, remote) => void this.#onUdpQuery(listener, message, remote));
     udp.on('error', (error) => logger.debug('DNS UDP socket error', { error }));
     const udpBound = once(udp, 'listening');
@@ -336,36 +394,106 @@ export class DnsForwarder {
     });
   }
 
-  #serveTcp(socket: Socket): void {
+  /**
+   * One DNS-over-TCP connection: frames read into a buffer of at most one frame plus one chunk,
+   * answered in order, one at a time. Reading pauses while a query is upstream or an answer waits
+   * in the socket's write buffer, so the kernel's windows hold what the client sends meanwhile.
+   */
+  #serveTcp(socket: Socket, listener: Listener): void {
+    const connection: TcpConnection = { source: socket.remoteAddress ?? '', listener };
+    this.#admitTcp(socket, connection);
     let pending: Buffer = Buffer.alloc(0);
     let busy = false;
     socket.setNoDelay(true);
+    socket.setTimeout(this.#options.tcpIdleTimeoutMs, () => {
+      this.stats.tcpIdleClosed++;
+      socket.destroy();
+    });
     socket.on('error', () => socket.destroy());
+    socket.once('close', () => this.#forgetTcp(socket, connection.source));
     const next = async (): Promise<void> => {
       if (busy) return;
       busy = true;
+      socket.pause();
       try {
-        while (pending.length >= 2) {
+        while (!socket.destroyed && pending.length >= 2) {
           const length = pending.readUInt16BE(0);
           if (pending.length < 2 + length) break;
           const query = pending.subarray(2, 2 + length);
           pending = pending.subarray(2 + length);
           const response = await this.answer(query, 'tcp');
-          if (response === undefined || socket.destroyed) continue;
+          if (socket.destroyed) return;
+          if (response === undefined) continue;
           const frame = Buffer.allocUnsafe(2 + response.length);
           frame.writeUInt16BE(response.length, 0);
           frame.set(response, 2);
-          socket.write(frame);
+          if (!socket.write(frame)) await drained(socket);
         }
       } finally {
         busy = false;
+        if (!socket.destroyed) socket.resume();
       }
     };
     socket.on('data', (chunk: Buffer) => {
+      this.#touchTcp(socket, connection);
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      if (pending.length > this.stats.tcpMaxBufferedBytes) this.stats.tcpMaxBufferedBytes = pending.length;
+      if (pending.length > MAX_TCP_FRAME + chunk.length) {
+        socket.destroy();
+        return;
+      }
       void next();
     });
     socket.on('end', () => socket.end());
+  }
+
+  /** Makes room for a new connection: the source's least recently active beyond its cap, then the forwarder's. */
+  #admitTcp(socket: Socket, connection: TcpConnection): void {
+    let ofSource = this.#tcpBySource.get(connection.source);
+    if (ofSource === undefined) {
+      ofSource = new Set();
+      this.#tcpBySource.set(connection.source, ofSource);
+    }
+    if (ofSource.size >= this.#options.maxTcpConnectionsPerSource) {
+      const oldest = ofSource.values().next();
+      if (oldest.done !== true) this.#evictTcp(oldest.value);
+    }
+    if (this.#tcpConnections.size >= this.#options.maxTcpConnections) {
+      const oldest = this.#tcpConnections.keys().next();
+      if (oldest.done !== true) this.#evictTcp(oldest.value);
+    }
+    this.#tcpConnections.set(socket, connection);
+    ofSource.add(socket);
+  }
+
+  #evictTcp(socket: Socket): void {
+    this.stats.tcpEvicted++;
+    this.#warn('connections', 'Too many DNS-over-TCP connections, closing the least recently active', {
+      limit: this.#options.maxTcpConnections,
+      per_source: this.#options.maxTcpConnectionsPerSource,
+    });
+    this.#forgetTcp(socket, this.#tcpConnections.get(socket)?.source ?? '');
+    socket.destroy();
+  }
+
+  #touchTcp(socket: Socket, connection: TcpConnection): void {
+    if (!this.#tcpConnections.delete(socket)) return;
+    this.#tcpConnections.set(socket, connection);
+    const ofSource = this.#tcpBySource.get(connection.source);
+    if (ofSource?.delete(socket) === true) ofSource.add(socket);
+  }
+
+  #forgetTcp(socket: Socket, source: string): void {
+    this.#tcpConnections.delete(socket);
+    const ofSource = this.#tcpBySource.get(source);
+    if (ofSource === undefined) return;
+    ofSource.delete(socket);
+    if (ofSource.size === 0) this.#tcpBySource.delete(source);
+  }
+
+  #warn(kind: Shedding, message: string, fields: Record<string, unknown>): void {
+    const suppressed = this.#warnings.allow(kind, performance.now());
+    if (suppressed !== undefined) logger.warn(message, { ...fields, suppressed });
   }
 
   async #closeListeners(): Promise<void> {
@@ -376,11 +504,24 @@ export class DnsForwarder {
         listener.closed = true;
         listener.udp.close();
         const closed = new Promise<void>((resolve) => listener.tcp.close(() => resolve()));
-        for (const connection of listener.connections) connection.destroy();
+        for (const [socket, connection] of [...this.#tcpConnections]) if (connection.listener === listener) socket.destroy();
         await closed;
       }),
     );
   }
+}
+
+/** Resolves once `socket` can take more writes, or is gone. */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.once('drain', done);
+    socket.once('close', done);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

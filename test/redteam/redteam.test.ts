@@ -43,7 +43,6 @@ const OBSERVE_MS = Math.max(2_200, Number(process.env['FZ_REDTEAM_OBSERVE_MS'] ?
 const PENDING = {
   hostClosed: "the gateway's tunnel addresses closed except DNS :53535 and ICMP echo (rules, src/gateway)",
   assignedIpsBounds: 'per-client caps on domains and proxy IPs, p2p control rate limit, incremental filters (rules, src/gateway)',
-  dnsTcpBounds: 'DNS forwarder idle timeout, connection cap and buffer bound (harden, dns-forwarder.ts)',
   portalCaps: 'relays per message capped (harden, src/portal after issue 15 lands)',
 } as const;
 
@@ -155,7 +154,7 @@ describe('red team: an authorized client attacks the gateway while another keeps
 
   redteamCase(
     'idle-connection flood on the DNS forwarder (TCP :53535 through the tunnel)',
-    { victimLost: 0, rssGrowthMb: 48, todo: PENDING.dnsTcpBounds },
+    { victimLost: 0, rssGrowthMb: 32 },
     async () => {
       const count = 500 * SCALE;
       const reply = await attack({ attack: 'connection-flood', host: rt.targets.gateway.ipv4, port: 53535, count, hold_ms: 12_000, mode: 'idle', settle_ms: 0 });
@@ -234,7 +233,7 @@ describe('red team: an authorized client attacks the gateway while another keeps
 
   redteamCase(
     'queries streamed to the DNS forwarder without reading answers (TCP :53535)',
-    { victimLost: 0, rssGrowthMb: 64, todo: PENDING.dnsTcpBounds },
+    { victimLost: 0, rssGrowthMb: 16, cpuAfterPercent: 30 },
     async () => {
       const reply = await attack({ attack: 'connection-flood', host: rt.targets.gateway.ipv4, port: 53535, count: 8, hold_ms: 4_000, mode: 'stream', stream_bytes: 1 << 20, settle_ms: 0 });
       return { count: `8 connections × 1 MB of queries`, attack: reply };

@@ -1,5 +1,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { privilegedSkipReason } from '../support/env.ts';
 import { isNativeAddonBuilt } from '../../src/runtime/native.ts';
@@ -186,6 +189,162 @@ describe('DNS message handling', () => {
     await forwarder.close();
   });
 });
+
+describe('DnsForwarder bounds (loopback)', { skip }, () => {
+  test('a TCP connection idle for the idle timeout is closed', async () => {
+    const { forwarder, port } = await listening({ tcpIdleTimeoutMs: 150 });
+    try {
+      const socket = await tcpClient(port);
+      await closedWithin(socket, 5_000);
+      assert.equal(forwarder.stats.tcpIdleClosed, 1);
+      await waitUntil(() => forwarder.tcpConnectionCount === 0);
+    } finally {
+      await forwarder.close();
+    }
+  });
+
+  test('at the connection cap a new connection closes the least recently active one', async () => {
+    const { forwarder, port } = await listening({ maxTcpConnections: 3 });
+    try {
+      const [first, second, third] = [await tcpClient(port), await tcpClient(port), await tcpClient(port)];
+      await waitUntil(() => forwarder.tcpConnectionCount === 3);
+      // Activity (a frame too short to be a query, dropped) makes `first` the most recently active.
+      first!.write(Buffer.from([0, 1, 0]));
+      await waitUntil(() => forwarder.stats.tcpMaxBufferedBytes > 0);
+      const fourth = await tcpClient(port);
+      await closedWithin(second!, 5_000);
+      assert.equal(forwarder.stats.tcpEvicted, 1);
+      assert.equal(forwarder.tcpConnectionCount, 3);
+      for (const socket of [first!, third!, fourth]) assert.equal(socket.destroyed, false);
+      for (const socket of [first!, third!, fourth]) socket.destroy();
+    } finally {
+      await forwarder.close();
+    }
+  });
+
+  test('one source beyond its own cap loses its own oldest connection', async () => {
+    const { forwarder, port } = await listening({ maxTcpConnections: 100, maxTcpConnectionsPerSource: 2 });
+    try {
+      const sockets = [await tcpClient(port), await tcpClient(port)];
+      await waitUntil(() => forwarder.tcpConnectionCount === 2);
+      sockets.push(await tcpClient(port));
+      await closedWithin(sockets[0]!, 5_000);
+      assert.equal(forwarder.stats.tcpEvicted, 1);
+      for (const socket of sockets) socket.destroy();
+    } finally {
+      await forwarder.close();
+    }
+  });
+
+  test('queries streamed while one waits upstream stay in the kernel, not in a growing buffer', async () => {
+    const upstream = await silentTcpUpstream();
+    const { forwarder, port } = await listening({ upstreamPort: upstream.port, queryTimeoutMs: 2_000 });
+    forwarder.upstreams.recordRtt('127.0.0.1', 1);
+    try {
+      const socket = await tcpClient(port);
+      const frame = tcpFrame(buildQuery(1, 'app.test.lab'));
+      const burst = Buffer.concat(Array.from({ length: 4096 }, () => frame));
+      for (let i = 0; i < 64; i++) socket.write(burst);
+      await waitUntil(() => upstream.accepted >= 1);
+      await sleep(300);
+      assert.ok(forwarder.stats.tcpMaxBufferedBytes <= 2 + 0xffff + 65536, `buffered ${forwarder.stats.tcpMaxBufferedBytes} bytes`);
+      assert.ok(socket.writableLength > 1_000_000, 'the client is held back by TCP flow control');
+      socket.destroy();
+      await sleep(2_500);
+      assert.ok(upstream.accepted <= 2, `the closed connection's remaining queries are dropped (${upstream.accepted} sent upstream)`);
+    } finally {
+      await forwarder.close();
+      upstream.server.close();
+    }
+  });
+
+  test('queries beyond the in-flight cap are dropped, not queued', async () => {
+    const upstream = createSocket('udp4');
+    upstream.bind(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    const forwarder = new DnsForwarder({ upstreams: ['127.0.0.1'], upstreamPort: upstream.address().port, maxInflightQueries: 2, queryTimeoutMs: 300 });
+    forwarder.upstreams.recordRtt('127.0.0.1', 1);
+    try {
+      const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => forwarder.answer(buildQuery(i, 'app.test.lab'), 'udp')));
+      assert.equal(forwarder.stats.queriesDropped, 3);
+      assert.equal(answers.filter((a) => a === undefined).length, 3, 'dropped queries get no answer');
+      assert.equal(answers.filter((a) => a !== undefined).length, 2, 'the two upstream ones time out into SERVFAIL');
+    } finally {
+      await forwarder.close();
+      upstream.close();
+    }
+  });
+});
+
+async function listening(options: Partial<ConstructorParameters<typeof DnsForwarder>[0]>): Promise<{ forwarder: DnsForwarder; port: number }> {
+  for (let attempt = 0; ; attempt++) {
+    const port = 40_000 + Math.floor(Math.random() * 20_000);
+    const forwarder = new DnsForwarder({ upstreams: [], listenPort: port, ...options });
+    try {
+      await forwarder.rebind({ ipv4: '127.0.0.1' });
+      return { forwarder, port };
+    } catch (error) {
+      await forwarder.close();
+      if (attempt > 5) throw error;
+    }
+  }
+}
+
+async function tcpClient(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port });
+  await once(socket, 'connect');
+  socket.on('error', () => undefined);
+  return socket;
+}
+
+function closedWithin(socket: Socket, ms: number): Promise<void> {
+  if (socket.destroyed) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not closed within ${ms} ms`)), ms);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+async function waitUntil(condition: () => boolean, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function tcpFrame(message: Uint8Array): Buffer {
+  const frame = Buffer.alloc(2 + message.length);
+  frame.writeUInt16BE(message.length, 0);
+  frame.set(message, 2);
+  return frame;
+}
+
+/** A TCP "nameserver" that accepts connections and never answers. */
+async function silentTcpUpstream(): Promise<{ server: Server; port: number; readonly accepted: number }> {
+  const state = { accepted: 0 };
+  const server = createServer((socket) => {
+    state.accepted++;
+    socket.on('error', () => undefined);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  return {
+    server,
+    port: typeof address === 'object' && address !== null ? address.port : 0,
+    get accepted() {
+      return state.accepted;
+    },
+  };
+}
 
 /** A response to `A example.com` with `count` A records using name compression. */
 function responseWithAnswers(count: number): Uint8Array {
