@@ -41,14 +41,20 @@ const OBSERVE_MS = Math.max(2_200, Number(process.env['FZ_REDTEAM_OBSERVE_MS'] ?
 
 /** Fixes other engineers own that a case waits for; the case runs and reports, but as `todo`, until it lands. */
 const PENDING = {
-  hostClosed: "the gateway's tunnel addresses closed except DNS :53535 and ICMP echo (rules, src/gateway)",
-  assignedIpsBounds: 'per-client caps on domains and proxy IPs, p2p control rate limit, incremental filters (rules, src/gateway)',
   portalCaps: 'relays per message capped (harden, src/portal after issue 15 lands)',
 } as const;
 
 interface Bounds {
-  /** Victim requests lost, of those sent during the attack and the second after. */
+  /**
+   * Victim requests lost, of those sent during the attack and the second after. Floods that need
+   * the gateway's CPU state a share instead (`victimLostPercent`): on a machine shared with other
+   * work the gateway's slice of a core decides how much of a flood it absorbs before the socket
+   * queue drops, so they bound the share lost and the longest outage.
+   */
   readonly victimLost: number;
+  readonly victimLostPercent?: number;
+  /** The longest run of consecutive lost requests, ms. */
+  readonly longestOutageMs?: number;
   /** RSS growth over the case, MB. */
   readonly rssGrowthMb: number;
   /** CPU (% of a core) in [end + 1 s, end + 2 s]; undefined where the case is not a flood. */
@@ -137,7 +143,7 @@ describe('red team: an authorized client attacks the gateway while another keeps
 
   redteamCase(
     'host-service probes through the tunnel: a service on the gateway host is not reachable',
-    { victimLost: 0, rssGrowthMb: 32, todo: PENDING.hostClosed },
+    { victimLost: 0, rssGrowthMb: 32 },
     async () => {
       const reply = await attack({ attack: 'host-probe', gateway_id: rt.gatewayId, targets: rt.targets, repeat: 2 });
       const replies = reply['replies'] as Record<string, number>;
@@ -187,7 +193,7 @@ describe('red team: an authorized client attacks the gateway while another keeps
     },
   );
 
-  redteamCase('handshake flood: initiations with a valid MAC1 from the attacker’s address', { victimLost: 2, rssGrowthMb: 64, cpuAfterPercent: 30 }, async () => {
+  redteamCase('handshake flood: initiations with a valid MAC1 from the attacker’s address', { victimLost: 2, victimLostPercent: 15, longestOutageMs: 1_500, rssGrowthMb: 64, cpuAfterPercent: 30 }, async () => {
     const count = 20_000 * SCALE;
     const reply = await attack({ attack: 'handshake-flood', gateway_id: rt.gatewayId, gateway_public_key: rt.gatewayPublicKey, count, rate: 5_000 });
     const replies = reply['replies'] as Record<string, number>;
@@ -198,13 +204,13 @@ describe('red team: an authorized client attacks the gateway while another keeps
     };
   });
 
-  redteamCase('fuzzed datagrams on :52625 from the attacker’s address', { victimLost: 4, rssGrowthMb: 96, cpuAfterPercent: 30 }, async () => {
+  redteamCase('fuzzed datagrams on :52625 from the attacker’s address', { victimLost: 4, victimLostPercent: 15, longestOutageMs: 1_500, rssGrowthMb: 96, cpuAfterPercent: 30 }, async () => {
     const count = 100_000 * SCALE;
     const reply = await attack({ attack: 'fuzz-datagrams', gateway_id: rt.gatewayId, gateway_public_key: rt.gatewayPublicKey, count, rate: 20_000, seed: 17 });
     return { count: `${count} datagrams at 20,000/s`, attack: reply };
   });
 
-  redteamCase('fuzzed DNS queries to the forwarder (UDP :53535 through the tunnel)', { victimLost: 2, rssGrowthMb: 96, cpuAfterPercent: 30 }, async () => {
+  redteamCase('fuzzed DNS queries to the forwarder (UDP :53535 through the tunnel)', { victimLost: 2, victimLostPercent: 15, longestOutageMs: 1_500, rssGrowthMb: 96, cpuAfterPercent: 30 }, async () => {
     const count = 20_000 * SCALE;
     const reply = await attack({ attack: 'fuzz-dns', gateway_id: rt.gatewayId, targets: rt.targets, count, rate: 5_000, seed: 17 });
     return { count: `${count} queries at 5,000/s`, attack: reply };
@@ -242,7 +248,7 @@ describe('red team: an authorized client attacks the gateway while another keeps
 
   redteamCase(
     'AssignedIps flood: p2p control packets with 40 in-range proxy IPs each, a new domain each',
-    { victimLost: 0, rssGrowthMb: 96, cpuAfterPercent: 30, todo: PENDING.assignedIpsBounds },
+    { victimLost: 0, rssGrowthMb: 64, cpuAfterPercent: 15 },
     async () => {
       const count = 2_000 * SCALE;
       const reply = await attack({ attack: 'assigned-ips-flood', gateway_id: rt.gatewayId, resource_id: rt.resourceIds['app'], domain_suffix: 'lab.test', count, proxies: 40 });
@@ -297,14 +303,18 @@ describe('red team: an authorized client attacks the gateway while another keeps
       assert.equal(alive, true, 'the gateway process is still running');
       assert.equal(healthy, true, 'the gateway answers /healthz');
       assert.ok(figures.victim.sent > 0, 'the victim loop ran during the case');
-      assert.ok(figures.victim.lost <= bounds.victimLost, `the victim lost ${figures.victim.lost} of ${figures.victim.sent} requests (bound ${bounds.victimLost})`);
+      const lostBound = Math.max(bounds.victimLost, Math.floor(((bounds.victimLostPercent ?? 0) * figures.victim.sent) / 100));
+      assert.ok(figures.victim.lost <= lostBound, `the victim lost ${figures.victim.lost} of ${figures.victim.sent} requests (bound ${lostBound})`);
+      if (bounds.longestOutageMs !== undefined) {
+        assert.ok(figures.victim.longestOutageMs <= bounds.longestOutageMs, `the victim's longest outage: ${figures.victim.longestOutageMs} ms (bound ${bounds.longestOutageMs} ms)`);
+      }
       assert.ok(figures.rssMb.peak - figures.rssMb.first <= bounds.rssGrowthMb, `RSS grew from ${figures.rssMb.first} to ${figures.rssMb.peak} MB (bound +${bounds.rssGrowthMb} MB)`);
       if (bounds.cpuAfterPercent !== undefined) {
         assert.ok(figures.cpuAfterPercent <= bounds.cpuAfterPercent, `CPU one second after the attack: ${figures.cpuAfterPercent} % (bound ${bounds.cpuAfterPercent} %)`);
       }
       assert.equal(figures.delta.ungranted, 0, `nothing ungranted reaches the resources: ${figures.ungrantedSeen.join('; ')}`);
       assert.equal(figures.delta.hairpin, 0, 'nothing reaches another client through the gateway');
-      if (bounds.todo !== PENDING.hostClosed || ALL) assert.equal(figures.delta.host, 0, 'nothing but DNS and ICMP echo reaches the gateway host from the tunnel');
+      assert.equal(figures.delta.host, 0, 'nothing but DNS and ICMP echo reaches the gateway host from the tunnel');
       expect?.();
     });
   }
