@@ -1,7 +1,8 @@
 /**
- * Failures the simulation found in the connectivity layer, reduced to fixed histories and kept as regression
- * tests. Both came from a departing relay: its server-reflexive candidate was withdrawn, and a peer without NAT
- * had signalled that same address as its host candidate, so the ICE agent dropped the working host pair.
+ * Failures the simulation found, reduced to fixed histories and kept as regression tests. The first two came
+ * from a departing relay: its server-reflexive candidate was withdrawn, and a peer without NAT had signalled that
+ * same address as its host candidate, so the ICE agent dropped the working host pair. The third is a race of
+ * 1.6.0's GOODBYE with a new authorization, which the simulated client must survive as the real one does.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,5 +46,18 @@ describe('regressions found by the simulation', () => {
 
     assert.equal(world.stats.connectionFailures, 0, world.describeClients());
     assert.deepEqual(world.violations, []);
+  });
+
+  test('a GOODBYE for an expired last resource that overtakes a new authorization makes the client ask again', () => {
+    const world = new World({ seed: 0, clientNats: ['none'], relays: 1, latencyMs: 14, jitterMs: 0, loss: 0, resources: [RESOURCE] });
+    const history: SimCommand[] = [
+      { kind: 'reinit', withAuthorizations: false },
+      { kind: 'authorize', client: 0, resource: 0, expiresInSeconds: 20 },
+      { kind: 'step', ms: 19_440 }, // the Internet authorization at t = 20 s, the expiry's deadline
+      { kind: 'internet', client: 0, probes: [{ target: 0, protocol: 'tcp', port: 22 }] },
+    ];
+    for (const command of history) world.apply(command);
+
+    assert.deepEqual(world.violations, [], world.describeClients());
   });
 });

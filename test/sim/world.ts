@@ -399,9 +399,10 @@ export class World {
     if (problems.length > 0) throw new Error(`invariant violated at t=${this.net.now}ms:\n  ${problems.slice(0, 10).join('\n  ')}`);
   }
 
-  private authorize(client: SimClient, resource: { def: ResourceDef; filters: readonly ModelFilter[] }, expiresInSeconds: number | null): void {
+  private authorize(client: SimClient, resource: { def: ResourceDef; filters: readonly ModelFilter[] }, expiresInSeconds: number | null, retried = false): void {
     if (this.partitioned) return;
     const now = this.net.now;
+    const goodbyesBefore = client.goodbyes;
     // A client whose gateway side is gone or stalled notices (WireGuard timeouts) and starts over.
     const newConnection = !client.host.node.hasConnection(GATEWAY_CONNECTION) || !client.gatewayHasConnection || client.stalled;
     if (newConnection) {
@@ -456,6 +457,13 @@ export class World {
     else this.settle();
     this.pendingFlows.delete(ref);
     const accepted = this.flowsAuthorized.has(ref);
+    // A GOODBYE for the connection's previous life (its last resource expired as this flow was asked for) can
+    // arrive after the new authorization: the client drops the connection and, as the reference's client does on
+    // its next packet, asks again.
+    if (accepted && !retried && client.goodbyes > goodbyesBefore && !(this.clientReady(client) && this.gatewayReady(client))) {
+      this.authorize(client, resource, expiresInSeconds, true);
+      return;
+    }
     // With loss a relay allocation can fail and the node drop the relay: then nothing is certain.
     if (accepted !== expectAccepted && this.config.loss === 0) {
       this.violations.push(`authorize_flow ${ref} for client ${client.index}: expected ${expectAccepted ? 'flow_authorized' : 'no answer (no relays)'}, got ${accepted ? 'flow_authorized' : 'nothing'}`);
