@@ -42,6 +42,8 @@ export interface StackOptions {
   readonly logDir?: string;
   /** Extra command-line flags for the dev portal (e.g. `--send-init-authorizations`). */
   readonly portalArgs?: readonly string[];
+  /** The caller runs the gateway itself (a package in a container): it is neither started nor awaited. */
+  readonly externalGateway?: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -213,8 +215,10 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     child.kill(signal);
     return exited(child);
   };
-  startGateway();
-  await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 20_000, 'gateway joining the portal');
+  if (options.externalGateway !== true) {
+    startGateway();
+    await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 20_000, 'gateway joining the portal');
+  }
 
   const extraClients: ClientHandle[] = [];
   const spawnClient = async (ns: string, id: string, extraArgs: readonly string[], logName: string, program = 'tools/test-client/main.ts'): Promise<ClientHandle> => {
