@@ -26,6 +26,16 @@ export interface OciImageOptions {
   readonly name?: string;
 }
 
+/**
+ * Docker's image manifest and config types inside the OCI layout: podman reads `Healthcheck`
+ * only from a Docker-typed config (it drops it from an OCI-typed one), and Docker reads both.
+ */
+const MEDIA = {
+  manifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  config: 'application/vnd.docker.container.image.v1+json',
+  layer: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+};
+
 interface Blob {
   readonly digest: string;
   readonly size: number;
@@ -72,9 +82,9 @@ export async function buildOciImage(options: OciImageOptions): Promise<void> {
   });
   const manifest = writeJsonBlob(blobs, {
     schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: layers.map((layer) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer.gz })),
+    mediaType: MEDIA.manifest,
+    config: { mediaType: MEDIA.config, ...config },
+    layers: layers.map((layer) => ({ mediaType: MEDIA.layer, ...layer.gz })),
   });
   const name = options.name ?? 'localhost/firezone-gateway:latest';
   writeFileSync(join(work, 'layout', 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
@@ -85,7 +95,7 @@ export async function buildOciImage(options: OciImageOptions): Promise<void> {
       mediaType: 'application/vnd.oci.image.index.v1+json',
       manifests: [
         {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          mediaType: MEDIA.manifest,
           ...manifest,
           annotations: { 'org.opencontainers.image.ref.name': name, 'io.containerd.image.name': name },
         },

@@ -34,8 +34,8 @@ function podman(args: readonly string[], options: { allowFailure?: boolean; time
 
 /** nofile/nproc at or below the host's hard limits. */
 function ulimits(): string[] {
-  const nofile = Math.min(4096, Number(run('sh', ['-c', 'ulimit -Hn']).stdout.trim()) || 1024);
-  const hardProcs = run('sh', ['-c', 'ulimit -Hu']).stdout.trim();
+  const nofile = Math.min(4096, Number(run('bash', ['-c', 'ulimit -Hn']).stdout.trim()) || 1024);
+  const hardProcs = run('bash', ['-c', 'ulimit -Hu']).stdout.trim();
   const nproc = Math.min(4096, hardProcs === 'unlimited' ? 4096 : Number(hardProcs) || 1024);
   return ['--ulimit', `nofile=${nofile}:${nofile}`, '--ulimit', `nproc=${nproc}:${nproc}`];
 }
@@ -59,7 +59,7 @@ describe('container image (podman in the lab)', { skip, timeout: 300_000 }, () =
   });
 
   test('the tarball is a valid OCI layout with the entrypoint, the command and a HEALTHCHECK on /healthz', () => {
-    const config = JSON.parse(run('skopeo', ['inspect', '--config', `oci-archive:${image}`]).stdout) as {
+    const config = JSON.parse(run('skopeo', ['inspect', '--config', '--raw', `oci-archive:${image}`]).stdout) as {
       config: { Entrypoint: string[]; Cmd: string[]; Healthcheck?: { Test: string[] } };
     };
     assert.deepEqual(config.config.Entrypoint, ['docker-init.sh']);

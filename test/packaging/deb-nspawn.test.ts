@@ -9,11 +9,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { labUp, type Lab } from '../../tools/lab/lab.ts';
+import { hasCommand } from '../support/env.ts';
 import { http } from '../e2e/probes.ts';
 import { PORTAL_TOKEN, startGatewayStack, type GatewayStack } from '../e2e/stack.ts';
-import { ensureDeb, exited, extractRootfs, labPackagingSkipReason, run, spawn, waitUntil, WORK } from './support.ts';
+import { ensureDeb, exited, extractRootfs, labPackagingSkipReason, paths, ROOT, run, sha256, spawn, waitUntil, WORK } from './support.ts';
 
 const RESOURCE_NET = '10.78.0.0/24';
 const skip = labPackagingSkipReason('systemd-nspawn', 'nsenter', 'dpkg-deb');
@@ -69,11 +71,17 @@ describe('Debian package on systemd (nspawn in the lab)', { skip, timeout: 300_0
   let lab: Lab | undefined;
   let stack: GatewayStack | undefined;
   let container: Container | undefined;
+  let lintian: Promise<{ stdout: string; stderr: string }> | undefined;
 
   before(async () => {
     const deb = await ensureDeb();
+    // lintian takes about a minute on the 100 MB executable: it runs while the container boots.
+    lintian = hasCommand('lintian') ? promisify(execFile)('lintian', ['--fail-on', 'none', deb], { maxBuffer: 16 << 20 }) : undefined;
+    lintian?.catch(() => undefined);
     const root = await extractRootfs('nspawn', `deb-${process.env['FZ_LAB_TAG'] ?? ''}`);
     copyFileSync(deb, join(root, 'root', 'firezone-gateway.deb'));
+    copyFileSync(paths.executable(), join(root, 'root', 'firezone-gateway-x86_64'));
+    copyFileSync(join(ROOT, 'packaging', 'install', 'gateway-systemd-install.sh'), join(root, 'root', 'gateway-systemd-install.sh'));
     lab = labUp({ prefix: 'fzp' });
     stack = await startGatewayStack(lab, { resources: [{ name: 'corp', type: 'cidr', address: RESOURCE_NET }], externalGateway: true });
     mkdirSync(join(WORK, 'logs'), { recursive: true });
@@ -116,7 +124,7 @@ describe('Debian package on systemd (nspawn in the lab)', { skip, timeout: 300_0
 
     writeFileSync(
       join(c.root, 'etc', 'firezone', 'gateway-env'),
-      [`FIREZONE_API_URL=ws://${l.addresses.portal}:8081`, 'FIREZONE_NAME=nspawn-gateway', `HEALTH_CHECK_ADDR=${l.addresses.gatewayLan}:8080`, 'RUST_LOG=info', 'FIREZONE_TOKEN=dev-token', ''].join('\n'),
+      [`FIREZONE_API_URL=ws://${l.addresses.portal}:8081`, 'FIREZONE_NAME=nspawn-gateway', `HEALTH_CHECK_ADDR=${l.addresses.gatewayLan}:8080`, 'RUST_LOG=info', ''].join('\n'),
     );
     const enabling = performance.now();
     const enabled = c.exec(['firezone', 'gateway', 'enable-service'], { allowFailure: true });
@@ -159,6 +167,32 @@ describe('Debian package on systemd (nspawn in the lab)', { skip, timeout: 300_0
     t.diagnostic(`under MemoryDenyWriteExecute=yes: ${mdwe.stderr.trim().replace(/\s+/g, ' ')}`);
     const plain = c.exec(['systemd-run', '--wait', '--quiet', '--collect', '-p', 'SystemCallFilter=@system-service pkey_alloc pkey_free pkey_mprotect', '-p', 'User=firezone', '/usr/bin/firezone-gateway', '--version'], { allowFailure: true });
     assert.equal(plain.code, 0, plain.stderr);
+  });
+
+  test('the install script (executable without the package): purge the .deb, install, serve, stop', async () => {
+    const c = container!;
+    const l = lab!;
+    c.exec(['dpkg', '--purge', 'firezone-gateway'], { timeoutMs: 60_000 });
+    assert.notEqual(c.exec(['test', '-e', '/usr/bin/firezone-gateway'], { allowFailure: true }).code, 0);
+    const install = c.exec(
+      ['env', `FIREZONE_TOKEN=${PORTAL_TOKEN}`, 'FIREZONE_ID=installer-gateway', `FIREZONE_API_URL=ws://${l.addresses.portal}:8081`,
+        'FIREZONE_EXECUTABLE=/root/firezone-gateway-x86_64', `FIREZONE_SHA256=${await sha256(paths.executable())}`, 'bash', '/root/gateway-systemd-install.sh'],
+      { allowFailure: true, timeoutMs: 60_000 },
+    );
+    assert.equal(install.code, 0, install.stderr + install.stdout);
+    assert.match(install.stdout, /installed successfully/);
+    const ready = (): boolean =>
+      run('ip', ['netns', 'exec', l.ns.gateway, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://${l.addresses.gatewayLan}:8080/readyz`], { allowFailure: true }).stdout === '200';
+    await waitUntil(ready, 30_000, '/readyz of the installed gateway').catch((error: unknown) => {
+      throw new Error(`${String(error)}\n${journal(c)}`);
+    });
+    c.exec(['systemctl', 'stop', 'firezone-gateway.service'], { timeoutMs: 30_000 });
+    assert.match(c.exec(['systemctl', 'show', '-p', 'Result', 'firezone-gateway.service']).stdout, /^Result=success$/m);
+  });
+
+  test('lintian: no errors or warnings', { skip: hasCommand('lintian') ? undefined : 'needs lintian (installed by .ci/run)' }, async () => {
+    const { stdout } = await lintian!;
+    assert.deepEqual(stdout.split('\n').filter((line) => /^[EW]: /.test(line)), [], stdout);
   });
 });
 

@@ -6,12 +6,12 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildDeb, buildExecutable, buildImage, isFresh, paths, ROOT, WORK } from '../../packaging/build.ts';
+import { buildDeb, buildExecutable, buildImage, isFresh, paths, ROOT, sha256, WORK } from '../../packaging/build.ts';
 import { buildRootfs, hasMmdebstrap } from '../../packaging/rootfs.ts';
 import { isNativeAddonBuilt } from '../../src/runtime/native.ts';
 import { hasCommand, privilegedSkipReason } from '../support/env.ts';
 
-export { paths, ROOT, WORK };
+export { paths, ROOT, sha256, WORK };
 
 /** Why the single executable cannot be built here, or undefined. */
 export function executableSkipReason(): string | undefined {
