@@ -19,13 +19,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  chmodSync, copyFileSync, createReadStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
+  chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { GATEWAY_VERSION } from '../src/cli/version.ts';
-import { buildOciImage } from './oci.ts';
+import { buildOciImage, sha256File } from './oci.ts';
 import { buildRootfs } from './rootfs.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -309,15 +309,7 @@ export async function writeSums(): Promise<void> {
   writeFileSync(join(RELEASE, 'SHA256SUMS'), lines.join('\n') + '\n');
 }
 
-export function sha256(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('end', () => resolve(hash.digest('hex')))
-      .on('error', reject);
-  });
-}
+export const sha256 = sha256File;
 
 function directorySize(dir: string, skip: string): number {
   let total = 0;

@@ -125,7 +125,8 @@ function writeJsonBlob(blobs: string, value: unknown): Blob {
   return { digest: `sha256:${digest}`, size: bytes.length };
 }
 
-function sha256File(path: string): Promise<string> {
+/** SHA-256 of a file, hex, read as a stream. */
+export function sha256File(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     createReadStream(path)

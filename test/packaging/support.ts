@@ -5,7 +5,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { buildDeb, buildExecutable, buildImage, isFresh, paths, ROOT, sha256, WORK } from '../../packaging/build.ts';
 import { buildRootfs, hasMmdebstrap } from '../../packaging/rootfs.ts';
 import { isNativeAddonBuilt } from '../../src/runtime/native.ts';
@@ -70,14 +69,7 @@ export function run(command: string, args: readonly string[], options: { input?:
   }
 }
 
-export async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await condition()) return;
-    await sleep(200);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+export { waitFor as waitUntil } from '../e2e/stack.ts';
 
 export function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
