@@ -48,8 +48,14 @@ export const paths = {
   image: (target: Target = X86_64) => join(RELEASE, `firezone-gateway-image_${GATEWAY_VERSION}_${target.debArch}.oci.tar`),
 };
 
+/** Runs a tool; its stderr (postject's many LIEF warnings, for one) is shown only when it fails. */
 function run(command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
-  return execFileSync(command, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
+  try {
+    return execFileSync(command, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  } catch (error) {
+    const stderr = String((error as { stderr?: unknown }).stderr ?? '');
+    throw new Error(`${command} ${args.join(' ')} failed: ${stderr.slice(-4000)}`, { cause: error });
+  }
 }
 
 function step(name: string): void {

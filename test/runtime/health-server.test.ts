@@ -55,9 +55,12 @@ describe('HealthServer', () => {
     try {
       const port = server.address!.port;
       const silent = await open(port);
+      // Listen for the close at once: under load the server's deadline may pass before the next await.
+      const silentClosed = once(silent, 'close');
       const partial = await open(port);
+      const partialClosed = once(partial, 'close');
       partial.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
-      await Promise.all([once(silent, 'close'), once(partial, 'close')]);
+      await Promise.all([silentClosed, partialClosed]);
       assert.equal((await fetchStatus(port, 'GET', '/healthz')).status, 200);
     } finally {
       await server.close();
