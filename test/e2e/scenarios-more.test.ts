@@ -22,7 +22,8 @@ const skip =
 
 // Overridable so a developer's run does not tear down the lab of a CI run of the same file.
 const PREFIX = process.env['FZ_E2E_MORE_PREFIX'] ?? 'fzm';
-const SECOND_CLIENT_NS = `${PREFIX}-c2`;
+// Tagged like the lab's own namespaces: parallel checkouts must not share (and kill -9) it.
+const SECOND_CLIENT_NS = `${labPrefix(PREFIX)}-c2`;
 const SECOND_CLIENT_ADDRESS = '10.77.0.5';
 const WEB = '10.78.0.2';
 const ECHO = '10.78.0.3';
@@ -37,7 +38,7 @@ function sh(command: readonly string[], input?: string): string {
 
 function removeNamespace(name: string): void {
   try {
-    sh(['ip', 'link', 'del', `${PREFIX}c2a`]);
+    sh(['ip', 'link', 'del', `${labPrefix(PREFIX)}c2a`]);
   } catch {
     // Only left behind by an interrupted set-up.
   }
@@ -53,8 +54,8 @@ function removeNamespace(name: string): void {
 /** One more host on the lab's wan bridge, without NAT, for a second test client. */
 function addBridgeHost(lab: Lab, name: string, address: string): void {
   removeNamespace(name);
-  const left = `${PREFIX}c2a`;
-  const right = `${PREFIX}c2b`;
+  const left = `${labPrefix(PREFIX)}c2a`;
+  const right = `${labPrefix(PREFIX)}c2b`;
   sh(['ip', 'netns', 'add', name]);
   sh(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
   sh(['ip', 'link', 'add', left, 'type', 'veth', 'peer', 'name', right]);
