@@ -5,6 +5,12 @@
  * machines' outputs and arms one timer for the earliest deadline.
  *
  * The IO objects are injected, so tests drive the loop with in-memory sockets and a fake TUN.
+ *
+ * Work bounds: each input is bounded by the state machines it feeds; what the loop adds is that
+ * name resolutions finishing together (their promises settle one microtask after another, with
+ * no I/O in between) are handled at most RESOLUTIONS_PER_TURN at a time, the rest after the loop
+ * has had a turn; an input that still takes longer than SLOW_INPUT_MS is counted and logged
+ * (one WARN a minute), as a bug to find. Interface updates are superseded by a newer `init`.
  */
 import { GatewayState, TunAction, TunnelAction, type ResourceDescription as PolicyResource } from '../gateway/index.ts';
 import { makeGoodbyePacket, parseIp, type IpAddr } from '../ip/index.ts';
@@ -23,12 +29,21 @@ import {
 } from '../portal/index.ts';
 import { mergeRelayEntries, type DecryptedPacket, type Node, type RelayServer } from '../snownet/index.ts';
 import type { RandomSource } from '../util/random.ts';
+import { RingQueue } from '../util/ring-queue.ts';
+import { WarningLimiter } from '../util/warning-limiter.ts';
 import type { Transmit } from '../util/transmit.ts';
 import { validatePacketChecksums } from './checksums.ts';
 import type { TunReadBatch } from './tun-device.ts';
 import { sendTransmit, type DatagramSocket, type UdpDatagramBatch } from './udp-socket.ts';
 
 const log = createLogger('firezone_gateway::eventloop');
+
+/** Name resolutions handled before the loop yields to I/O. */
+export const RESOLUTIONS_PER_TURN = 32;
+/** An input that takes longer than this is counted and logged. */
+export const SLOW_INPUT_MS = 50;
+
+type InputKind = 'datagrams' | 'tunPackets' | 'portalMessage' | 'timer' | 'resolutions';
 
 export interface PortalPort {
   send(event: string, payload: Readonly<Record<string, unknown>>): void;
@@ -58,8 +73,11 @@ export interface EventLoopOptions {
   readonly tun: PacketSink;
   readonly portal: PortalPort;
   readonly resolver: NameResolver;
-  /** Applies `init`'s addresses to the TUN device and rebinds the DNS forwarder; rejects on a fatal failure. */
-  readonly configureInterface: (addresses: TunnelAddresses) => Promise<void>;
+  /**
+   * Applies `init`'s addresses to the TUN device and rebinds the DNS forwarder; rejects on a fatal
+   * failure. `superseded` aborts when a newer `init` arrives (stop retrying, resolve quietly).
+   */
+  readonly configureInterface: (addresses: TunnelAddresses, superseded: AbortSignal) => Promise<void>;
   /** Monotonic milliseconds. */
   readonly clock: () => number;
   /** Wall-clock milliseconds (for `expires_at`). */
@@ -71,6 +89,8 @@ export interface EventLoopOptions {
   /** Arms a timer; the loop keeps at most one. Injectable for tests. */
   readonly setTimer?: (callback: () => void, delayMs: number) => unknown;
   readonly clearTimer?: (handle: unknown) => void;
+  /** Runs a callback after pending I/O (setImmediate); injectable for tests. */
+  readonly defer?: (callback: () => void) => void;
 }
 
 type PendingLegacy =
@@ -86,8 +106,17 @@ export interface LoopStats {
   internalErrors: number;
 }
 
+/** How long inputs kept the loop busy. */
+export interface LoopWorkStats {
+  /** Inputs that took longer than SLOW_INPUT_MS. */
+  slowInputs: number;
+  /** The longest input, ms. */
+  maxInputMs: number;
+}
+
 export class GatewayEventLoop {
   readonly stats: LoopStats = { tunnelToTun: 0, tunToTunnel: 0, prohibitedReplies: 0, dropped: 0, internalErrors: 0 };
+  readonly work: LoopWorkStats = { slowInputs: 0, maxInputMs: 0 };
   private readonly reportedErrors = new Set<string>();
   private readonly o: EventLoopOptions;
   private readonly setTimer: (callback: () => void, delayMs: number) => unknown;
@@ -96,6 +125,14 @@ export class GatewayEventLoop {
   private timerAt = Infinity;
   private stopped = false;
   private interfaceUpdate: Promise<void> = Promise.resolve();
+  private interfaceSuperseded: AbortController | undefined;
+  private readonly defer: (callback: () => void) => void;
+  /** Resolutions that finished and wait for their turn. */
+  private readonly resolved = new RingQueue<{ readonly domain: string; readonly ips: readonly IpAddr[] | undefined }>();
+  /** Resolutions handled since the loop last handled another input or yielded. */
+  private resolutionsThisTurn = 0;
+  private resolutionTurnScheduled = false;
+  private readonly slowInputWarnings = new WarningLimiter<InputKind>();
   private readonly pendingLegacy = new Map<string, PendingLegacy>();
   private readonly onTimer = (): void => this.handleTimeout();
   /** Decrypted packets for the TUN device, written in one call per batch. */
@@ -106,6 +143,7 @@ export class GatewayEventLoop {
     this.o = options;
     this.setTimer = options.setTimer ?? ((callback, delay) => setTimeout(callback, delay));
     this.clearTimer = options.clearTimer ?? ((handle) => clearTimeout(handle as NodeJS.Timeout));
+    this.defer = options.defer ?? ((callback) => void setImmediate(callback));
   }
 
   /** Says GOODBYE on every connection, releases the relay allocations (sends their deletion), then stops. */
@@ -121,6 +159,7 @@ export class GatewayEventLoop {
 
   stop(): void {
     this.stopped = true;
+    this.interfaceSuperseded?.abort();
     if (this.timer !== undefined) this.clearTimer(this.timer);
     this.timer = undefined;
   }
@@ -133,6 +172,7 @@ export class GatewayEventLoop {
   handleDatagrams(batch: UdpDatagramBatch): void {
     if (this.stopped) return;
     const now = this.o.clock();
+    this.resolutionsThisTurn = 0;
     const capacity = this.o.node.transportBatchCapacity;
     for (let i = 0; i < batch.count; i++) {
       try {
@@ -144,6 +184,7 @@ export class GatewayEventLoop {
     }
     this.drainDecrypted(now);
     this.flush(now);
+    this.inputDone('datagrams', now);
   }
 
   private handleDatagram(batch: UdpDatagramBatch, i: number, now: number): void {
@@ -206,6 +247,7 @@ export class GatewayEventLoop {
   handleTunPackets(batch: TunReadBatch): void {
     if (this.stopped) return;
     const now = this.o.clock();
+    this.resolutionsThisTurn = 0;
     const { state, node } = this.o;
     for (let i = 0; i < batch.count; i++) {
       try {
@@ -225,6 +267,7 @@ export class GatewayEventLoop {
     }
     this.drainSealed(now);
     this.flush(now);
+    this.inputDone('tunPackets', now);
   }
 
   private drainSealed(now: number): void {
@@ -245,12 +288,14 @@ export class GatewayEventLoop {
   handlePortalMessage(message: IngressMessage): void {
     if (this.stopped) return;
     const now = this.o.clock();
+    this.resolutionsThisTurn = 0;
     try {
       this.dispatch(message, now);
     } catch (error) {
       log.warn('Failed to handle portal message', { kind: message.kind, error: errorChain(error) });
     }
     this.flush(now);
+    this.inputDone('portalMessage', now);
   }
 
   handleTimeout(): void {
@@ -258,9 +303,11 @@ export class GatewayEventLoop {
     this.timerAt = Infinity;
     if (this.stopped) return;
     const now = this.o.clock();
+    this.resolutionsThisTurn = 0;
     this.o.node.handleTimeout(now);
     this.o.state.handleTimeout(now);
     this.flush(now);
+    this.inputDone('timer', now);
   }
 
   // --- portal messages ---
@@ -304,8 +351,11 @@ export class GatewayEventLoop {
     this.o.node.updateRelays([], turnRelays(message.relays), now);
     this.o.state.init({ ipv4, ipv6 }, message.authorizations, now);
     const addresses = { ipv4: message.interface.ipv4, ipv6: message.interface.ipv6 };
+    this.interfaceSuperseded?.abort();
+    const superseded = new AbortController();
+    this.interfaceSuperseded = superseded;
     this.interfaceUpdate = this.interfaceUpdate
-      .then(() => this.o.configureInterface(addresses))
+      .then(() => (superseded.signal.aborted ? undefined : this.o.configureInterface(addresses, superseded.signal)))
       .catch((error: unknown) => this.o.onFatal(error instanceof Error ? error : new Error(String(error))));
   }
 
@@ -479,9 +529,41 @@ export class GatewayEventLoop {
 
   private afterResolution(domain: string, ips: readonly IpAddr[] | undefined): void {
     if (this.stopped) return;
+    this.resolved.push({ domain, ips });
+    if (!this.resolutionTurnScheduled) this.handleResolved();
+  }
+
+  /** Handles finished resolutions up to this turn's budget; the rest wait for the next turn. */
+  private handleResolved(): void {
     const now = this.o.clock();
-    this.o.state.handleDnsResolution(domain, ips, now);
+    for (let next = this.resolved.peek(); next !== undefined; next = this.resolved.peek()) {
+      if (this.resolutionsThisTurn >= RESOLUTIONS_PER_TURN) {
+        this.resolutionTurnScheduled = true;
+        this.defer(this.onResolutionTurn);
+        break;
+      }
+      this.resolved.shift();
+      this.resolutionsThisTurn++;
+      this.o.state.handleDnsResolution(next.domain, next.ips, now);
+    }
     this.flush(now);
+    this.inputDone('resolutions', now);
+  }
+
+  private readonly onResolutionTurn = (): void => {
+    this.resolutionTurnScheduled = false;
+    this.resolutionsThisTurn = 0;
+    if (!this.stopped) this.handleResolved();
+  };
+
+  /** Records how long an input took since `startedAt` (the clock read when it began). */
+  private inputDone(kind: InputKind, startedAt: number): void {
+    const took = this.o.clock() - startedAt;
+    if (took > this.work.maxInputMs) this.work.maxInputMs = took;
+    if (took <= SLOW_INPUT_MS) return;
+    this.work.slowInputs++;
+    const suppressed = this.slowInputWarnings.allow(kind, startedAt);
+    if (suppressed !== undefined) log.warn('An input kept the event loop busy', { input: kind, ms: Math.round(took), suppressed });
   }
 
   /**

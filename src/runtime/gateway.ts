@@ -137,12 +137,13 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
         }
       },
     }),
-    configureInterface: async (tunAddresses) => {
+    configureInterface: async (tunAddresses, superseded) => {
       try {
-        await applyInterfaceConfig(TUN_DEVICE_NAME, tunAddresses);
+        await applyInterfaceConfig(TUN_DEVICE_NAME, tunAddresses, { signal: superseded });
       } catch (error) {
         throw new Error('Failed to update TUN interface', { cause: error });
       }
+      if (superseded.aborted) return;
       await dnsForwarder.rebind(tunAddresses);
       status.tunConfigured = true;
     },

@@ -11,6 +11,13 @@
  * Idempotent: addresses are flushed and re-added, the rule is added only when missing (the
  * kernel accepts duplicate rules without a priority), routes are `replace`d and any other route
  * in the table is removed.
+ *
+ * Failures: an `ip` command that fails to set the addresses, MTU or link state is fatal, as the
+ * reference's netlink errors are on every `init`. A command that does not finish within 5 s is
+ * killed and the whole sequence retried after 1, 2, 4 ... 30 s, with a WARN each time, for as long
+ * as no newer `init` supersedes it (the reference has no timeout to hit: its netlink calls wait).
+ * A deadline is only declared missed once the event loop has had a turn to see the command's
+ * exit: a timer that fires late because the loop was busy is not a timeout.
  */
 import { execFile } from 'node:child_process';
 import { createLogger } from '../log/index.ts';
@@ -20,7 +27,11 @@ export const FIREZONE_TABLE = 0x2021fd00;
 export const FIREZONE_MARK_TEXT = '0xfd002021';
 export const CLIENT_ROUTE_V4 = '100.64.0.0/11';
 export const CLIENT_ROUTE_V6 = 'fd00:2021:1111::/107';
-const TIMEOUT_MS = 5000;
+const COMMAND_TIMEOUT_MS = 5000;
+const RETRY_INITIAL_MS = 1000;
+const RETRY_MAX_MS = 30_000;
+/** How long a deadline that fired waits before it counts: enough loop turns for a pending child exit. */
+const DEADLINE_GRACE_MS = 100;
 
 const logger = createLogger('tun::linux');
 
@@ -35,12 +46,20 @@ export interface CommandResult {
   readonly stderr: string;
 }
 
-/** Runs `ip <args>`; injectable so the command sequence can be tested without root. */
-export type IpRunner = (args: readonly string[]) => Promise<CommandResult>;
+/**
+ * Runs `ip <args>`; injectable so the command sequence can be tested without root. `signal` aborts
+ * a command that missed its deadline (the child is killed).
+ */
+export type IpRunner = (args: readonly string[], signal: AbortSignal) => Promise<CommandResult>;
 
 export interface InterfaceConfigOptions {
   readonly run?: IpRunner;
+  /** Per `ip` command. */
   readonly timeoutMs?: number;
+  /** The first delay before a timed-out sequence is retried; doubled up to 30 s. */
+  readonly retryDelayMs?: number;
+  /** Stops retrying (a newer `init` supersedes this one); resolves without error. */
+  readonly signal?: AbortSignal;
 }
 
 /** The caller adds the reference's outer context ("Failed to update TUN interface"). */
@@ -48,29 +67,92 @@ export class InterfaceConfigError extends Error {
   readonly code = 'TUN_CONFIG_FAILED';
 }
 
-/** Applies addresses, MTU, link state, rules and routes; throws InterfaceConfigError when the addresses cannot be set. */
+/** An `ip` command that missed its deadline: retried, never fatal. */
+export class InterfaceConfigTimeout extends Error {
+  readonly code = 'TUN_CONFIG_TIMEOUT';
+}
+
+/**
+ * Applies addresses, MTU, link state, rules and routes; throws InterfaceConfigError when the
+ * addresses cannot be set. Timeouts are retried until the sequence completes or `signal` aborts.
+ */
 export async function applyInterfaceConfig(
   name: string,
   addresses: TunAddresses,
   options: InterfaceConfigOptions = {},
 ): Promise<void> {
-  const run = options.run ?? runIp;
-  const timeoutMs = options.timeoutMs ?? TIMEOUT_MS;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new InterfaceConfigError(`Timed out after ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-  });
-  try {
-    await Promise.race([configure(run, name, addresses), timeout]);
-  } finally {
-    clearTimeout(timer);
+  const run = withDeadline(options.run ?? runIp, options.timeoutMs ?? COMMAND_TIMEOUT_MS);
+  let delay = options.retryDelayMs ?? RETRY_INITIAL_MS;
+  for (let attempt = 1; ; attempt++) {
+    if (isAborted(options.signal)) return;
+    try {
+      await configure(run, name, addresses);
+      return;
+    } catch (error) {
+      if (!(error instanceof InterfaceConfigTimeout)) throw error;
+      if (isAborted(options.signal)) return;
+      logger.warn('Timed out updating the TUN interface, retrying', { attempt, error: error.message, retry_in_ms: delay });
+    }
+    await sleep(delay, options.signal);
+    delay = Math.min(delay * 2, RETRY_MAX_MS);
   }
 }
 
-async function configure(run: IpRunner, name: string, addresses: TunAddresses): Promise<void> {
+/**
+ * A runner whose commands fail with InterfaceConfigTimeout after `timeoutMs`, counted only while
+ * the loop runs: when the deadline timer fires, one more short timer lets the loop process a child
+ * exit that was already pending (a busy loop fires timers first, before it reads exits).
+ */
+function withDeadline(run: IpRunner, timeoutMs: number): (args: readonly string[]) => Promise<CommandResult> {
+  return (args) => {
+    const abort = new AbortController();
+    return new Promise<CommandResult>((resolve, reject) => {
+      let settled = false;
+      let timer = setTimeout(() => {
+        timer = setTimeout(() => {
+          if (settled) return;
+          settled = true;
+          abort.abort();
+          reject(new InterfaceConfigTimeout(`\`ip ${args.join(' ')}\` did not finish within ${timeoutMs} ms`));
+        }, DEADLINE_GRACE_MS);
+      }, timeoutMs);
+      run(args, abort.signal).then(
+        (result) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(result);
+        },
+        (error: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    });
+  };
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+type Runner = (args: readonly string[]) => Promise<CommandResult>;
+
+async function configure(run: Runner, name: string, addresses: TunAddresses): Promise<void> {
   await must(run, ['address', 'flush', 'dev', name], 'Failed to set TUN interface IPs');
   await must(run, ['link', 'set', 'dev', name, 'mtu', String(TUN_MTU)], 'Failed to set TUN interface MTU');
   const v4 = await run(['-4', 'address', 'add', `${addresses.ipv4}/32`, 'dev', name]);
@@ -90,7 +172,7 @@ async function configure(run: IpRunner, name: string, addresses: TunAddresses): 
   for (const family of families) await setRoutes(run, name, family.flag, family.route);
 }
 
-async function ensureRule(run: IpRunner, flag: '-4' | '-6', label: string): Promise<void> {
+async function ensureRule(run: Runner, flag: '-4' | '-6', label: string): Promise<void> {
   const listed = await run(['-j', flag, 'rule', 'show']);
   if (listed.code === 0 && hasFirezoneRule(listed.stdout)) return;
   const added = await run([
@@ -101,7 +183,7 @@ async function ensureRule(run: IpRunner, flag: '-4' | '-6', label: string): Prom
   }
 }
 
-async function setRoutes(run: IpRunner, name: string, flag: '-4' | '-6', route: string): Promise<void> {
+async function setRoutes(run: Runner, name: string, flag: '-4' | '-6', route: string): Promise<void> {
   const table = String(FIREZONE_TABLE);
   const replaced = await run([flag, 'route', 'replace', route, 'dev', name, 'table', table, 'proto', 'static']);
   if (replaced.code !== 0 && !/File exists|not supported/i.test(replaced.stderr)) {
@@ -147,7 +229,7 @@ function parseJsonArray(json: string): Record<string, unknown>[] {
   }
 }
 
-async function must(run: IpRunner, args: readonly string[], context: string): Promise<void> {
+async function must(run: Runner, args: readonly string[], context: string): Promise<void> {
   const result = await run(args);
   if (result.code !== 0) {
     throw new InterfaceConfigError(`${context}: ${result.stderr.trim()}`);
@@ -164,7 +246,7 @@ export const IPROUTE2_WITHOUT_JSON =
  * fails with the package to install rather than with an empty reason on the first `init`.
  */
 export async function checkIproute2(run: IpRunner = runIp): Promise<void> {
-  const result = await run(['-j', 'link', 'show', 'lo']);
+  const result = await run(['-j', 'link', 'show', 'lo'], new AbortController().signal);
   if (result.code === COMMAND_NOT_FOUND) throw new Error(IPROUTE2_MISSING);
   if (result.code !== 0 || !Array.isArray(parseJson(result.stdout))) {
     const detail = result.stderr.trim().split('\n')[0] ?? '';
@@ -182,9 +264,9 @@ function parseJson(text: string): unknown {
   }
 }
 
-function runIp(args: readonly string[]): Promise<CommandResult> {
+function runIp(args: readonly string[], signal: AbortSignal): Promise<CommandResult> {
   return new Promise((resolve) => {
-    execFile('ip', args, { encoding: 'utf8' }, (error, stdout, stderr) => {
+    execFile('ip', args, { encoding: 'utf8', signal }, (error, stdout, stderr) => {
       if (error !== null && error.code === 'ENOENT') {
         resolve({ code: COMMAND_NOT_FOUND, stdout: '', stderr: IPROUTE2_MISSING });
         return;

@@ -1,5 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { privilegedSkipReason } from '../support/env.ts';
 import { isNativeAddonBuilt } from '../../src/runtime/native.ts';
 import { applyInterfaceConfig, type CommandResult } from '../../src/runtime/interface-config.ts';
@@ -84,14 +85,56 @@ describe('applyInterfaceConfig command sequence', () => {
     assert.ok(calls.includes('-4 route replace 100.64.0.0/11 dev tun-firezone table 539098368 proto static'));
   });
 
-  test('gives up after the timeout', async () => {
-    const run = (): Promise<CommandResult> => new Promise(() => {});
-    await assert.rejects(
-      applyInterfaceConfig('tun-firezone', { ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' }, { run, timeoutMs: 20 }),
-      { code: 'TUN_CONFIG_FAILED' },
-    );
+  test('a command that misses its deadline is killed and the sequence retried until it completes', async () => {
+    const calls: string[] = [];
+    const aborted: string[] = [];
+    let flushes = 0;
+    const run = (args: readonly string[], signal: AbortSignal): Promise<CommandResult> => {
+      calls.push(args.join(' '));
+      if (args.includes('flush') && ++flushes === 1) {
+        return new Promise((resolve) => signal.addEventListener('abort', () => (aborted.push(args.join(' ')), resolve(failed))));
+      }
+      return Promise.resolve({ code: 0, stdout: '[]', stderr: '' });
+    };
+    await applyInterfaceConfig('tun-firezone', { ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' }, { run, timeoutMs: 20, retryDelayMs: 5 });
+    assert.deepEqual(aborted, ['address flush dev tun-firezone'], 'the hung command was killed');
+    assert.equal(calls.filter((c) => c === 'address flush dev tun-firezone').length, 2, 'then the sequence ran again');
+    assert.ok(calls.includes('-6 route replace fd00:2021:1111::/107 dev tun-firezone table 539098368 proto static'));
+  });
+
+  test('a deadline timer that fires late on a busy loop does not fail a command that finished meanwhile', async () => {
+    const calls: string[] = [];
+    const run = (args: readonly string[]): Promise<CommandResult> =>
+      new Promise((resolve) => {
+        calls.push(args.join(' '));
+        // A real child process: its exit is I/O the loop only sees after its timers.
+        execFile('true', () => resolve({ code: 0, stdout: '[]', stderr: '' }));
+      });
+    const applied = applyInterfaceConfig('tun-firezone', { ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' }, { run, timeoutMs: 20, retryDelayMs: 1 });
+    // The loop is blocked well past the deadline while the first command exits.
+    const until = performance.now() + 200;
+    while (performance.now() < until);
+    await applied;
+    assert.equal(calls.filter((c) => c === 'address flush dev tun-firezone').length, 1, 'the first command counted as finished: no retry');
+  });
+
+  test('a newer update supersedes one that keeps timing out: it stops retrying without an error', async () => {
+    let calls = 0;
+    const run = (_args: readonly string[], signal: AbortSignal): Promise<CommandResult> => {
+      calls++;
+      return new Promise((resolve) => signal.addEventListener('abort', () => resolve(failed)));
+    };
+    const superseded = new AbortController();
+    const applied = applyInterfaceConfig('tun-firezone', { ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' }, { run, timeoutMs: 10, retryDelayMs: 60_000, signal: superseded.signal });
+    while (calls < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    superseded.abort();
+    await applied;
+    assert.equal(calls, 1, 'no attempt after the abort');
   });
 });
+
+const failed: CommandResult = { code: 1, stdout: '', stderr: 'killed' };
 
 function addressesOf(snapshot: Snapshot): string[] {
   return (snapshot.addresses[0]?.addr_info ?? [])
