@@ -13,7 +13,7 @@
  * (one WARN a minute), as a bug to find. Interface updates are superseded by a newer `init`.
  */
 import { GatewayState, TunAction, TunnelAction, type ResourceDescription as PolicyResource } from '../gateway/index.ts';
-import { makeGoodbyePacket, parseIp, type IpAddr } from '../ip/index.ts';
+import { ECN_CE, makeGoodbyePacket, parseIp, type IpAddr } from '../ip/index.ts';
 import { expiresAtToMonotonic } from '../gateway/time.ts';
 import { createLogger, errorChain, Level } from '../log/index.ts';
 import {
@@ -188,7 +188,7 @@ export class GatewayEventLoop {
   }
 
   private handleDatagram(batch: UdpDatagramBatch, i: number, now: number): void {
-    const result = this.o.node.decapsulateBatched(batch.destination(i), batch.source(i), batch.payload(i), 0, now);
+    const result = this.o.node.decapsulateBatched(batch.destination(i), batch.source(i), batch.payload(i), batch.ecn(i), now);
     if (typeof result !== 'string') this.handleDecrypted(result, now);
   }
 
@@ -212,8 +212,9 @@ export class GatewayEventLoop {
     this.writeTunBatch();
   }
 
+  /** `decrypted.tag` is the ECN codepoint of the datagram it came in: Congestion Experienced reaches the inner packet. */
   private handleDecrypted(decrypted: DecryptedPacket, now: number): void {
-    const verdict = this.o.state.handleTunnelPacket(decrypted.connection, decrypted.packet, now);
+    const verdict = this.o.state.handleTunnelPacket(decrypted.connection, decrypted.packet, now, decrypted.tag === ECN_CE);
     switch (verdict.action) {
       case TunnelAction.ToTun:
         this.writeToTun(verdict.packet);

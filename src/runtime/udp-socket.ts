@@ -439,7 +439,7 @@ export function sendTransmit(
 ): SendOutcome {
   const socket = transmit.destination.family === 4 ? sockets.v4 : sockets.v6;
   if (socket === undefined) return 'notConnected';
-  return socket.send(transmit.payload, transmit.destination, transmit.source) ? 'queued' : 'dropped';
+  return socket.send(transmit.payload, transmit.destination, transmit.source, transmit.ecn) ? 'queued' : 'dropped';
 }
 
 /**

@@ -280,10 +280,13 @@ export class Node {
   private batchTag = 0;
   private readonly sealBatch: SealBatch;
   private readonly sealConnections: (Connection | undefined)[];
-  private readonly sealedTransmit: { source: SocketAddr | undefined; destination: SocketAddr; payload: Uint8Array } = {
+  /** The ECN codepoint of each queued packet, for its datagram. */
+  private readonly sealEcn: Uint8Array;
+  private readonly sealedTransmit: { source: SocketAddr | undefined; destination: SocketAddr; payload: Uint8Array; ecn: number } = {
     source: undefined,
     destination: { family: 4, address: '0.0.0.0', port: 0 },
     payload: new Uint8Array(0),
+    ecn: 0,
   };
   private lastLocal: SocketAddr | undefined;
   /** The pair a datagram of an ICE-less connection arrived on, reused for every datagram. */
@@ -314,6 +317,7 @@ export class Node {
     this.openTags = new Float64Array(this.openBatch.capacity);
     this.sealBatch = new SealBatch(this.cipher, CHANNEL_DATA_HEADROOM);
     this.sealConnections = new Array<Connection | undefined>(this.sealBatch.capacity).fill(undefined);
+    this.sealEcn = new Uint8Array(this.sealBatch.capacity);
     const session = createHash('sha256').update('SESSION-ID').update(this.publicKey).digest('hex').toUpperCase();
     this.software = `snownet; session=${session}`;
   }
@@ -623,7 +627,7 @@ export class Node {
       return undefined;
     }
     this.touch(connection, now);
-    return this.transmitOnPath(connection, sealed, now);
+    return this.transmitOnPath(connection, sealed, now, ecnOf(packet));
   }
 
   /**
@@ -774,8 +778,12 @@ export class Node {
     if (connection.state === 'idle') this.setState(connection, 'connected', now);
     const slot = connection.tunnel.encapsulateInto(packet, now, this.sealBatch);
     if (slot === 'batchFull') return false;
-    if (typeof slot === 'number') this.sealConnections[slot] = connection;
-    else this.drainTunnel(connection, now);
+    if (typeof slot === 'number') {
+      this.sealConnections[slot] = connection;
+      this.sealEcn[slot] = ecnOf(packet);
+    } else {
+      this.drainTunnel(connection, now);
+    }
     this.touch(connection, now);
     return true;
   }
@@ -1382,6 +1390,7 @@ export class Node {
   private sealedOnPath(connection: Connection, slot: number, now: number): Transmit | undefined {
     const path = connection.path!;
     const transmit = this.sealedTransmit;
+    transmit.ecn = this.sealEcn[slot]!;
     if (path.kind === 'direct') {
       transmit.source = path.source;
       transmit.destination = path.destination;
@@ -1391,7 +1400,7 @@ export class Node {
     const relay = connection.pathRelay;
     const relaySocket = relay === undefined || relay.removed ? undefined : relay.allocation.activeSocket();
     const channel = relaySocket === undefined ? undefined : relay!.allocation.channelTo(path.destination, now);
-    if (relaySocket === undefined || channel === undefined) return this.transmitOnPath(connection, this.sealBatch.datagram(slot), now);
+    if (relaySocket === undefined || channel === undefined) return this.transmitOnPath(connection, this.sealBatch.datagram(slot), now, transmit.ecn);
     const framed = this.sealBatch.framed(slot);
     writeChannelDataHeader(framed, 0, channel, framed.length - CHANNEL_DATA_HEADROOM);
     transmit.source = undefined;
@@ -1401,9 +1410,9 @@ export class Node {
   }
 
   /** Wraps a WireGuard datagram (with CHANNEL_DATA_HEADROOM free bytes in front) for the nominated path. */
-  private transmitOnPath(connection: Connection, datagram: Uint8Array, now: number): Transmit | undefined {
+  private transmitOnPath(connection: Connection, datagram: Uint8Array, now: number, ecn = 0): Transmit | undefined {
     const path = connection.path!;
-    if (path.kind === 'direct') return { source: path.source, destination: path.destination, payload: datagram };
+    if (path.kind === 'direct') return { source: path.source, destination: path.destination, payload: datagram, ecn };
     const relay = connection.pathRelay;
     const relaySocket = relay?.allocation.activeSocket();
     if (relay === undefined || relay.removed || relaySocket === undefined) {
@@ -1415,12 +1424,12 @@ export class Node {
     if (channel !== undefined && datagram.byteOffset >= CHANNEL_DATA_HEADROOM) {
       const framed = new Uint8Array(datagram.buffer, datagram.byteOffset - CHANNEL_DATA_HEADROOM, datagram.length + CHANNEL_DATA_HEADROOM);
       writeChannelDataHeader(framed, 0, channel, datagram.length);
-      return { source: undefined, destination: relaySocket, payload: framed };
+      return { source: undefined, destination: relaySocket, payload: framed, ecn };
     }
     const transmit = allocation.encodeToPeer(path.destination, datagram, now);
     if (transmit === undefined) this.stats.encapsulateDropped++;
     this.drainRelayTransmits(relay);
-    return transmit;
+    return transmit === undefined || ecn === 0 ? transmit : { ...transmit, ecn };
   }
 
   private sendIce(transmit: IceTransmit, now: number): void {
@@ -1584,4 +1593,12 @@ function samePath(a: IcePath, b: IcePath): boolean {
   if (a.kind === 'direct' && b.kind === 'direct') return sameSocketAddr(a.source, b.source);
   if (a.kind === 'relay' && b.kind === 'relay') return sameSocketAddr(a.relay, b.relay) && sameSocketAddr(a.relayed, b.relayed);
   return false;
+}
+
+/** The ECN codepoint of an IP packet (its datagram carries the same; spec connectivity §1.3). */
+function ecnOf(packet: Uint8Array): number {
+  const first = packet[0] ?? 0;
+  if (first >> 4 === 4) return (packet[1] ?? 0) & 0b11;
+  if (first >> 4 === 6) return ((packet[1] ?? 0) >> 4) & 0b11;
+  return 0;
 }

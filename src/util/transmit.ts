@@ -8,4 +8,6 @@ export interface Transmit {
   readonly source: SocketAddr | undefined;
   readonly destination: SocketAddr;
   readonly payload: Uint8Array;
+  /** The ECN codepoint for the datagram's IP header (absent: Not-ECT). WireGuard data carries its inner packet's. */
+  readonly ecn?: number;
 }

@@ -19,6 +19,16 @@ const skip =
 
 const RESOURCE_NET = '10.78.0.0/24';
 
+function nft(lab: Lab, ns: string, ...commands: string[]): void {
+  for (const command of commands) lab.exec(ns, ['nft', command]);
+}
+
+/** Packets counted by the one counter in the namespace's `fzecn` table. */
+function nftCount(lab: Lab, ns: string): number {
+  const match = /counter packets (\d+)/.exec(lab.exec(ns, ['nft', 'list', 'table', 'ip', 'fzecn']));
+  return Number(match?.[1] ?? 0);
+}
+
 function scenario(name: string, options: { clientNat?: NatMode; gatewayNat?: NatMode; stack: StackOptions }, body: (stack: GatewayStack) => Promise<void>): void {
   describe(name, { skip }, () => {
     let lab: Lab | undefined;
@@ -58,6 +68,16 @@ scenario(
     const page = http(lab, `http://${lab.addresses.resources[0]}/`);
     assert.equal(page.ok, true, `HTTP through the tunnel: ${JSON.stringify(page)}`);
     lab.exec(lab.ns.client, ['ping', '-c', '2', '-W', '2', lab.addresses.resources[1]!]);
+
+    // ECN both ways (spec connectivity §1.3): the gateway's datagrams carry their inner packet's
+    // codepoint, and CE on a client's datagram reaches the ECN-capable inner packet.
+    lab.exec(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.tcp_ecn=1']);
+    nft(lab, lab.ns.client, 'add table ip fzecn', 'add chain ip fzecn out { type filter hook output priority 0; }', 'add rule ip fzecn out udp dport 52625 ip ecn set ce');
+    nft(lab, lab.ns.gateway, 'add table ip fzecn', 'add chain ip fzecn out { type filter hook output priority 0; }', 'add rule ip fzecn out udp sport 52625 ip ecn ect0 counter');
+    nft(lab, lab.ns.resources, 'add table ip fzecn', 'add chain ip fzecn in { type filter hook input priority 0; }', 'add rule ip fzecn in tcp dport 80 ip ecn ce counter');
+    assert.equal(http(lab, `http://${lab.addresses.resources[0]}/`).ok, true, 'HTTP with ECN');
+    assert.ok(nftCount(lab, lab.ns.gateway) > 0, 'datagrams to the client carried ECT(0) from the resource\'s packets');
+    assert.ok(nftCount(lab, lab.ns.resources) > 0, 'the resource saw Congestion Experienced that was set on the outer datagrams');
 
     assert.equal(tcpConnect(lab, lab.addresses.resources[0]!, 81), 'unreachable', 'a port outside the filter is answered by ICMP prohibited');
     assert.equal(udpEcho(lab, lab.addresses.resources[0]!, 'blocked').ok, false, 'UDP is not in the filters');
