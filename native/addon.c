@@ -108,6 +108,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"aeadKeyRemove", NULL, fz_aead_key_remove, NULL, NULL, NULL, napi_default, NULL},
     {"aeadKeyCount", NULL, fz_aead_key_count, NULL, NULL, NULL, napi_default, NULL},
     {"aeadRun", NULL, fz_aead_run, NULL, NULL, NULL, napi_default, NULL},
+    {"offloadSplit", NULL, fz_offload_split, NULL, NULL, NULL, napi_default, NULL},
+    {"offloadCoalesce", NULL, fz_offload_coalesce, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok) {
     fz_throw_last_napi_error(env);

@@ -109,5 +109,7 @@ napi_value fz_aead_key_add(napi_env env, napi_callback_info info);
 napi_value fz_aead_key_remove(napi_env env, napi_callback_info info);
 napi_value fz_aead_key_count(napi_env env, napi_callback_info info);
 napi_value fz_aead_run(napi_env env, napi_callback_info info);
+napi_value fz_offload_split(napi_env env, napi_callback_info info);
+napi_value fz_offload_coalesce(napi_env env, napi_callback_info info);
 
 #endif

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "common.h"
+#include "offload.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,7 +23,13 @@
  * the number of datagrams, up to slots x FZ_GRO_MAX_SEGMENTS.
  */
 
-enum poller_kind { POLLER_TUN = 0, POLLER_UDP = 1, POLLER_UDP_GRO = 2 };
+/*
+ * POLLER_TUN_VNET: a TUN fd with IFF_VNET_HDR. Each read (up to 64 KiB into a native buffer) is
+ * split by `offload_split` into MTU-sized packets with complete checksums, one per slot. A read
+ * whose segments do not all fit the ring stays pending: the rest goes out in the next batch,
+ * delivered before the poller returns to libuv (so nothing waits for the fd to be readable again).
+ */
+enum poller_kind { POLLER_TUN = 0, POLLER_UDP = 1, POLLER_UDP_GRO = 2, POLLER_TUN_VNET = 3 };
 
 #define CONTROL_SIZE 128
 
@@ -47,12 +54,17 @@ typedef struct {
   struct iovec *iovs;
   struct sockaddr_storage *names;
   uint8_t *controls;
+  uint8_t *frame; /* POLLER_TUN_VNET: the last read */
+  size_t frame_length; /* 0: nothing pending */
+  uint32_t frame_next; /* first segment not yet delivered */
+  uint64_t malformed;
   int stopped;
   int closed;
   int finalized;
 } poller_t;
 
 static void poller_free(poller_t *p) {
+  free(p->frame);
   free(p->msgs);
   free(p->iovs);
   free(p->names);
@@ -99,6 +111,41 @@ static int read_tun(poller_t *p, int *err) {
     if (r == 0) break;
     fz_put_u32(p->meta + (size_t)count * 4, (uint32_t)r);
     count++;
+  }
+  return (int)count;
+}
+
+/* Splits the pending frame into the ring from slot *count on; clears it once fully delivered. */
+static void emit_frame(poller_t *p, uint32_t *count) {
+  uint32_t emitted, total;
+  uint8_t *out = p->ring + (size_t)*count * p->slot_size + p->headroom;
+  uint32_t *lengths = (uint32_t *)p->meta + *count;
+  int rc = offload_split(p->frame, p->frame_length, p->frame_next, out, p->slot_size, p->slot_size - p->headroom,
+                         p->slots - *count, lengths, &emitted, &total);
+  if (rc != OFFLOAD_OK) {
+    p->malformed++;
+    p->frame_length = 0;
+    return;
+  }
+  *count += emitted;
+  p->frame_next += emitted;
+  if (p->frame_next >= total) p->frame_length = 0;
+}
+
+static int read_tun_vnet(poller_t *p, int *err) {
+  uint32_t count = 0;
+  if (p->frame_length != 0) emit_frame(p, &count);
+  while (count < p->slots && p->frame_length == 0) {
+    ssize_t r = read(p->fd, p->frame, VNET_FRAME_MAX);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) *err = errno;
+      break;
+    }
+    if (r == 0) break;
+    p->frame_length = (size_t)r;
+    p->frame_next = 0;
+    emit_frame(p, &count);
   }
   return (int)count;
 }
@@ -229,11 +276,19 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     err = -status;
   } else if (p->kind == POLLER_TUN) {
     count = read_tun(p, &err);
+  } else if (p->kind == POLLER_TUN_VNET) {
+    count = read_tun_vnet(p, &err);
   } else {
     count = read_udp(p, &err);
   }
   if (count == 0 && err == 0) return;
   deliver(p, count, err);
+  /* The rest of a read that did not fit the ring goes out now (JavaScript is done with the ring). */
+  while (p->kind == POLLER_TUN_VNET && p->frame_length != 0 && !p->stopped) {
+    uint32_t more = 0;
+    emit_frame(p, &more);
+    if (more > 0) deliver(p, (int)more, 0);
+  }
 }
 
 static int setup_udp_messages(poller_t *p) {
@@ -279,9 +334,10 @@ napi_value fz_poller_start(napi_env env, napi_callback_info info) {
   }
   napi_valuetype callback_type;
   napi_typeof(env, argv[7], &callback_type);
-  size_t stride = kind == POLLER_TUN ? 4 : FZ_RECV_META_STRIDE;
+  int tun = kind == POLLER_TUN || kind == POLLER_TUN_VNET;
+  size_t stride = tun ? 4 : FZ_RECV_META_STRIDE;
   size_t entries_per_slot = kind == POLLER_UDP_GRO ? FZ_GRO_MAX_SEGMENTS : 1;
-  if (callback_type != napi_function || (kind != POLLER_TUN && kind != POLLER_UDP && kind != POLLER_UDP_GRO) || slots == 0 ||
+  if (callback_type != napi_function || kind < POLLER_TUN || kind > POLLER_TUN_VNET || slots == 0 ||
       slots > FZ_MAX_BATCH || headroom >= slot_size || (size_t)slots * slot_size > ring_length ||
       (size_t)slots * entries_per_slot * stride > meta_length) {
     napi_throw_range_error(env, NULL, "pollerStart: invalid arguments");
@@ -303,7 +359,11 @@ napi_value fz_poller_start(napi_env env, napi_callback_info info) {
   p->meta = meta;
   p->meta_length = meta_length;
   p->meta_entries = meta_length / stride;
-  if (p->kind != POLLER_TUN && !setup_udp_messages(p)) {
+  if (!tun && !setup_udp_messages(p)) {
+    poller_free(p);
+    return fz_throw_errno(env, ENOMEM, "pollerStart");
+  }
+  if (p->kind == POLLER_TUN_VNET && (p->frame = malloc(VNET_FRAME_MAX)) == NULL) {
     poller_free(p);
     return fz_throw_errno(env, ENOMEM, "pollerStart");
   }
@@ -314,7 +374,7 @@ napi_value fz_poller_start(napi_env env, napi_callback_info info) {
   }
   p->handle.data = p;
   napi_value resource_name;
-  napi_create_string_utf8(env, p->kind == POLLER_TUN ? "FirezoneTunPoller" : "FirezoneUdpPoller",
+  napi_create_string_utf8(env, tun ? "FirezoneTunPoller" : "FirezoneUdpPoller",
                           NAPI_AUTO_LENGTH, &resource_name);
   napi_async_init(env, NULL, resource_name, &p->async_context);
   napi_create_reference(env, argv[7], 1, &p->callback);

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "common.h"
+#include "offload.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +15,19 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define TUN_PATH "/dev/net/tun"
 #define TUN_MAX_QUEUES 64
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+static const uint8_t zero_vnet_hdr[VNET_HDR_SIZE];
 
 static int ensure_tun_device_node(void) {
   struct stat st;
@@ -27,13 +37,23 @@ static int ensure_tun_device_node(void) {
   return 0;
 }
 
-/* tunOpen(name: string, queues: number) -> { name: string, fds: number[] } */
+/*
+ * tunOpen(name: string, queues: number, offloads: boolean) -> { name, fds, vnet, offloads }
+ * With `offloads` every queue is opened with IFF_VNET_HDR and the device is asked for checksum,
+ * TSO and (kernels 6.2+) USO offloads: `offloads` reports the TUN_F_* bits the kernel took (0 when
+ * it refused them all; the virtio header is then still there, always without GSO).
+ */
 napi_value fz_tun_open(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   FZ_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 2) {
-    napi_throw_type_error(env, NULL, "tunOpen(name, queues)");
+    napi_throw_type_error(env, NULL, "tunOpen(name, queues, offloads)");
+    return NULL;
+  }
+  bool vnet = false;
+  if (argc >= 3 && napi_get_value_bool(env, argv[2], &vnet) != napi_ok) {
+    napi_throw_type_error(env, NULL, "offloads must be a boolean");
     return NULL;
   }
   char name[IFNAMSIZ];
@@ -63,7 +83,7 @@ napi_value fz_tun_open(napi_env env, napi_callback_info info) {
     }
     memset(&ifr, 0, sizeof ifr);
     memcpy(ifr.ifr_name, name, name_length < IFNAMSIZ - 1 ? name_length : IFNAMSIZ - 1);
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
     if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
       err = errno;
       close(fd);
@@ -71,6 +91,16 @@ napi_value fz_tun_open(napi_env env, napi_callback_info info) {
       return fz_throw_errno(env, err, "Failed to set flags on TUN device");
     }
     fds[i] = fd;
+  }
+  unsigned int offloads = 0;
+  if (vnet) {
+    unsigned int wanted[] = {TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM};
+    for (size_t k = 0; k < sizeof wanted / sizeof wanted[0]; k++) {
+      if (ioctl(fds[0], TUNSETOFFLOAD, wanted[k]) == 0) {
+        offloads = wanted[k];
+        break;
+      }
+    }
   }
 
   napi_value result, fd_array, actual_name;
@@ -83,22 +113,37 @@ napi_value fz_tun_open(napi_env env, napi_callback_info info) {
   FZ_CALL(env, napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &actual_name));
   FZ_CALL(env, napi_set_named_property(env, result, "name", actual_name));
   FZ_CALL(env, napi_set_named_property(env, result, "fds", fd_array));
+  FZ_CALL(env, napi_set_named_property(env, result, "vnet", fz_make_i32(env, vnet ? 1 : 0)));
+  FZ_CALL(env, napi_set_named_property(env, result, "offloads", fz_make_i32(env, (int32_t)offloads)));
   return result;
 }
 
-/* tunWrite(fd, packet: Uint8Array) -> 0 or errno */
+/* One packet to a TUN fd: behind an all-zero virtio header when the device has IFF_VNET_HDR. */
+static ssize_t write_packet(int fd, int vnet, const uint8_t *data, size_t length) {
+  ssize_t r;
+  if (!vnet) {
+    do r = write(fd, data, length);
+    while (r < 0 && errno == EINTR);
+    return r;
+  }
+  struct iovec iov[2] = {{(void *)zero_vnet_hdr, VNET_HDR_SIZE}, {(void *)data, length}};
+  do r = writev(fd, iov, 2);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* tunWrite(fd, packet: Uint8Array, vnet?: boolean) -> 0 or errno */
 napi_value fz_tun_write(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   FZ_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint8_t *data;
   size_t length;
+  bool vnet = false;
   if (argc < 2 || !fz_get_i32(env, argv[0], &fd) || !fz_get_bytes(env, argv[1], &data, &length)) return NULL;
-  for (;;) {
-    if (write(fd, data, length) >= 0) return fz_make_i32(env, 0);
-    if (errno != EINTR) return fz_make_i32(env, errno);
-  }
+  if (argc >= 3) napi_get_value_bool(env, argv[2], &vnet);
+  return fz_make_i32(env, write_packet(fd, vnet, data, length) >= 0 ? 0 : errno);
 }
 
 /*
@@ -109,17 +154,19 @@ napi_value fz_tun_write(napi_env env, napi_callback_info info) {
  * A failed packet's span is overwritten with (errno, 0).
  */
 napi_value fz_tun_write_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   FZ_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint8_t *buffer, *span_bytes;
   size_t buffer_length, span_length;
   uint32_t count;
+  bool vnet = false;
   if (argc < 4 || !fz_get_i32(env, argv[0], &fd) || !fz_get_bytes(env, argv[1], &buffer, &buffer_length) ||
       !fz_get_bytes(env, argv[2], &span_bytes, &span_length) || !fz_get_u32(env, argv[3], &count)) {
     return NULL;
   }
+  if (argc >= 5) napi_get_value_bool(env, argv[4], &vnet);
   if ((size_t)count * 8 > span_length) {
     napi_throw_range_error(env, NULL, "count exceeds spans");
     return NULL;
@@ -133,8 +180,7 @@ napi_value fz_tun_write_batch(napi_env env, napi_callback_info info) {
       r = -1;
       errno = EINVAL;
     } else {
-      do r = write(fd, buffer + offset, length);
-      while (r < 0 && errno == EINTR);
+      r = write_packet(fd, vnet, buffer + offset, length);
     }
     if (r >= 0) {
       written++;
@@ -172,9 +218,53 @@ typedef struct {
   _Atomic uint64_t written_bytes;
   _Atomic uint64_t errors;
   _Atomic int last_errno;
+  /* Writes that carried two or more coalesced segments (IFF_VNET_HDR only). */
+  _Atomic uint64_t coalesced_writes;
+  int vnet;
+  coalescer *merge; /* the thread's, with vnet */
   pthread_t thread;
   int joined;
 } tun_writer;
+
+typedef struct {
+  uint64_t packets, bytes, errors, coalesced;
+  int last_errno;
+} writer_tally;
+
+/* Writes what the coalescer holds, counting every segment in it. */
+static void writer_flush_merge(tun_writer *w, writer_tally *t) {
+  coalescer *c = w->merge;
+  if (c->count == 0) return;
+  uint32_t segments = c->count;
+  size_t bytes = c->length + (size_t)(segments - 1) * c->header;
+  size_t frame = coalescer_finish(c);
+  ssize_t r;
+  do r = write(w->fd, c->frame, frame);
+  while (r < 0 && errno == EINTR);
+  if (r >= 0) {
+    t->packets += segments;
+    t->bytes += bytes;
+    if (segments > 1) t->coalesced++;
+  } else {
+    t->errors += segments;
+    t->last_errno = errno;
+  }
+  coalescer_reset(c);
+}
+
+/* One packet from the ring: joins the pending merge, starts one, or is written alone. */
+static void writer_vnet_packet(tun_writer *w, writer_tally *t, const uint8_t *data, uint32_t length) {
+  if (coalescer_append(w->merge, data, length)) return;
+  writer_flush_merge(w, t);
+  if (coalescer_start(w->merge, data, length)) return;
+  if (write_packet(w->fd, 1, data, length) >= 0) {
+    t->packets++;
+    t->bytes += length;
+  } else {
+    t->errors++;
+    t->last_errno = errno;
+  }
+}
 
 #define TUN_WRITER_SLOT_HEADER 4
 #define TUN_WRITER_MAX_SLOTS 65536
@@ -205,33 +295,35 @@ static void *tun_writer_main(void *arg) {
       atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
       continue;
     }
-    uint64_t packets = 0, bytes = 0, errors = 0;
-    int last_errno = 0;
+    writer_tally t = {0, 0, 0, 0, 0};
     while (tail != head) {
       uint8_t *slot = w->ring + (size_t)(tail & mask) * stride;
       uint32_t length;
       memcpy(&length, slot, sizeof length);
-      ssize_t r;
-      do r = write(w->fd, slot + TUN_WRITER_SLOT_HEADER, length);
-      while (r < 0 && errno == EINTR);
-      if (r >= 0) {
-        packets++;
-        bytes += length;
+      if (w->vnet) {
+        writer_vnet_packet(w, &t, slot + TUN_WRITER_SLOT_HEADER, length);
+      } else if (write_packet(w->fd, 0, slot + TUN_WRITER_SLOT_HEADER, length) >= 0) {
+        t.packets++;
+        t.bytes += length;
       } else {
-        errors++;
-        last_errno = errno;
+        t.errors++;
+        t.last_errno = errno;
       }
       tail++;
-      /* Free each slot as soon as it is written so the producer sees space early. */
+      /* Free each slot as soon as it is taken (written or copied into the merge) so the producer sees space early. */
       atomic_store_explicit(&w->tail, tail, memory_order_release);
+      /* Keep merging while the producer is ahead; write the merge once it has caught up. */
+      if (tail == head) head = atomic_load_explicit(&w->head, memory_order_acquire);
     }
-    if (packets) {
-      atomic_fetch_add_explicit(&w->written, packets, memory_order_relaxed);
-      atomic_fetch_add_explicit(&w->written_bytes, bytes, memory_order_relaxed);
+    if (w->vnet) writer_flush_merge(w, &t);
+    if (t.packets) {
+      atomic_fetch_add_explicit(&w->written, t.packets, memory_order_relaxed);
+      atomic_fetch_add_explicit(&w->written_bytes, t.bytes, memory_order_relaxed);
     }
-    if (errors) {
-      atomic_fetch_add_explicit(&w->errors, errors, memory_order_relaxed);
-      atomic_store_explicit(&w->last_errno, last_errno, memory_order_relaxed);
+    if (t.coalesced) atomic_fetch_add_explicit(&w->coalesced_writes, t.coalesced, memory_order_relaxed);
+    if (t.errors) {
+      atomic_fetch_add_explicit(&w->errors, t.errors, memory_order_relaxed);
+      atomic_store_explicit(&w->last_errno, t.last_errno, memory_order_relaxed);
     }
   }
   return NULL;
@@ -245,11 +337,16 @@ static void tun_writer_join(tun_writer *w) {
   pthread_join(w->thread, NULL);
 }
 
+static void tun_writer_free(tun_writer *w) {
+  free(w->merge);
+  free(w->ring);
+  free(w);
+}
+
 static void tun_writer_finalize(napi_env env, void *data, void *hint) {
   tun_writer *w = data;
   tun_writer_join(w);
-  free(w->ring);
-  free(w);
+  tun_writer_free(w);
 }
 
 static tun_writer *tun_writer_of(napi_env env, napi_value value) {
@@ -261,16 +358,22 @@ static tun_writer *tun_writer_of(napi_env env, napi_value value) {
   return data;
 }
 
-/* tunWriterStart(fd, slots, slotSize) -> handle. slots is rounded up to a power of two. */
+/*
+ * tunWriterStart(fd, slots, slotSize, vnet?) -> handle. slots is rounded up to a power of two.
+ * With `vnet` (an IFF_VNET_HDR device) the thread merges consecutive TCP segments of one flow
+ * into one GSO write and puts a virtio header before everything else.
+ */
 napi_value fz_tun_writer_start(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   FZ_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint32_t slots, slot_size;
+  bool vnet = false;
   if (argc < 3 || !fz_get_i32(env, argv[0], &fd) || !fz_get_u32(env, argv[1], &slots) || !fz_get_u32(env, argv[2], &slot_size)) {
     return NULL;
   }
+  if (argc >= 4) napi_get_value_bool(env, argv[3], &vnet);
   if (slots < 1 || slots > TUN_WRITER_MAX_SLOTS || slot_size < 1 || slot_size > 65535) {
     napi_throw_range_error(env, NULL, "slots must be 1..65536 and slotSize 1..65535");
     return NULL;
@@ -282,22 +385,25 @@ napi_value fz_tun_writer_start(napi_env env, napi_callback_info info) {
   w->fd = fd;
   w->slots = rounded;
   w->slot_size = slot_size;
+  w->vnet = vnet ? 1 : 0;
   w->ring = malloc((size_t)rounded * tun_writer_stride(w));
-  if (w->ring == NULL) {
-    free(w);
+  if (vnet) {
+    w->merge = malloc(sizeof *w->merge);
+    if (w->merge != NULL) coalescer_reset(w->merge);
+  }
+  if (w->ring == NULL || (vnet && w->merge == NULL)) {
+    tun_writer_free(w);
     return fz_throw_errno(env, ENOMEM, "TUN writer ring");
   }
   int err = pthread_create(&w->thread, NULL, tun_writer_main, w);
   if (err != 0) {
-    free(w->ring);
-    free(w);
+    tun_writer_free(w);
     return fz_throw_errno(env, err, "Failed to start the TUN writer thread");
   }
   napi_value handle;
   if (napi_create_external(env, w, tun_writer_finalize, NULL, &handle) != napi_ok) {
     tun_writer_join(w);
-    free(w->ring);
-    free(w);
+    tun_writer_free(w);
     fz_throw_last_napi_error(env);
     return NULL;
   }
@@ -386,7 +492,7 @@ napi_value fz_tun_writer_push_batch(napi_env env, napi_callback_info info) {
   return fz_make_i32(env, queued);
 }
 
-/* tunWriterStats(handle, out: Float64Array(5)): written, writtenBytes, errors, lastErrno, queued. */
+/* tunWriterStats(handle, out: Float64Array(6)): written, writtenBytes, errors, lastErrno, queued, coalescedWrites. */
 napi_value fz_tun_writer_stats(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -395,8 +501,8 @@ napi_value fz_tun_writer_stats(napi_env env, napi_callback_info info) {
   uint8_t *out_bytes;
   size_t out_length;
   if (argc < 2 || (w = tun_writer_of(env, argv[0])) == NULL || !fz_get_bytes(env, argv[1], &out_bytes, &out_length)) return NULL;
-  if (out_length < 5 * sizeof(double)) {
-    napi_throw_range_error(env, NULL, "stats needs a Float64Array(5)");
+  if (out_length < 6 * sizeof(double)) {
+    napi_throw_range_error(env, NULL, "stats needs a Float64Array(6)");
     return NULL;
   }
   double *out = (double *)out_bytes;
@@ -405,6 +511,7 @@ napi_value fz_tun_writer_stats(napi_env env, napi_callback_info info) {
   out[2] = (double)atomic_load_explicit(&w->errors, memory_order_relaxed);
   out[3] = (double)atomic_load_explicit(&w->last_errno, memory_order_relaxed);
   out[4] = (double)(atomic_load_explicit(&w->head, memory_order_relaxed) - atomic_load_explicit(&w->tail, memory_order_acquire));
+  out[5] = (double)atomic_load_explicit(&w->coalesced_writes, memory_order_relaxed);
   return NULL;
 }
 
@@ -417,4 +524,90 @@ napi_value fz_tun_writer_stop(napi_env env, napi_callback_info info) {
   if (argc < 1 || (w = tun_writer_of(env, argv[0])) == NULL) return NULL;
   tun_writer_join(w);
   return NULL;
+}
+
+/*
+ * offloadSplit(frame, out, stride, maxLength, lengths: Uint32Array) -> segments written
+ * The TUN read path's splitting, on its own (tests): `frame` is a virtio header and a packet.
+ * Returns -1 for a malformed frame and -2 when `out` or `lengths` cannot take every segment.
+ */
+napi_value fz_offload_split(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  FZ_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *frame, *out, *length_bytes;
+  size_t frame_length, out_length, lengths_length;
+  uint32_t stride, max_length;
+  if (argc < 5 || !fz_get_bytes(env, argv[0], &frame, &frame_length) || !fz_get_bytes(env, argv[1], &out, &out_length) ||
+      !fz_get_u32(env, argv[2], &stride) || !fz_get_u32(env, argv[3], &max_length) ||
+      !fz_get_bytes(env, argv[4], &length_bytes, &lengths_length)) {
+    return NULL;
+  }
+  if (stride == 0 || max_length > stride) {
+    napi_throw_range_error(env, NULL, "offloadSplit: maxLength must fit the stride");
+    return NULL;
+  }
+  uint32_t capacity = (uint32_t)(out_length / stride);
+  if (capacity > lengths_length / 4) capacity = (uint32_t)(lengths_length / 4);
+  uint32_t emitted, total;
+  if (offload_split(frame, frame_length, 0, out, stride, max_length, capacity, (uint32_t *)length_bytes, &emitted, &total) != OFFLOAD_OK) {
+    return fz_make_i32(env, -1);
+  }
+  return fz_make_i32(env, emitted < total ? -2 : (int32_t)emitted);
+}
+
+/*
+ * offloadCoalesce(buffer, spans: Uint32Array, count, frame) -> packets merged into `frame`
+ * The TUN writer's merging, on its own (tests): packets are (offset, length) spans in `buffer`;
+ * the packets the writer would put in its first write are merged into `frame` (virtio header and
+ * packet), whose length goes into spans[2 * count] (the array needs that one more pair).
+ */
+napi_value fz_offload_coalesce(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  FZ_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *buffer, *span_bytes, *frame;
+  size_t buffer_length, spans_length, frame_length;
+  uint32_t count;
+  if (argc < 4 || !fz_get_bytes(env, argv[0], &buffer, &buffer_length) || !fz_get_bytes(env, argv[1], &span_bytes, &spans_length) ||
+      !fz_get_u32(env, argv[2], &count) || !fz_get_bytes(env, argv[3], &frame, &frame_length)) {
+    return NULL;
+  }
+  uint32_t *spans = (uint32_t *)span_bytes;
+  if (count == 0 || (size_t)(count + 1) * 8 > spans_length) {
+    napi_throw_range_error(env, NULL, "offloadCoalesce: spans needs count + 1 pairs");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    if ((size_t)spans[2 * i] + spans[2 * i + 1] > buffer_length) {
+      napi_throw_range_error(env, NULL, "offloadCoalesce: a span is outside the buffer");
+      return NULL;
+    }
+  }
+  coalescer *c = malloc(sizeof *c);
+  if (c == NULL) return fz_throw_errno(env, ENOMEM, "offloadCoalesce");
+  coalescer_reset(c);
+  uint32_t merged = 0;
+  if (coalescer_start(c, buffer + spans[0], spans[1])) {
+    merged = 1;
+    while (merged < count && coalescer_append(c, buffer + spans[2 * merged], spans[2 * merged + 1])) merged++;
+  }
+  size_t length;
+  if (merged == 0) {
+    memset(c->frame, 0, VNET_HDR_SIZE);
+    memcpy(c->frame + VNET_HDR_SIZE, buffer + spans[0], spans[1]);
+    length = VNET_HDR_SIZE + spans[1];
+    merged = 1;
+  } else {
+    length = coalescer_finish(c);
+  }
+  if (length > frame_length) {
+    free(c);
+    napi_throw_range_error(env, NULL, "offloadCoalesce: frame too small");
+    return NULL;
+  }
+  memcpy(frame, c->frame, length);
+  spans[2 * count] = (uint32_t)length;
+  free(c);
+  return fz_make_i32(env, (int32_t)merged);
 }

@@ -85,6 +85,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   try {
     tun = TunDevice.open(TUN_DEVICE_NAME, {
       queues: Math.max(1, options.tunThreads),
+      offloads: offloadsFor(dataPath),
       onPackets: (batch) => loop?.handleTunPackets(batch),
       onQueueFailed: (queue, errno) => log.warn('Failed to read from TUN FD', { queue, errno }),
     });

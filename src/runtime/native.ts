@@ -12,6 +12,14 @@ export const POLLER_TUN = 0;
 export const POLLER_UDP = 1;
 /** A UDP socket with UDP_GRO: 64 KiB slots, each possibly holding many datagrams (one meta entry each). */
 export const POLLER_UDP_GRO = 2;
+/** A TUN queue with IFF_VNET_HDR: reads split into MTU-sized packets in native code. */
+export const POLLER_TUN_VNET = 3;
+/** TUN offload bits (`tunOpen(...).offloads`), as in linux/if_tun.h. */
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+export const TUN_F_USO4 = 0x20;
+export const TUN_F_USO6 = 0x40;
 /** Most datagrams one GRO receive holds (the kernel's UDP_GRO_CNT_MAX), and its buffer. */
 export const GRO_MAX_SEGMENTS = 64;
 export const GRO_BUFFER = 65536;
@@ -60,12 +68,14 @@ declare const keyringBrand: unique symbol;
 export type AeadKeyringHandle = { readonly [keyringBrand]: true };
 
 /** `tunWriterStats` fills a Float64Array of this many entries, in this order. */
-export const TUN_WRITER_STATS_LENGTH = 5;
+export const TUN_WRITER_STATS_LENGTH = 6;
 export const TUN_WRITER_STAT_WRITTEN = 0;
 export const TUN_WRITER_STAT_WRITTEN_BYTES = 1;
 export const TUN_WRITER_STAT_ERRORS = 2;
 export const TUN_WRITER_STAT_LAST_ERRNO = 3;
 export const TUN_WRITER_STAT_QUEUED = 4;
+/** Writes that carried two or more merged TCP segments (IFF_VNET_HDR only). */
+export const TUN_WRITER_STAT_COALESCED = 5;
 
 export interface UdpOpenResult {
   readonly fd: number;
@@ -91,16 +101,23 @@ export interface NativeError extends Error {
 }
 
 export interface NativeAddon {
-  tunOpen(name: string, queues: number): { name: string; fds: number[] };
-  /** Returns 0 or the errno of the failed write. */
-  tunWrite(fd: number, packet: Uint8Array): number;
+  /**
+   * Opens `queues` fds of the TUN device. With `offloads`: IFF_VNET_HDR, and `offloads` in the
+   * result has the TUN_F_* bits the kernel took (checksum, TSO, USO).
+   */
+  tunOpen(name: string, queues: number, offloads?: boolean): { name: string; fds: number[]; vnet: number; offloads: number };
+  /** Returns 0 or the errno of the failed write. `vnet`: the fd has IFF_VNET_HDR (a zero header goes first). */
+  tunWrite(fd: number, packet: Uint8Array, vnet?: boolean): number;
   /**
    * `spans` holds (offset, length) pairs into `buffer`; returns how many packets were written.
    * A failed packet's pair is overwritten with (errno, 0).
    */
-  tunWriteBatch(fd: number, buffer: Uint8Array, spans: Uint32Array, count: number): number;
-  /** Starts a writer thread for `fd` with a ring of `slots` (rounded up to a power of two) x `slotSize` bytes. */
-  tunWriterStart(fd: number, slots: number, slotSize: number): TunWriterHandle;
+  tunWriteBatch(fd: number, buffer: Uint8Array, spans: Uint32Array, count: number, vnet?: boolean): number;
+  /**
+   * Starts a writer thread for `fd` with a ring of `slots` (rounded up to a power of two) x `slotSize` bytes.
+   * With `vnet` the thread merges consecutive TCP segments of a flow into one GSO write.
+   */
+  tunWriterStart(fd: number, slots: number, slotSize: number, vnet?: boolean): TunWriterHandle;
   /** Copies the packet into the ring; 0 when queued, else ENOBUFS (ring full), EMSGSIZE or EPIPE (stopped). */
   tunWriterPush(writer: TunWriterHandle, packet: Uint8Array): number;
   /** Like `tunWriteBatch` but queues; returns how many were queued, a refused pair becomes (errno, 0). */
@@ -130,7 +147,7 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   pollerStart(
     fd: number,
-    kind: typeof POLLER_TUN | typeof POLLER_UDP | typeof POLLER_UDP_GRO,
+    kind: typeof POLLER_TUN | typeof POLLER_UDP | typeof POLLER_UDP_GRO | typeof POLLER_TUN_VNET,
     ring: Uint8Array,
     slotSize: number,
     headroom: number,
@@ -146,6 +163,18 @@ export interface NativeAddon {
   /** Frees (and so wipes) a key's context; false when the id names no live key. */
   aeadKeyRemove(ring: AeadKeyringHandle, id: number): boolean;
   aeadKeyCount(ring: AeadKeyringHandle): number;
+  /**
+   * Test entry to the TUN read path's splitting: `frame` is a virtio header and a packet; segments
+   * go `stride` bytes apart into `out` (at most `maxLength` each) with their lengths. Returns the
+   * segment count, -1 for a malformed frame, -2 when out or lengths are too small.
+   */
+  offloadSplit(frame: Uint8Array, out: Uint8Array, stride: number, maxLength: number, lengths: Uint32Array): number;
+  /**
+   * Test entry to the TUN writer's merging: the packets at `spans` (count pairs, plus one pair of
+   * room) that the writer would merge into its first write go into `frame`; returns how many, and
+   * the frame's length lands in spans[2 * count].
+   */
+  offloadCoalesce(buffer: Uint8Array, spans: Uint32Array, count: number, frame: Uint8Array): number;
   /** Runs a batch of AEAD jobs (layout in src/wireguard/transport-cipher.ts); returns how many succeeded. */
   aeadRun(ring: AeadKeyringHandle, open: boolean, source: Uint8Array, target: Uint8Array, jobs: Uint32Array, count: number): number;
 }

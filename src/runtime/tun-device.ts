@@ -13,6 +13,14 @@
  * packets into its ring and return, the thread does the `write()` syscalls (in which the kernel
  * routes, NATs and forwards the packet) on the other core. A full ring drops the packet
  * (`write` returns false). With `writerThread: false` the JS thread writes synchronously.
+ *
+ * Offloads (`offloads: true`, the native data path): the device is opened with IFF_VNET_HDR and
+ * asked for checksum, TSO and USO offloads. The kernel may then hand over TCP or UDP packets of up
+ * to 64 KiB it has not segmented, or packets whose checksum it left to us; the native reader
+ * splits them into MTU-sized packets with complete checksums before JavaScript sees them, so the
+ * policy core still judges every packet. The writer thread merges consecutive TCP segments of a
+ * flow back into one write the kernel segments as late as it can. A kernel that refuses an
+ * offload simply never uses it.
  */
 import { createLogger } from '../log/index.ts';
 import { SlotViews } from '../util/slot-views.ts';
@@ -20,6 +28,13 @@ import {
   loadNative,
   MAX_BATCH,
   POLLER_TUN,
+  POLLER_TUN_VNET,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  TUN_F_TSO6,
+  TUN_F_USO4,
+  TUN_F_USO6,
+  TUN_WRITER_STAT_COALESCED,
   TUN_WRITER_STAT_ERRORS,
   TUN_WRITER_STAT_LAST_ERRNO,
   TUN_WRITER_STAT_WRITTEN,
@@ -69,6 +84,8 @@ export interface TunDeviceOptions {
   /** Packets the writer ring of each queue holds before writes are dropped. */
   readonly writerSlots?: number;
   readonly writerSlotSize?: number;
+  /** IFF_VNET_HDR with the kernel's checksum, TSO and USO offloads (default false). */
+  readonly offloads?: boolean;
   readonly onPackets: TunPacketsHandler;
   /** Called when a queue stops after repeated read errors (the device is gone). */
   readonly onQueueFailed?: (queue: number, errno: number) => void;
@@ -83,6 +100,8 @@ export interface TunCounters {
   txPackets: number;
   txBytes: number;
   txDropped: number;
+  /** Writes that carried two or more merged TCP segments (offloads only). */
+  txCoalescedWrites: number;
 }
 
 /** What the gateway loop needs of a TUN device; `TunDevice` and `MemoryTunDevice` provide it. */
@@ -95,12 +114,16 @@ export interface PacketDevice {
 }
 
 export function emptyTunCounters(): TunCounters {
-  return { rxPackets: 0, rxBytes: 0, rxBatches: 0, rxOversized: 0, rxErrors: 0, txPackets: 0, txBytes: 0, txDropped: 0 };
+  return { rxPackets: 0, rxBytes: 0, rxBatches: 0, rxOversized: 0, rxErrors: 0, txPackets: 0, txBytes: 0, txDropped: 0, txCoalescedWrites: 0 };
 }
 
 export class TunDevice implements PacketDevice {
   readonly name: string;
   readonly queueCount: number;
+  /** Whether reads and writes carry a virtio header (IFF_VNET_HDR). */
+  readonly vnet: boolean;
+  /** The TUN_F_* offload bits the kernel took (0 without offloads). */
+  readonly offloads: number;
 
   readonly #native: NativeAddon;
   readonly #fds: number[];
@@ -125,16 +148,28 @@ export class TunDevice implements PacketDevice {
   static open(name: string, options: TunDeviceOptions): TunDevice {
     const native = loadNative();
     const queues = options.queues ?? 1;
-    const { name: actualName, fds } = native.tunOpen(name, queues);
-    return new TunDevice(native, actualName, fds, options);
+    const opened = native.tunOpen(name, queues, options.offloads ?? false);
+    if (options.offloads === true) {
+      const bits = opened.offloads;
+      logger.info('TUN offloads', {
+        checksum: (bits & TUN_F_CSUM) !== 0,
+        tso: (bits & (TUN_F_TSO4 | TUN_F_TSO6)) !== 0,
+        uso: (bits & (TUN_F_USO4 | TUN_F_USO6)) !== 0,
+      });
+    }
+    return new TunDevice(native, opened, options);
   }
 
-  private constructor(native: NativeAddon, name: string, fds: number[], options: TunDeviceOptions) {
+  private constructor(native: NativeAddon, opened: ReturnType<NativeAddon['tunOpen']>, options: TunDeviceOptions) {
+    const { name, fds } = opened;
     this.#native = native;
     this.name = name;
     this.#fds = fds;
     this.queueCount = fds.length;
-    const batchSize = Math.min(options.batchSize ?? DEFAULT_BATCH_SIZE, MAX_BATCH);
+    this.vnet = opened.vnet === 1;
+    this.offloads = opened.offloads;
+    // A read with offloads can hold dozens of packets: room for a few per wake-up.
+    const batchSize = this.vnet ? MAX_BATCH : Math.min(options.batchSize ?? DEFAULT_BATCH_SIZE, MAX_BATCH);
     const slotSize = options.slotSize ?? DEFAULT_SLOT_SIZE;
     const headroom = options.headroom ?? DEFAULT_HEADROOM;
     const maxPacketSize = options.maxPacketSize ?? MAX_IP_PACKET_SIZE;
@@ -146,12 +181,13 @@ export class TunDevice implements PacketDevice {
       if (options.writerThread ?? true) {
         const slots = options.writerSlots ?? DEFAULT_WRITER_SLOTS;
         const writerSlotSize = options.writerSlotSize ?? DEFAULT_WRITER_SLOT_SIZE;
-        for (const fd of fds) this.#writers.push(native.tunWriterStart(fd, slots, writerSlotSize));
+        for (const fd of fds) this.#writers.push(native.tunWriterStart(fd, slots, writerSlotSize, this.vnet));
         this.#writerErrorsSeen = fds.map(() => 0);
       }
       for (let queue = 0; queue < fds.length; queue++) {
         this.#readers.push(
           new QueueReader(native, queue, fds[queue]!, {
+            vnet: this.vnet,
             batchSize,
             slotSize,
             headroom,
@@ -204,10 +240,12 @@ export class TunDevice implements PacketDevice {
     let packets = 0;
     let bytes = 0;
     let errors = 0;
+    let coalesced = 0;
     for (let queue = 0; queue < this.#writers.length; queue++) {
       this.#native.tunWriterStats(this.#writers[queue]!, stats);
       packets += stats[TUN_WRITER_STAT_WRITTEN]!;
       bytes += stats[TUN_WRITER_STAT_WRITTEN_BYTES]!;
+      coalesced += stats[TUN_WRITER_STAT_COALESCED]!;
       const queueErrors = stats[TUN_WRITER_STAT_ERRORS]!;
       errors += queueErrors;
       if (queueErrors > this.#writerErrorsSeen[queue]!) {
@@ -218,6 +256,7 @@ export class TunDevice implements PacketDevice {
     this.#counters.txPackets = packets;
     this.#counters.txBytes = bytes;
     this.#counters.txDropped = this.#pushDrops + errors;
+    this.#counters.txCoalescedWrites = coalesced;
   }
 
   /** The descriptor of a queue, for callers that need raw access (benchmarks). */
@@ -241,7 +280,7 @@ export class TunDevice implements PacketDevice {
       this.#pushDrops++;
       return false;
     }
-    const errno = this.#native.tunWrite(this.#fds[queue] ?? this.#fds[0]!, packet);
+    const errno = this.#native.tunWrite(this.#fds[queue] ?? this.#fds[0]!, packet, this.vnet);
     if (errno !== 0) {
       this.#lastWriteErrno = errno;
       this.#counters.txDropped++;
@@ -294,7 +333,7 @@ export class TunDevice implements PacketDevice {
         for (let i = 0; i < inBatch; i++) if (spans[i * 2 + 1] === 0) this.#lastWriteErrno = spans[i * 2]!;
         continue;
       }
-      const accepted = this.#native.tunWriteBatch(fd, ring, spans, inBatch);
+      const accepted = this.#native.tunWriteBatch(fd, ring, spans, inBatch, this.vnet);
       written += accepted;
       counters.txPackets += accepted;
       counters.txDropped += inBatch - accepted;
@@ -334,7 +373,7 @@ export class TunDevice implements PacketDevice {
       for (let i = 0; i < count; i++) if (spans[i * 2 + 1] === 0) this.#lastWriteErrno = spans[i * 2]!;
       return queued;
     }
-    const accepted = this.#native.tunWriteBatch(this.#fds[queue] ?? this.#fds[0]!, this.#spanSource, spans, count);
+    const accepted = this.#native.tunWriteBatch(this.#fds[queue] ?? this.#fds[0]!, this.#spanSource, spans, count, this.vnet);
     counters.txPackets += accepted;
     counters.txDropped += count - accepted;
     if (accepted === count) {
@@ -369,6 +408,7 @@ function sameBuffer(packets: readonly Uint8Array[], count: number): boolean {
 }
 
 interface QueueReaderOptions {
+  readonly vnet: boolean;
   readonly batchSize: number;
   readonly slotSize: number;
   readonly headroom: number;
@@ -413,7 +453,7 @@ class QueueReader implements TunReadBatch {
     this.#views = new SlotViews(this.buffer, options.batchSize);
     this.#poller = native.pollerStart(
       fd,
-      POLLER_TUN,
+      options.vnet ? POLLER_TUN_VNET : POLLER_TUN,
       this.buffer,
       options.slotSize,
       options.headroom,

@@ -173,7 +173,7 @@ export class TestClient {
     this.ipv4 = registration.ipv4;
     this.ipv6 = registration.ipv6;
     const name = this.options.tunName ?? CLIENT_TUN_NAME;
-    this.tun = TunDevice.open(name, { onPackets: (batch) => this.handleTunPackets(batch) });
+    this.tun = TunDevice.open(name, { offloads: offloadsFor(dataPathMode()), onPackets: (batch) => this.handleTunPackets(batch) });
     this.iface = new ClientInterface(this.tun.name, { ipv4: this.ipv4, ipv6: this.ipv6 });
     await this.iface.configure();
     const port = this.options.port ?? 0;
