@@ -63,6 +63,7 @@ import {
   staticIdentity,
   Tunnel,
   type StaticIdentity,
+  type OpenOutcome,
   type TransportCipher,
   type TunnelConfig,
 } from '../wireguard/index.ts';
@@ -276,6 +277,9 @@ export class Node {
   private readonly openBatch: OpenBatch;
   private readonly openConnections: (Connection | undefined)[];
   private readonly openTags: Float64Array;
+  /** The arrival pair of a queued data message of an ICE-less connection. */
+  private readonly openLocals: (SocketAddr | undefined)[];
+  private readonly openRemotes: (SocketAddr | undefined)[];
   private batchingOpens = false;
   private batchTag = 0;
   private readonly sealBatch: SealBatch;
@@ -315,6 +319,8 @@ export class Node {
     this.openBatch = new OpenBatch(this.cipher);
     this.openConnections = new Array<Connection | undefined>(this.openBatch.capacity).fill(undefined);
     this.openTags = new Float64Array(this.openBatch.capacity);
+    this.openLocals = new Array<SocketAddr | undefined>(this.openBatch.capacity).fill(undefined);
+    this.openRemotes = new Array<SocketAddr | undefined>(this.openBatch.capacity).fill(undefined);
     this.sealBatch = new SealBatch(this.cipher, CHANNEL_DATA_HEADROOM);
     this.sealConnections = new Array<Connection | undefined>(this.sealBatch.capacity).fill(undefined);
     this.sealEcn = new Uint8Array(this.sealBatch.capacity);
@@ -751,6 +757,11 @@ export class Node {
       const connection = this.openConnections[slot]!;
       this.openConnections[slot] = undefined;
       const outcome = batch.outcome(slot);
+      if (connection.kind === 'iceless') {
+        const opened = this.openedIceless(connection, slot, outcome, now);
+        if (opened !== undefined) return opened;
+        continue;
+      }
       if (typeof outcome === 'number') return this.onDecrypted(connection, batch.packet(slot), this.openTags[slot]!, now);
       this.drainTunnel(connection, now);
       this.touch(connection, now);
@@ -1160,8 +1171,16 @@ export class Node {
     const arrival = this.arrival;
     arrival.local = destination;
     arrival.remote = source;
-    const result: PathInbound = connection.paths.decapsulate(connection.tunnel, payload, arrival, now);
+    const result: PathInbound = connection.paths.decapsulate(connection.tunnel, payload, arrival, now, this.batchingOpens ? this.openBatch : undefined);
     if (result instanceof Uint8Array) return this.onDecrypted(connection, result, 0, now);
+    if (result === 'pending') {
+      const slot = this.openBatch.lastSlot;
+      this.openConnections[slot] = connection;
+      this.openTags[slot] = this.batchTag;
+      this.openLocals[slot] = destination;
+      this.openRemotes[slot] = source;
+      return 'pending';
+    }
     // A probe is traffic for the idle timer, as in the reference (it passes the connection state first).
     if (result === 'probe') {
       connection.lastActivity = now;
@@ -1169,8 +1188,30 @@ export class Node {
     }
     this.drainIceless(connection, now);
     this.touch(connection, now);
-    // The agent passes no batch to the tunnel, so nothing is ever pending here.
-    return result === 'pending' ? 'handled' : this.statusOf(connection, result, source);
+    return this.statusOf(connection, result, source);
+  }
+
+  /** A batch-opened data message of an ICE-less connection: the packet, or undefined when it was a probe, a keepalive or dropped. */
+  private openedIceless(connection: IcelessConnection, slot: number, outcome: OpenOutcome, now: number): DecryptedPacket | undefined {
+    const arrival = this.arrival;
+    arrival.local = this.openLocals[slot]!;
+    arrival.remote = this.openRemotes[slot]!;
+    this.openLocals[slot] = undefined;
+    this.openRemotes[slot] = undefined;
+    const opened = typeof outcome === 'number' ? this.openBatch.packet(slot) : outcome === 'keepalive' ? outcome : undefined;
+    const result = opened === undefined ? outcome : connection.paths.receiveOpened(opened, arrival, now);
+    if (result instanceof Uint8Array) return this.onDecrypted(connection, result, this.openTags[slot]!, now);
+    if (result === 'probe') {
+      connection.lastActivity = now;
+      if (connection.state === 'idle') this.setState(connection, 'connected', now);
+    }
+    this.drainIceless(connection, now);
+    this.touch(connection, now);
+    if (typeof result === 'string' && result !== 'keepalive' && result !== 'probe') {
+      this.stats.wireguardDropped++;
+      if (log.enabled(Level.Debug)) log.debug('Dropped WireGuard datagram', { connection: connection.id, reason: result });
+    }
+    return undefined;
   }
 
   /** Everything the tunnel produced goes through the agent; what the agent wants sent goes on its pair. */

@@ -27,6 +27,27 @@ describe('ICE-less connections on the simulated network', () => {
     assert.deepEqual(failures(s.gateway), []);
   });
 
+  test('the batched data path: probes and packets opened in batches are told apart as one by one', () => {
+    const s = new IcelessScenario();
+    for (const agent of [s.gateway, s.client]) {
+      agent.handleDatagram = (from, to, payload, now) => {
+        const result = agent.node.decapsulateBatched(to, from, payload, 0, now);
+        if (typeof result !== 'string') agent.received.push({ connection: result.connection, packet: result.packet.slice() });
+        for (let p = agent.node.pollDecrypted(now); p !== undefined; p = agent.node.pollDecrypted(now)) {
+          agent.received.push({ connection: p.connection, packet: p.packet.slice() });
+        }
+        agent.drainEvents(now);
+      };
+    }
+    s.connect();
+    assert.ok(s.deliver(s.client, 'ping'));
+    assert.ok(s.deliver(s.gateway, 'pong'));
+    s.net.runUntil(s.net.now + 3_000);
+    assert.deepEqual(direct(s.gateway.node.connectionPath('client')), [GATEWAY_IP, CLIENT_IP], 'probe replies reached the agent');
+    assert.ok(s.gateway.received.every((r) => r.packet[0] === 0x45), 'no probe reached the caller');
+    assert.ok(s.gateway.node.pathAgentStats('client')!.probeRepliesMatched > 0);
+  });
+
   test('its candidates travel in the ICE-less form: FNV-1a foundations, raddr/rport on srflx and relay', () => {
     const s = new IcelessScenario();
     s.connect();

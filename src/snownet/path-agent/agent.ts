@@ -44,6 +44,7 @@ import {
   MESSAGE_TRANSPORT,
   messageType,
   type DecapsulateResult,
+  type OpenBatch,
 } from '../../wireguard/index.ts';
 import {
   isFamilyMatched,
@@ -73,7 +74,7 @@ import { pairBucket } from './score.ts';
 
 /** What the agent needs of the connection's WireGuard tunnel (`Tunnel` has it). */
 export interface PathTunnel {
-  decapsulate(datagram: Uint8Array, sourceIp: string, now: number): DecapsulateResult;
+  decapsulate(datagram: Uint8Array, sourceIp: string, now: number, batch?: OpenBatch): DecapsulateResult;
   pollTransmit(): Uint8Array | undefined;
 }
 
@@ -337,18 +338,15 @@ export class PathAgent {
   /**
    * Handles one WireGuard datagram of this connection that arrived on `pair` (for a relayed
    * datagram, `local` is our relayed address). Handshake messages are authenticated by the tunnel
-   * before any state changes; answers go back on the arrival pair.
+   * before any state changes; answers go back on the arrival pair. With `batch`, a data message
+   * is only queued ('pending'); its opened form comes back through `receiveOpened`.
    */
-  decapsulate(tunnel: PathTunnel, datagram: Uint8Array, pair: PathPair, now: number): PathInbound {
+  decapsulate(tunnel: PathTunnel, datagram: Uint8Array, pair: PathPair, now: number, batch?: OpenBatch): PathInbound {
     this.lastNow = now;
     switch (messageType(datagram)) {
       case MESSAGE_TRANSPORT: {
-        const result = tunnel.decapsulate(datagram, pair.remote.address, now);
-        if (result instanceof Uint8Array) {
-          this.peerRekeys = 0;
-          return this.receivePacket(result, pair, now);
-        }
-        if (result === 'keepalive') this.peerRekeys = 0;
+        const result = tunnel.decapsulate(datagram, pair.remote.address, now, batch);
+        if (result instanceof Uint8Array || result === 'keepalive') return this.receiveOpened(result, pair, now);
         return result;
       }
       case MESSAGE_INITIATION:
@@ -360,6 +358,13 @@ export class PathAgent {
       default:
         return 'malformed';
     }
+  }
+
+  /** A data message of the peer, authenticated and opened: a packet for the caller, or a probe consumed. */
+  receiveOpened(opened: Uint8Array | 'keepalive', pair: PathPair, now: number): PathInbound {
+    this.lastNow = now;
+    this.peerRekeys = 0;
+    return opened === 'keepalive' ? opened : this.receivePacket(opened, pair, now);
   }
 
   // --- sans-IO outputs and time ---
