@@ -175,25 +175,36 @@ int offload_split(const uint8_t *frame, size_t frame_length, uint32_t first, uin
   return OFFLOAD_OK;
 }
 
-/* --- coalescing TCP segments for one GSO write --- */
+/* --- coalescing segments of one flow for one GSO write --- */
 
-/* Whether a packet can start a merge: TCP over IPv4 without options or fragmentation, or over
- * IPv6 without extension headers, carrying data, with no flag but ACK and PSH. */
-static int mergeable(const uint8_t *packet, size_t length, int *version, size_t *ip_length, size_t *header) {
-  size_t ip = ip_header(packet, length, PROTOCOL_TCP, version);
+/*
+ * Whether a packet can take part in a merge, and its layout: TCP carrying data with no flag but
+ * ACK and PSH, or (with `udp`) UDP with a consistent length field; over IPv4 without options or
+ * fragmentation, or IPv6 without extension headers; the IP length field matching the buffer.
+ */
+static int mergeable(const uint8_t *packet, size_t length, int udp, uint8_t *protocol, int *version, size_t *ip_length, size_t *header) {
+  if (length < 20) return 0;
+  uint8_t proto = (packet[0] >> 4) == 4 ? packet[9] : (packet[0] >> 4) == 6 && length >= 40 ? packet[6] : 0;
+  if (proto != PROTOCOL_TCP && !(udp && proto == PROTOCOL_UDP)) return 0;
+  size_t ip = ip_header(packet, length, proto, version);
   if (ip == 0) return 0;
   if (*version == 4) {
     if (ip != 20 || (get16(packet + 6) & 0x3fff) != 0 || get16(packet + 2) != length) return 0;
   } else if ((size_t)get16(packet + 4) + 40 != length) {
     return 0;
   }
-  if (ip + 20 > length) return 0;
-  size_t tcp = (size_t)(packet[ip + 12] >> 4) * 4;
-  if (tcp < 20 || ip + tcp >= length) return 0;
-  uint8_t flags = packet[ip + 13];
-  if (flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_URG | TCP_ECE | TCP_CWR)) return 0;
+  if (proto == PROTOCOL_UDP) {
+    if (ip + 8 >= length || get16(packet + ip + 4) != length - ip) return 0;
+    *header = ip + 8;
+  } else {
+    if (ip + 20 > length) return 0;
+    size_t tcp = (size_t)(packet[ip + 12] >> 4) * 4;
+    if (tcp < 20 || ip + tcp >= length) return 0;
+    if (packet[ip + 13] & (TCP_FIN | TCP_SYN | TCP_RST | TCP_URG | TCP_ECE | TCP_CWR)) return 0;
+    *header = ip + tcp;
+  }
+  *protocol = proto;
   *ip_length = ip;
-  *header = ip + tcp;
   return 1;
 }
 
@@ -201,30 +212,36 @@ void coalescer_reset(coalescer *c) { c->count = 0; }
 
 int coalescer_start(coalescer *c, const uint8_t *packet, size_t length) {
   int version;
+  uint8_t protocol;
   size_t ip_length, header;
   c->count = 0;
-  if (!mergeable(packet, length, &version, &ip_length, &header)) return 0;
+  if (!mergeable(packet, length, c->udp, &protocol, &version, &ip_length, &header)) return 0;
   memcpy(c->frame + VNET_HDR_SIZE, packet, length);
   c->length = length;
   c->count = 1;
+  c->protocol = protocol;
   c->version = version;
   c->ip_length = ip_length;
   c->header = header;
   c->segment = (uint32_t)(length - header);
-  c->next_sequence = get32(packet + ip_length + 4) + c->segment;
+  c->next_sequence = protocol == PROTOCOL_TCP ? get32(packet + ip_length + 4) + c->segment : 0;
   c->next_id = version == 4 ? (uint16_t)(get16(packet + 4) + 1) : 0;
-  c->closed = (packet[ip_length + 13] & TCP_PSH) != 0;
+  c->closed = protocol == PROTOCOL_TCP && (packet[ip_length + 13] & TCP_PSH) != 0;
   return 1;
 }
 
 int coalescer_append(coalescer *c, const uint8_t *packet, size_t length) {
   if (c->count == 0 || c->closed || c->count >= COALESCE_MAX_SEGMENTS) return 0;
   int version;
+  uint8_t protocol;
   size_t ip_length, header;
-  if (!mergeable(packet, length, &version, &ip_length, &header)) return 0;
+  if (!mergeable(packet, length, c->udp, &protocol, &version, &ip_length, &header)) return 0;
   const uint8_t *head = c->frame + VNET_HDR_SIZE;
   size_t payload = length - header;
-  if (version != c->version || header != c->header || payload > c->segment || c->length + payload > COALESCE_MAX_BYTES) return 0;
+  if (protocol != c->protocol || version != c->version || header != c->header || payload > c->segment ||
+      c->length + payload > COALESCE_MAX_BYTES) {
+    return 0;
+  }
   if (version == 4) {
     /* Same TOS, flags (DF), TTL, protocol, addresses; IP ids in sequence unless DF is set. */
     if (packet[1] != head[1] || packet[6] != head[6] || packet[8] != head[8] || memcmp(packet + 12, head + 12, 8) != 0) return 0;
@@ -233,22 +250,26 @@ int coalescer_append(coalescer *c, const uint8_t *packet, size_t length) {
     /* Same version, traffic class, flow label, hop limit and addresses. */
     if (memcmp(packet, head, 4) != 0 || packet[7] != head[7] || memcmp(packet + 8, head + 8, 32) != 0) return 0;
   }
-  const uint8_t *tcp = packet + ip_length;
+  const uint8_t *l4 = packet + ip_length;
   const uint8_t *first = head + c->ip_length;
-  /* Same ports, the next sequence number, the same ack, offset, window and options; PSH only last. */
-  if (memcmp(tcp, first, 4) != 0 || get32(tcp + 4) != c->next_sequence || memcmp(tcp + 8, first + 8, 5) != 0 ||
-      memcmp(tcp + 14, first + 14, 2) != 0 || memcmp(tcp + 20, first + 20, header - ip_length - 20) != 0 ||
-      (tcp[13] & (uint8_t)~TCP_PSH) != (first[13] & (uint8_t)~TCP_PSH)) {
-    return 0;
+  if (memcmp(l4, first, 4) != 0) return 0; /* the same ports */
+  if (protocol == PROTOCOL_TCP) {
+    /* The next sequence number, the same ack, offset, window and options; PSH only last. */
+    if (get32(l4 + 4) != c->next_sequence || memcmp(l4 + 8, first + 8, 5) != 0 || memcmp(l4 + 14, first + 14, 2) != 0 ||
+        memcmp(l4 + 20, first + 20, header - ip_length - 20) != 0 ||
+        (l4[13] & (uint8_t)~TCP_PSH) != (first[13] & (uint8_t)~TCP_PSH)) {
+      return 0;
+    }
   }
   memcpy(c->frame + VNET_HDR_SIZE + c->length, packet + header, payload);
   c->length += payload;
   c->count++;
   c->next_sequence += (uint32_t)payload;
   c->next_id++;
-  if (payload < c->segment || (tcp[13] & TCP_PSH)) {
+  int push = protocol == PROTOCOL_TCP && (l4[13] & TCP_PSH);
+  if (payload < c->segment || push) {
     c->closed = 1;
-    if (tcp[13] & TCP_PSH) c->frame[VNET_HDR_SIZE + c->ip_length + 13] |= TCP_PSH;
+    if (push) c->frame[VNET_HDR_SIZE + c->ip_length + 13] |= TCP_PSH;
   }
   return 1;
 }
@@ -264,16 +285,18 @@ size_t coalescer_finish(coalescer *c) {
   } else {
     put16(packet + 4, (uint16_t)(c->length - 40));
   }
-  /* The kernel completes the checksum per segment: the field holds the pseudo-header sum. */
-  uint8_t *tcp = packet + c->ip_length;
+  /* The kernel completes the checksum per segment: the field holds the pseudo-header sum of the
+   * whole (for UDP with the whole length in the length field, which it also rewrites per segment). */
+  uint8_t *l4 = packet + c->ip_length;
   uint32_t l4_length = (uint32_t)(c->length - c->ip_length);
-  put16(tcp + 16, fold(pseudo_header(packet, c->version, PROTOCOL_TCP, l4_length)));
+  uint16_t csum_offset = c->protocol == PROTOCOL_TCP ? 16 : 6;
+  if (c->protocol == PROTOCOL_UDP) put16(l4 + 4, (uint16_t)l4_length);
+  put16(l4 + csum_offset, fold(pseudo_header(packet, c->version, c->protocol, l4_length)));
   hdr[0] = VNET_F_NEEDS_CSUM;
-  hdr[1] = c->version == 4 ? VNET_GSO_TCPV4 : VNET_GSO_TCPV6;
+  hdr[1] = c->protocol == PROTOCOL_UDP ? VNET_GSO_UDP_L4 : c->version == 4 ? VNET_GSO_TCPV4 : VNET_GSO_TCPV6;
   uint16_t header = (uint16_t)c->header;
   uint16_t segment = (uint16_t)c->segment;
   uint16_t csum_start = (uint16_t)c->ip_length;
-  uint16_t csum_offset = 16;
   memcpy(hdr + 2, &header, 2);
   memcpy(hdr + 4, &segment, 2);
   memcpy(hdr + 6, &csum_start, 2);

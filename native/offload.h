@@ -30,17 +30,20 @@
 int offload_split(const uint8_t *frame, size_t frame_length, uint32_t first, uint8_t *out, size_t stride, size_t max_length,
                   uint32_t capacity, uint32_t *lengths, uint32_t *emitted, uint32_t *total);
 
-/* Merging consecutive TCP segments of one flow into one GSO frame for a write. */
+/* Merging consecutive segments of one TCP (or, with `udp`, UDP) flow into one GSO frame for a write. */
 #define COALESCE_MAX_SEGMENTS 64
 #define COALESCE_MAX_BYTES 65535
 
 typedef struct {
   uint8_t frame[VNET_FRAME_MAX];
+  /* Merge UDP datagrams too (the device took TUN_F_USO4/6); set before the first start. */
+  int udp;
   size_t length; /* packet bytes after the header */
   uint32_t count;
+  uint8_t protocol;
   int version;
   size_t ip_length;
-  size_t header; /* IP + TCP header bytes */
+  size_t header; /* IP + TCP or UDP header bytes */
   uint32_t segment; /* payload bytes of every segment but the last */
   uint32_t next_sequence;
   uint16_t next_id;

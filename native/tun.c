@@ -359,21 +359,23 @@ static tun_writer *tun_writer_of(napi_env env, napi_value value) {
 }
 
 /*
- * tunWriterStart(fd, slots, slotSize, vnet?) -> handle. slots is rounded up to a power of two.
- * With `vnet` (an IFF_VNET_HDR device) the thread merges consecutive TCP segments of one flow
- * into one GSO write and puts a virtio header before everything else.
+ * tunWriterStart(fd, slots, slotSize, vnet?, mergeUdp?) -> handle. slots is rounded up to a power
+ * of two. With `vnet` (an IFF_VNET_HDR device) the thread merges consecutive TCP segments of one
+ * flow (and with `mergeUdp`, for a device that took USO, UDP datagrams of one flow) into one GSO
+ * write and puts a virtio header before everything else.
  */
 napi_value fz_tun_writer_start(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   FZ_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint32_t slots, slot_size;
-  bool vnet = false;
+  bool vnet = false, merge_udp = false;
   if (argc < 3 || !fz_get_i32(env, argv[0], &fd) || !fz_get_u32(env, argv[1], &slots) || !fz_get_u32(env, argv[2], &slot_size)) {
     return NULL;
   }
   if (argc >= 4) napi_get_value_bool(env, argv[3], &vnet);
+  if (argc >= 5) napi_get_value_bool(env, argv[4], &merge_udp);
   if (slots < 1 || slots > TUN_WRITER_MAX_SLOTS || slot_size < 1 || slot_size > 65535) {
     napi_throw_range_error(env, NULL, "slots must be 1..65536 and slotSize 1..65535");
     return NULL;
@@ -389,7 +391,10 @@ napi_value fz_tun_writer_start(napi_env env, napi_callback_info info) {
   w->ring = malloc((size_t)rounded * tun_writer_stride(w));
   if (vnet) {
     w->merge = malloc(sizeof *w->merge);
-    if (w->merge != NULL) coalescer_reset(w->merge);
+    if (w->merge != NULL) {
+      coalescer_reset(w->merge);
+      w->merge->udp = merge_udp ? 1 : 0;
+    }
   }
   if (w->ring == NULL || (vnet && w->merge == NULL)) {
     tun_writer_free(w);
@@ -557,14 +562,14 @@ napi_value fz_offload_split(napi_env env, napi_callback_info info) {
 }
 
 /*
- * offloadCoalesce(buffer, spans: Uint32Array, count, frame) -> packets merged into `frame`
+ * offloadCoalesce(buffer, spans: Uint32Array, count, frame, udp?) -> packets merged into `frame`
  * The TUN writer's merging, on its own (tests): packets are (offset, length) spans in `buffer`;
  * the packets the writer would put in its first write are merged into `frame` (virtio header and
  * packet), whose length goes into spans[2 * count] (the array needs that one more pair).
  */
 napi_value fz_offload_coalesce(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   FZ_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint8_t *buffer, *span_bytes, *frame;
   size_t buffer_length, spans_length, frame_length;
@@ -584,9 +589,12 @@ napi_value fz_offload_coalesce(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
+  bool udp = false;
+  if (argc >= 5) napi_get_value_bool(env, argv[4], &udp);
   coalescer *c = malloc(sizeof *c);
   if (c == NULL) return fz_throw_errno(env, ENOMEM, "offloadCoalesce");
   coalescer_reset(c);
+  c->udp = udp ? 1 : 0;
   uint32_t merged = 0;
   if (coalescer_start(c, buffer + spans[0], spans[1])) {
     merged = 1;

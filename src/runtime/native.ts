@@ -115,9 +115,10 @@ export interface NativeAddon {
   tunWriteBatch(fd: number, buffer: Uint8Array, spans: Uint32Array, count: number, vnet?: boolean): number;
   /**
    * Starts a writer thread for `fd` with a ring of `slots` (rounded up to a power of two) x `slotSize` bytes.
-   * With `vnet` the thread merges consecutive TCP segments of a flow into one GSO write.
+   * With `vnet` the thread merges consecutive TCP segments of a flow into one GSO write (and with
+   * `mergeUdp`, for a device that took USO, consecutive UDP datagrams of a flow).
    */
-  tunWriterStart(fd: number, slots: number, slotSize: number, vnet?: boolean): TunWriterHandle;
+  tunWriterStart(fd: number, slots: number, slotSize: number, vnet?: boolean, mergeUdp?: boolean): TunWriterHandle;
   /** Copies the packet into the ring; 0 when queued, else ENOBUFS (ring full), EMSGSIZE or EPIPE (stopped). */
   tunWriterPush(writer: TunWriterHandle, packet: Uint8Array): number;
   /** Like `tunWriteBatch` but queues; returns how many were queued, a refused pair becomes (errno, 0). */
@@ -174,7 +175,7 @@ export interface NativeAddon {
    * room) that the writer would merge into its first write go into `frame`; returns how many, and
    * the frame's length lands in spans[2 * count].
    */
-  offloadCoalesce(buffer: Uint8Array, spans: Uint32Array, count: number, frame: Uint8Array): number;
+  offloadCoalesce(buffer: Uint8Array, spans: Uint32Array, count: number, frame: Uint8Array, udp?: boolean): number;
   /** Runs a batch of AEAD jobs (layout in src/wireguard/transport-cipher.ts); returns how many succeeded. */
   aeadRun(ring: AeadKeyringHandle, open: boolean, source: Uint8Array, target: Uint8Array, jobs: Uint32Array, count: number): number;
 }

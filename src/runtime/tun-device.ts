@@ -181,7 +181,8 @@ export class TunDevice implements PacketDevice {
       if (options.writerThread ?? true) {
         const slots = options.writerSlots ?? DEFAULT_WRITER_SLOTS;
         const writerSlotSize = options.writerSlotSize ?? DEFAULT_WRITER_SLOT_SIZE;
-        for (const fd of fds) this.#writers.push(native.tunWriterStart(fd, slots, writerSlotSize, this.vnet));
+        const mergeUdp = (this.offloads & (TUN_F_USO4 | TUN_F_USO6)) !== 0;
+        for (const fd of fds) this.#writers.push(native.tunWriterStart(fd, slots, writerSlotSize, this.vnet, mergeUdp));
         this.#writerErrorsSeen = fds.map(() => 0);
       }
       for (let queue = 0; queue < fds.length; queue++) {

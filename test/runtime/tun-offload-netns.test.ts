@@ -16,6 +16,7 @@ interface OffloadReport {
   features: string;
   writes: { received: number; equal: boolean; coalescedWrites: number; txPackets: number };
   reads: { bytes: number; segments: number; largest: number; badChecksums: number };
+  udpWrites: { delivered: number[]; lengths: number[]; coalescedWrites: number };
   uso: { gsoSends: number; datagrams: number; lengths: number[]; valid: boolean; payloads: number[] };
 }
 
@@ -48,6 +49,12 @@ describe('TunDevice with offloads in a network namespace', { skip }, () => {
     assert.equal(report.reads.bytes, 300_000);
     assert.ok(report.reads.largest <= 1280, `largest ${report.reads.largest}`);
     assert.equal(report.reads.badChecksums, 0);
+  });
+
+  test('a UDP flow written in one batch reaches the kernel\'s socket as its datagrams, merged into one write where the device took USO', () => {
+    assert.deepEqual(report.udpWrites.delivered, Array.from({ length: 20 }, (_, i) => i));
+    assert.deepEqual(report.udpWrites.lengths, [800]);
+    if ((report.offloads & TUN_F_USO4) !== 0) assert.ok(report.udpWrites.coalescedWrites >= 1);
   });
 
   test('a UDP GSO send into the device arrives as its datagrams (USO where the kernel has it)', () => {

@@ -130,7 +130,7 @@ const runArbitrary = fc
     return { flow, packets };
   });
 
-function coalesce(packets: readonly Uint8Array[]): { merged: number; frame: Uint8Array } {
+function coalesce(packets: readonly Uint8Array[], udp = false): { merged: number; frame: Uint8Array } {
   const total = packets.reduce((n, p) => n + p.length, 0);
   const buffer = new Uint8Array(total);
   const spans = new Uint32Array((packets.length + 1) * 2);
@@ -142,7 +142,7 @@ function coalesce(packets: readonly Uint8Array[]): { merged: number; frame: Uint
     at += p.length;
   });
   const frame = new Uint8Array(VNET + 65535);
-  const merged = loadNative().offloadCoalesce(buffer, spans, packets.length, frame);
+  const merged = loadNative().offloadCoalesce(buffer, spans, packets.length, frame, udp);
   return { merged, frame: frame.subarray(0, spans[2 * packets.length]) };
 }
 
@@ -207,6 +207,28 @@ describe('TUN offload splitting and merging', { skip }, () => {
         segments.forEach((s, i) => assert.deepEqual(s, run[i]));
       }),
       { numRuns: 150 },
+    );
+  });
+
+  test('with USO, a flow\'s UDP datagrams of one size (the last may be shorter) merge and split back byte for byte; without, they stay apart', () => {
+    fc.assert(
+      fc.property(flowArbitrary, fc.integer({ min: 1, max: 1200 }), fc.integer({ min: 1, max: 64 }), fc.nat({ max: 1199 }), (flow, size, count, short) => {
+        fc.pre(size * count <= 60_000);
+        const packets = Array.from({ length: count }, (_, i) => {
+          const length = i === count - 1 ? size - (short % size) : size;
+          const idFlow = { ...flow, id: (flow.id + i) & 0xffff };
+          return udpDatagram(idFlow, new Uint8Array(length).map((_, j) => (i * 3 + j) & 0xff));
+        });
+        const { merged, frame } = coalesce(packets, true);
+        assert.equal(merged, count);
+        if (count > 1) assert.equal(frame[1], 5, 'a UDP_L4 GSO frame');
+        const segments = split(frame);
+        assert.ok(Array.isArray(segments));
+        assert.equal(segments.length, count);
+        segments.forEach((s, i) => assert.deepEqual(s, packets[i]));
+        assert.equal(coalesce(packets, false).merged, 1, 'no USO: one at a time');
+      }),
+      { numRuns: 100 },
     );
   });
 

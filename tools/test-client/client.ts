@@ -137,6 +137,9 @@ export class TestClient {
   private readonly remoteCandidates = new Map<string, Set<string>>();
   private readonly waiters: Waiter[] = [];
   private readonly packet = new IpPacket();
+  /** Decrypted packets for the TUN device, written in one call per batch. */
+  private readonly tunBatch: Uint8Array[] = [];
+  private tunBatchCount = 0;
   private readonly abort = new AbortController();
   private tun: TunDevice | undefined;
   private iface: ClientInterface | undefined;
@@ -394,26 +397,39 @@ export class TestClient {
 
   // --- inputs ---
 
+  /** Datagrams of one socket read: data messages opened together, their packets written to the TUN in one call. */
   private handleDatagrams(batch: UdpDatagramBatch): void {
     if (this.closed) return;
     const now = performance.now();
-    const { onDatagram, onTunnelPacket } = this.options;
+    const { onDatagram } = this.options;
+    const capacity = this.node.transportBatchCapacity;
     for (let i = 0; i < batch.count; i++) {
       onDatagram?.(batch.payload(i), batch.source(i));
-      const result = this.node.decapsulate(batch.destination(i), batch.source(i), batch.payload(i), now);
-      if (typeof result === 'string') continue;
-      const packet = result.packet;
-      onTunnelPacket?.(result.connection, packet);
-      if (packet[0]! >>> 4 === 6 && packet[6] === PROTOCOL_FZ_P2P_CONTROL && this.packet.parse(packet) === undefined && isP2pControlPacket(this.packet)) {
-        this.handleControlPacket(result.connection);
-        continue;
-      }
-      this.stats.tunnelToTun++;
-      this.tun?.write(packet);
+      const result = this.node.decapsulateBatched(batch.destination(i), batch.source(i), batch.payload(i), batch.ecn(i), now);
+      if (typeof result !== 'string') this.handleDecrypted(result.connection, result.packet);
+      if ((i + 1) % capacity === 0) this.drainDecrypted(now);
     }
+    this.drainDecrypted(now);
     this.flush(now);
   }
 
+  private drainDecrypted(now: number): void {
+    for (let d = this.node.pollDecrypted(now); d !== undefined; d = this.node.pollDecrypted(now)) this.handleDecrypted(d.connection, d.packet);
+    if (this.tunBatchCount > 0) this.tun?.writeBatch(this.tunBatch, this.tunBatchCount);
+    this.tunBatchCount = 0;
+  }
+
+  private handleDecrypted(gatewayId: string, packet: Uint8Array): void {
+    this.options.onTunnelPacket?.(gatewayId, packet);
+    if (packet[0]! >>> 4 === 6 && packet[6] === PROTOCOL_FZ_P2P_CONTROL && this.packet.parse(packet) === undefined && isP2pControlPacket(this.packet)) {
+      this.handleControlPacket(gatewayId);
+      return;
+    }
+    this.stats.tunnelToTun++;
+    this.tunBatch[this.tunBatchCount++] = packet;
+  }
+
+  /** Packets read from the TUN: routed one by one, sealed together. */
   private handleTunPackets(batch: TunReadBatch): void {
     if (this.closed) return;
     const now = performance.now();
@@ -425,10 +441,17 @@ export class TestClient {
         continue;
       }
       this.stats.tunToTunnel++;
-      const transmit = this.node.encapsulate(gatewayId, packet, now);
-      if (transmit !== undefined) this.send(transmit);
+      if (!this.node.queueEncapsulate(gatewayId, packet, now)) {
+        this.drainSealed(now);
+        this.node.queueEncapsulate(gatewayId, packet, now);
+      }
     }
+    this.drainSealed(now);
     this.flush(now);
+  }
+
+  private drainSealed(now: number): void {
+    for (let t = this.node.pollSealed(now); t !== undefined; t = this.node.pollSealed(now)) this.send(t);
   }
 
   private handleControlPacket(gatewayId: string): void {
@@ -530,7 +553,7 @@ export class TestClient {
 
   private send(transmit: Transmit): boolean {
     const socket = transmit.destination.family === 4 ? this.v4 : this.v6;
-    return socket?.send(transmit.payload, transmit.destination, transmit.source) ?? false;
+    return socket?.send(transmit.payload, transmit.destination, transmit.source, transmit.ecn) ?? false;
   }
 
   private armTimer(now: number): void {

@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
-import { internetChecksum, makeTcpPacket, parseIp, pseudoHeaderSumV4 } from '../../../src/ip/index.ts';
+import { internetChecksum, makeTcpPacket, makeUdpPacket, parseIp, pseudoHeaderSumV4 } from '../../../src/ip/index.ts';
 import { TunDevice } from '../../../src/runtime/tun-device.ts';
 import { UdpSocket } from '../../../src/runtime/udp-socket.ts';
 import { socketAddr } from '../../../src/util/socket-addr.ts';
@@ -95,6 +95,22 @@ while (nextExpected - (kernelIsn + 1) < SEND_BACK && Date.now() < deadline) {
 }
 const reads = { bytes: nextExpected - (kernelIsn + 1), segments: seen, largest, badChecksums };
 
+// UDP writes: a flow's datagrams written in one batch are merged when the device took USO.
+const udpListener = await import('node:dgram').then((dgram) => dgram.createSocket('udp4'));
+const udpDelivered: Buffer[] = [];
+udpListener.on('message', (message) => udpDelivered.push(message));
+udpListener.bind(5556, '10.77.0.1');
+await once(udpListener, 'listening');
+const coalescedBefore = tun.counters.txCoalescedWrites;
+tun.writeBatch(Array.from({ length: 20 }, (_, i) => makeUdpPacketWithId(i)));
+await waitFor(() => udpDelivered.length >= 20);
+const udpWrites = {
+  delivered: udpDelivered.map((m) => m.readUInt16BE(0)),
+  lengths: [...new Set(udpDelivered.map((m) => m.length))],
+  coalescedWrites: tun.counters.txCoalescedWrites - coalescedBefore,
+};
+udpListener.close();
+
 // UDP: a GSO send into the TUN.
 packets.length = 0;
 const udp = UdpSocket.bind({ family: 4, address: '10.77.0.1', port: 0, mark: 0, offloads: true, onDatagrams: () => undefined });
@@ -105,10 +121,24 @@ const datagrams = packets.filter((p) => p[9] === 17);
 const uso = { gsoSends: udp.counters.txGsoSends, datagrams: datagrams.length, lengths: [...new Set(datagrams.map((p) => p.length))], valid: datagrams.every(checksumsValid), payloads: datagrams.map((p) => p[28]) };
 udp.close();
 
-console.log(JSON.stringify({ vnet: tun.vnet, offloads: tun.offloads, features, writes, reads, uso }));
+console.log(JSON.stringify({ vnet: tun.vnet, offloads: tun.offloads, features, writes, reads, udpWrites, uso }));
 accepted?.destroy();
 server.close();
 tun.close();
+
+/** A datagram 10.77.0.2:7777 -> 10.77.0.1:5556 whose payload starts with its index, IPv4 id in sequence. */
+function makeUdpPacketWithId(index: number): Uint8Array {
+  const payload = Buffer.alloc(800, index);
+  payload.writeUInt16BE(index, 0);
+  const packet = makeUdpPacket(PEER, KERNEL, 7777, 5556, payload);
+  packet[4] = 0x12;
+  packet[5] = index;
+  packet[10] = packet[11] = 0;
+  const checksum = internetChecksum(packet, 0, 20);
+  packet[10] = checksum >> 8;
+  packet[11] = checksum & 0xff;
+  return packet;
+}
 
 function flags(p: Uint8Array): number {
   return p[33]!;
