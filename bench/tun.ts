@@ -35,7 +35,7 @@ if (process.env[CHILD_FLAG] === undefined) {
     spawnSync('ip', ['-n', namespace, 'link', 'set', 'lo', 'up']);
     const result = spawnSync(
       'ip',
-      ['netns', 'exec', namespace, process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url), String(seconds), String(runs)],
+      ['netns', 'exec', namespace, process.execPath, ...(import.meta.url.endsWith('.ts') ? ['--import', 'tsx'] : []), fileURLToPath(import.meta.url), String(seconds), String(runs)],
       { stdio: 'inherit', env: { ...process.env, [CHILD_FLAG]: '1', RUST_LOG: 'off' } },
     );
     process.exitCode = result.status ?? 1;
