@@ -23,6 +23,8 @@ export interface GatewayOptions {
   readonly otlpGrpcEndpoint: string | undefined;
   readonly validateChecksums: boolean;
   readonly logFormat: LogFormat;
+  /** Advertise ICE-less connections (spec 1.6 §3.9); hidden `--no-iceless` / FIREZONE_NO_ICELESS=true turn it off for comparison. */
+  readonly iceless: boolean;
 }
 
 export const DEFAULT_API_URL = 'wss://api.firezone.dev';
@@ -96,6 +98,8 @@ export function parseCommandLine(argv: readonly string[], context: ParseContext)
   if (typeof noTelemetry === 'string') return { kind: 'exit', code: 2, output: noTelemetry };
   const validateChecksums = strictBool(opts.validateChecksums === true, 'FIREZONE_VALIDATE_CHECKSUMS');
   if (typeof validateChecksums === 'string') return { kind: 'exit', code: 2, output: validateChecksums };
+  const noIceless = strictBool(opts.iceless === false, 'FIREZONE_NO_ICELESS');
+  if (typeof noIceless === 'string') return { kind: 'exit', code: 2, output: noIceless };
 
   return {
     kind: 'run',
@@ -112,6 +116,7 @@ export function parseCommandLine(argv: readonly string[], context: ParseContext)
       otlpGrpcEndpoint: nonEmpty(opts.otlpGrpcEndpoint as string | undefined),
       validateChecksums,
       logFormat: opts.logFormat as LogFormat,
+      iceless: !noIceless,
     },
   };
 }
@@ -149,6 +154,7 @@ function buildProgram(env: ParseContext['env'], cpus: number): Command {
   program.addOption(withEnv(new Option('--metrics <EXPORTER>', 'Where to export metrics').choices(['stdout', 'otel-collector']), 'FIREZONE_METRICS').hideHelp());
   program.addOption(withEnv(new Option('--otlp-grpc-endpoint <HOST:PORT>', 'OTLP gRPC collector for --metrics otel-collector'), 'OTLP_GRPC_ENDPOINT').hideHelp());
   program.addOption(new Option('--validate-checksums', 'Validate the checksums of all packets written to the TUN device [env: FIREZONE_VALIDATE_CHECKSUMS]').hideHelp());
+  program.addOption(new Option('--no-iceless', 'Do not advertise ICE-less connections to the portal (for comparison) [env: FIREZONE_NO_ICELESS]').hideHelp());
   program.addOption(
     withEnv(new Option('--log-format <FORMAT>', 'Log line format: human-readable text or JSON lines').choices(['text', 'json']).default('text'), 'FIREZONE_LOG_FORMAT'),
   );

@@ -28,6 +28,7 @@ describe('command line', () => {
     assert.equal(o.metrics, undefined);
     assert.equal(o.validateChecksums, false);
     assert.equal(o.logFormat, 'text');
+    assert.equal(o.iceless, true);
   });
 
   test('token from FIREZONE_TOKEN; the positional argument wins', () => {
@@ -86,6 +87,10 @@ describe('command line', () => {
     assert.equal(run(['--validate-checksums', 't']).validateChecksums, true);
     assert.equal(run(['t'], { FIREZONE_VALIDATE_CHECKSUMS: 'true' }).validateChecksums, true);
     assert.equal(exit(['t'], { FIREZONE_VALIDATE_CHECKSUMS: 'yes' }).code, 2);
+    assert.equal(run(['--no-iceless', 't']).iceless, false);
+    assert.equal(run(['t'], { FIREZONE_NO_ICELESS: 'true' }).iceless, false);
+    assert.equal(run(['t'], { FIREZONE_NO_ICELESS: 'false' }).iceless, true);
+    assert.equal(exit(['t'], { FIREZONE_NO_ICELESS: 'no' }).code, 2);
   });
 
   test('unparsable values and unknown flags exit 2', () => {
@@ -115,7 +120,7 @@ describe('command line', () => {
     for (const visible of ['--firezone-name', 'FIREZONE_NAME', '--firezone-id', 'FIREZONE_ID', '--no-telemetry', 'FIREZONE_NO_TELEMETRY', '--no-check', '--tun-threads', 'FIREZONE_NUM_TUN_THREADS', 'FIREZONE_TOKEN']) {
       assert.ok(help.output.includes(visible), `help mentions ${visible}`);
     }
-    for (const hidden of ['--api-url', '--health-check-addr', '--metrics', '--validate-checksums']) {
+    for (const hidden of ['--api-url', '--health-check-addr', '--metrics', '--validate-checksums', '--no-iceless']) {
       assert.ok(!help.output.includes(hidden), `help hides ${hidden}`);
     }
   });
