@@ -44,6 +44,8 @@ export interface StackOptions {
   readonly portalArgs?: readonly string[];
   /** The caller runs the gateway itself (a package in a container): it is neither started nor awaited. */
   readonly externalGateway?: boolean;
+  /** Extra command-line flags for the first test client (e.g. `--iceless`). */
+  readonly clientArgs?: readonly string[];
 }
 
 type Json = Record<string, unknown>;
@@ -118,7 +120,7 @@ export interface GatewayStack {
    * Starts another test client, in `ns` (any namespace on the lab's wan bridge) with its own TUN device and id;
    * `program` runs another client built on the test client's process (tools/attacker/main.ts).
    */
-  addClient(ns: string, options?: { tun?: string; hostsFile?: string; program?: string }): Promise<ExtraClient>;
+  addClient(ns: string, options?: { tun?: string; hostsFile?: string; program?: string; args?: readonly string[] }): Promise<ExtraClient>;
   startGateway(): void;
   stopGateway(signal?: NodeJS.Signals): Promise<number | null>;
   startPortal(): Promise<void>;
@@ -240,7 +242,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   };
 
   const clientId = randomUUID();
-  const client = await spawnClient(lab.ns.client, clientId, ['--hosts-file', `/etc/netns/${lab.ns.client}/hosts`], 'client');
+  const client = await spawnClient(lab.ns.client, clientId, ['--hosts-file', `/etc/netns/${lab.ns.client}/hosts`, ...(options.clientArgs ?? [])], 'client');
 
   function gatewayLog(): string {
     try {
@@ -260,7 +262,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     connectClient: (resource, extra = {}) => connectWith(client, resource, extra),
     async addClient(ns, clientOptions = {}) {
       const id = randomUUID();
-      const args = ['--tun', clientOptions.tun ?? 'tun-fzclient', ...(clientOptions.hostsFile === undefined ? [] : ['--hosts-file', clientOptions.hostsFile])];
+      const args = ['--tun', clientOptions.tun ?? 'tun-fzclient', ...(clientOptions.hostsFile === undefined ? [] : ['--hosts-file', clientOptions.hostsFile]), ...(clientOptions.args ?? [])];
       const handle = await spawnClient(ns, id, args, `client-${extraClients.length + 2}`, clientOptions.program);
       extraClients.push(handle);
       return { clientId: id, client: handle, connect: (resource, extra = {}) => connectWith(handle, resource, extra) };
