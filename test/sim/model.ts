@@ -52,6 +52,8 @@ export class ReferenceModel {
   private readonly translations = new Map<string, Map<bigint, Translation | 'uncertain'>>();
   /** Clients whose DNS-resource state on the gateway the model cannot know (see `authorize`). */
   private readonly dnsUncertain = new Set<string>();
+  /** Clients re-authorized after one of their grants was due: until this time a GOODBYE for the old grant may arrive. */
+  private readonly goodbyeRaceUntil = new Map<string, number>();
 
   constructor(readonly resources: ReadonlyMap<string, ResourceDef>, readonly gatewayTun: { readonly v4: string; readonly v6: string }) {}
 
@@ -60,7 +62,12 @@ export class ReferenceModel {
     if (held === undefined) this.grants.set(clientId, (held = new Map()));
     // The gateway may already have expired a grant past its expiry, and with it maybe the whole client record:
     // what it knows of DNS names (translations, resolved addresses) is no longer certain.
-    for (const grant of held.values()) if (grant.expiresAt !== undefined && now >= grant.expiresAt) this.dnsUncertain.add(clientId);
+    // If every grant had come due, the gateway may have closed the client with a GOODBYE that is still on its way.
+    for (const grant of held.values()) {
+      if (grant.expiresAt === undefined || now < grant.expiresAt) continue;
+      this.dnsUncertain.add(clientId);
+      this.goodbyeRaceUntil.set(clientId, now + MAX_TRANSIT_MS);
+    }
     const existing = held.get(resourceId);
     if (existing !== undefined) {
       existing.filters = filters;
@@ -213,6 +220,12 @@ export class ReferenceModel {
       if (def !== undefined) out.push({ def, grant });
     }
     return out;
+  }
+
+  /** Whether a GOODBYE reaching the client at `now` may be the one for grants that expired as it was re-authorized. */
+  goodbyeMayOvertakeAuthorization(clientId: string, now: number): boolean {
+    const until = this.goodbyeRaceUntil.get(clientId);
+    return until !== undefined && now <= until;
   }
 
   /** Whether the gateway certainly holds a record of the client (then a denied packet gets an ICMP reply). */

@@ -748,7 +748,8 @@ export class World {
       client.goodbyes++;
       this.stats.goodbyesReceived++;
       const now = this.net.now;
-      if (this.model.clientPresence(client.id, now - MAX_TRANSIT_MS, now) === 'present') this.violations.push(`client ${client.index} got a GOODBYE while it holds resources`);
+      const racing = this.model.goodbyeMayOvertakeAuthorization(client.id, now);
+      if (!racing && this.model.clientPresence(client.id, now - MAX_TRANSIT_MS, now) === 'present') this.violations.push(`client ${client.index} got a GOODBYE while it holds resources`);
       // As the reference's client does: the connection goes at once.
       client.host.node.removeConnection(GATEWAY_CONNECTION);
       client.gatewayHasConnection = false;
