@@ -5,7 +5,9 @@
  * version and gates features on it, so `GATEWAY_VERSION` must stay plain SemVer >= 1.4.0.
  */
 
-export const GATEWAY_VERSION = '1.4.13';
+import { GATEWAY_VERSION } from '../cli/version.ts';
+
+export { GATEWAY_VERSION };
 
 export interface OsFacts {
   /** os_info's display name, e.g. `Ubuntu`, `Alpine Linux`, `Linux`. */

@@ -113,7 +113,7 @@ describe('command line', () => {
   test('--version prints the reference version; --help lists visible options with env vars', () => {
     const version = exit(['--version']);
     assert.equal(version.code, 0);
-    assert.match(version.output, /^firezone-gateway \d+\.\d+\.\d+\nTypeScript implementation, commit \w+, Node\.js v\d+\.\d+\.\d+\n$/);
+    assert.match(version.output, /^firezone-gateway 1\.6\.0\nTypeScript implementation, commit \w+, Node\.js v\d+\.\d+\.\d+\n$/);
     assert.equal(exit(['-V']).output, version.output);
     const help = exit(['--help']);
     assert.equal(help.code, 0);

@@ -142,19 +142,19 @@ describe('user agent', () => {
   test('has the reference shape with arch and kernel', () => {
     const ua = userAgent({ osType: 'Ubuntu', osVersion: '22.04', arch: 'x86_64', kernel: '5.15.0-105-generic' });
 
-    assert.equal(ua, 'Ubuntu/22.04 connlib/1.4.13 (x86_64; 5.15.0-105-generic)');
+    assert.equal(ua, 'Ubuntu/22.04 connlib/1.6.0 (x86_64; 5.15.0-105-generic)');
   });
 
   test('falls back when arch or kernel are unknown', () => {
-    assert.equal(userAgent({ osType: 'Linux', osVersion: 'Unknown', arch: 'aarch64', kernel: undefined }), 'Linux/Unknown connlib/1.4.13 (aarch64)');
-    assert.equal(userAgent({ osType: 'Linux', osVersion: '1', arch: undefined, kernel: '6.1' }), 'Linux/1 connlib/1.4.13 (6.1)');
-    assert.equal(userAgent({ osType: 'Linux', osVersion: '1', arch: undefined, kernel: undefined }), 'Linux/1 connlib/1.4.13');
+    assert.equal(userAgent({ osType: 'Linux', osVersion: 'Unknown', arch: 'aarch64', kernel: undefined }), 'Linux/Unknown connlib/1.6.0 (aarch64)');
+    assert.equal(userAgent({ osType: 'Linux', osVersion: '1', arch: undefined, kernel: '6.1' }), 'Linux/1 connlib/1.6.0 (6.1)');
+    assert.equal(userAgent({ osType: 'Linux', osVersion: '1', arch: undefined, kernel: undefined }), 'Linux/1 connlib/1.6.0');
   });
 
   test('removes non-ASCII characters', () => {
     assert.equal(
       userAgent({ osType: 'Alpine Linüx', osVersion: '3.1✓', arch: 'x86_64', kernel: 'é6.1' }),
-      'Alpine Linx/3.1 connlib/1.4.13 (x86_64; 6.1)',
+      'Alpine Linx/3.1 connlib/1.6.0 (x86_64; 6.1)',
     );
   });
 
@@ -162,7 +162,7 @@ describe('user agent', () => {
     const ua = userAgent({ osType: 'Alpine Linux', osVersion: '3.20.0', arch: 'x86_64', kernel: '6.1' });
     const token = ua.split(' ').find((part) => part.startsWith('connlib/'));
 
-    assert.equal(token, 'connlib/1.4.13');
+    assert.equal(token, 'connlib/1.6.0');
   });
 });
 
