@@ -17,6 +17,7 @@ import { TestTurnServer } from './turn-server.ts';
 
 export const FLEET_GATEWAY_IP = '203.0.113.2';
 export const FLEET_RELAY = socketAddr('192.0.2.100', 3478);
+const FLEET_RELAY_ID = '0f1e2d3c-4b5a-4697-8879-a1b2c3d4e5f6';
 const RELAY_PASSWORD = 'relay-password';
 const RELAY_USERNAME = '1999999999:salt';
 const GATEWAY_TUN = { ipv4: '100.64.0.1', ipv6: 'fd00:2021:1111::1' };
@@ -33,6 +34,8 @@ export interface FleetOptions {
   readonly observer?: NodeObserver;
   /** The resource every client is authorized for (loop gateway). */
   readonly resource?: { readonly id: string; readonly address: string };
+  /** Keeps the network's datagram log (default true). */
+  readonly record?: boolean;
 }
 
 export interface FleetClient {
@@ -55,6 +58,14 @@ export class Fleet {
   readonly loop: GatewayEventLoop | undefined;
   readonly state: GatewayState | undefined;
   readonly clients: FleetClient[] = [];
+  /**
+   * While true, the main thread's CPU time spent in the gateway (its datagrams, timers and portal
+   * messages, without the clients' work its portal messages cause) adds up in `gatewayCpuMicros`.
+   */
+  meterGateway = false;
+  gatewayCpuMicros = 0;
+  private metering = false;
+  private meterStart = 0;
   private readonly rng: RandomSource;
   private readonly byId = new Map<string, FleetClient>();
   private readonly gatewayAgent: SimAgent;
@@ -64,7 +75,7 @@ export class Fleet {
   constructor(readonly options: FleetOptions) {
     this.rng = seededRandom(options.seed ?? 1);
     this.resource = options.resource ?? FLEET_RESOURCE;
-    this.net = new SimNetwork(this.rng, { latencyMs: options.latencyMs ?? 5 });
+    this.net = new SimNetwork(this.rng, { latencyMs: options.latencyMs ?? 5, record: options.record ?? true });
     this.relay = new TestTurnServer({ listen: [FLEET_RELAY], relayIpv4: FLEET_RELAY.address, password: () => RELAY_PASSWORD });
     this.net.addHost('relay', [FLEET_RELAY.address], this.relay, { port: 3478 });
     const privateKey = this.key();
@@ -77,17 +88,20 @@ export class Fleet {
       this.gateway.updateRelays([], [relayServer()], 0);
     } else {
       const host = new GatewayLoopAgent(new Node(nodeOptions), () => this.net.now, gatewayRng, (event, payload) => this.fromGatewayPortal(event, payload));
+      host.work = (run) => this.gatewayWork(run);
       this.gateway = host.node;
       this.loop = host.loop;
       this.state = host.state;
       this.gatewayAgent = host;
+    }
+    this.net.addHost('gateway', [FLEET_GATEWAY_IP], this.gatewayAgent);
+    if (this.loop !== undefined) {
       this.portal('init', {
         interface: GATEWAY_TUN,
         config: { ipv4_masquerade_enabled: true, ipv6_masquerade_enabled: true },
-        relays: [{ type: 'turn', id: 'relay-1', addr: `${FLEET_RELAY.address}:${FLEET_RELAY.port}`, username: RELAY_USERNAME, password: RELAY_PASSWORD, expires_at: 1999999999 }],
+        relays: [{ type: 'turn', id: FLEET_RELAY_ID, addr: `${FLEET_RELAY.address}:${FLEET_RELAY.port}`, username: RELAY_USERNAME, password: RELAY_PASSWORD, expires_at: 1999999999 }],
       });
     }
-    this.net.addHost('gateway', [FLEET_GATEWAY_IP], this.gatewayAgent);
     for (let index = 0; index < options.clients; index++) this.addClient(index);
     this.net.runUntil(500);
   }
@@ -129,25 +143,35 @@ export class Fleet {
       this.gateway.upsertConnection(client.id, gatewayParams, now);
       (this.gatewayAgent as GatewayNodeAgent).drainEvents();
     } else {
-      this.portal('authorize_flow', {
-        ref: `flow-${++this.nextRef}`,
-        resource: { id: this.resource.id, name: 'fleet', type: 'cidr', address: this.resource.address, filters: [] },
-        client: {
-          id: client.id,
-          public_key: Buffer.from(client.node.publicKey).toString('base64'),
-          preshared_key: Buffer.from(gatewayParams.presharedKey).toString('base64'),
-          ipv4: client.tunV4,
-          ipv6: `fd00:2021:1111::${(client.index + 16).toString(16)}`,
-        },
-        client_ice_credentials: { username: client.params.localCredentials.ufrag, password: client.params.localCredentials.password },
-        gateway_ice_credentials: { username: client.params.remoteCredentials.ufrag, password: client.params.remoteCredentials.password },
-        expires_at: null,
-      });
+      this.authorizeResource(client, this.resource);
     }
     this.net.wake('gateway');
     client.node.upsertConnection(GATEWAY_CONNECTION, client.params, now);
     client.agent.drainEvents(now);
     this.net.wake(client.name);
+  }
+
+  /** A loop gateway's `authorize_flow` of `resource` (a CIDR resource, no filters) for `client`. */
+  authorizeResource(client: FleetClient, resource: { readonly id: string; readonly address: string }): void {
+    this.portal('authorize_flow', {
+      ref: `flow-${++this.nextRef}`,
+      resource: { id: resource.id, name: 'fleet', type: 'cidr', address: resource.address, filters: [] },
+      client: {
+        id: client.id,
+        public_key: Buffer.from(client.node.publicKey).toString('base64'),
+        preshared_key: Buffer.from(client.params.presharedKey).toString('base64'),
+        ipv4: client.tunV4,
+        ipv6: `fd00:2021:1111::${(client.index + 16).toString(16)}`,
+      },
+      client_ice_credentials: { username: client.params.localCredentials.ufrag, password: client.params.localCredentials.password },
+      gateway_ice_credentials: { username: client.params.remoteCredentials.ufrag, password: client.params.remoteCredentials.password },
+      expires_at: null,
+    });
+  }
+
+  /** Packets a loop gateway wrote to its TUN device. */
+  gatewayTunWrites(): number {
+    return (this.gatewayAgent as GatewayLoopAgent).tunWrites;
   }
 
   connectedCount(): number {
@@ -168,8 +192,47 @@ export class Fleet {
   portal(event: string, payload: unknown): void {
     const decoded = decodeIngress(event, payload);
     if (!decoded.ok) throw new Error(`invalid ${event}: ${JSON.stringify(decoded.error)}`);
-    this.loop!.handlePortalMessage(decoded.message);
+    this.gatewayWork(() => this.loop!.handlePortalMessage(decoded.message));
     this.net.wake('gateway');
+  }
+
+  /** Hands a datagram from `from` straight to a loop gateway, outside the network (no metering). */
+  deliverToGateway(from: SocketAddr, payload: Uint8Array): void {
+    (this.gatewayAgent as GatewayLoopAgent).socket.deliver([{ payload, source: from, destinationIp: FLEET_GATEWAY_IP }]);
+  }
+
+  /** Takes the gateway off the network and lets go of it, so a benchmark can see the heap it held. The fleet is unusable after. */
+  dropGateway(): void {
+    this.net.removeHost('gateway');
+    const self = this as unknown as { gateway: unknown; loop: unknown; state: unknown; gatewayAgent: unknown };
+    self.gateway = undefined;
+    self.loop = undefined;
+    self.state = undefined;
+    self.gatewayAgent = undefined;
+  }
+
+  private gatewayWork(run: () => void): void {
+    if (!this.meterGateway || this.metering) return run();
+    this.metering = true;
+    this.meterStart = threadMicros();
+    try {
+      run();
+    } finally {
+      this.gatewayCpuMicros += threadMicros() - this.meterStart;
+      this.metering = false;
+    }
+  }
+
+  private clientWork(run: () => void): void {
+    if (!this.metering) return run();
+    this.gatewayCpuMicros += threadMicros() - this.meterStart;
+    this.metering = false;
+    try {
+      run();
+    } finally {
+      this.metering = true;
+      this.meterStart = threadMicros();
+    }
   }
 
   private addClient(index: number): void {
@@ -185,7 +248,7 @@ export class Fleet {
       presharedKey: this.key(),
     };
     const agent = new ClientAgent(node, (event, now) => this.fromClient(client, event, now));
-    const client: FleetClient = { index, id, name, ip, tunV4: `100.${64 + (index >> 16)}.${(index >> 8) & 0xff}.${(index & 0xff) + 2}`, node, agent, params };
+    const client: FleetClient = { index, id, name, ip, tunV4: tunV4(index), node, agent, params };
     this.clients.push(client);
     this.byId.set(id, client);
     this.net.addHost(name, [ip], agent);
@@ -217,6 +280,10 @@ export class Fleet {
   }
 
   private toClient(id: string, add: boolean, candidates: readonly string[]): void {
+    this.clientWork(() => this.candidatesToClient(id, add, candidates));
+  }
+
+  private candidatesToClient(id: string, add: boolean, candidates: readonly string[]): void {
     const client = this.byId.get(id);
     if (client === undefined) return;
     const now = this.net.now;
@@ -235,8 +302,19 @@ export class Fleet {
   }
 }
 
+/** 100.64.0.2 onwards (100.64.0.1 is the gateway's). */
+function tunV4(index: number): string {
+  const v = index + 2;
+  return `100.${64 + (v >> 16)}.${(v >> 8) & 0xff}.${v & 0xff}`;
+}
+
+function threadMicros(): number {
+  const usage = process.threadCpuUsage();
+  return usage.user + usage.system;
+}
+
 function relayServer(): RelayServer {
-  return { id: 'relay-1', v4: FLEET_RELAY, v6: undefined, username: RELAY_USERNAME, password: RELAY_PASSWORD };
+  return { id: FLEET_RELAY_ID, v4: FLEET_RELAY, v6: undefined, username: RELAY_USERNAME, password: RELAY_PASSWORD };
 }
 
 /** A client: its node, and the packets it decrypted. */
@@ -329,6 +407,8 @@ export class GatewayLoopAgent implements SimAgent {
   readonly loop: GatewayEventLoop;
   readonly socket: MemoryUdpSocket;
   tunWrites = 0;
+  /** Wraps the gateway's work on a datagram or a timer (a benchmark meters it). */
+  work: (run: () => void) => void = (run) => run();
   private timerAt: number | undefined;
   private drained = 0;
 
@@ -364,12 +444,12 @@ export class GatewayLoopAgent implements SimAgent {
   }
 
   handleDatagram(from: SocketAddr, to: SocketAddr, payload: Uint8Array): void {
-    this.socket.deliver([{ payload, source: from, destinationIp: to.address }]);
+    this.work(() => this.socket.deliver([{ payload, source: from, destinationIp: to.address }]));
   }
 
   handleTimeout(): void {
     this.timerAt = undefined;
-    this.loop.handleTimeout();
+    this.work(() => this.loop.handleTimeout());
   }
 
   pollTransmit(): Transmit | undefined {

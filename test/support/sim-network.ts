@@ -77,6 +77,8 @@ export interface SimNetworkOptions {
    * their nodes between runs. Calls made from within another host's event still need `wake`.
    */
   readonly wakeAllOnRun?: boolean;
+  /** Keeps `log` (default true); a benchmark turns it off so the log does not weigh on the heap it measures. */
+  readonly record?: boolean;
 }
 
 /** Networks up to this size check wakes by default. */
@@ -94,6 +96,7 @@ export class SimNetwork {
   private readonly woken = new Set<Host>();
   private readonly checkWakes: boolean | undefined;
   private readonly wakeAllOnRun: boolean;
+  private readonly recording: boolean;
   private seq = 0;
   /** Events processed so far (deliveries and timer fires), for tests that bound the work. */
   events = 0;
@@ -113,6 +116,7 @@ export class SimNetwork {
     this.loss = options.loss ?? 0;
     this.checkWakes = options.checkWakes;
     this.wakeAllOnRun = options.wakeAllOnRun ?? false;
+    this.recording = options.record ?? true;
   }
 
   addHost(name: string, ips: readonly string[], agent: SimAgent, options: { port?: number; nat?: SimNat } = {}): void {
@@ -135,6 +139,18 @@ export class SimNetwork {
     const host = typeof agentOrName === 'string' ? this.byName.get(agentOrName) : this.byAgent.get(agentOrName);
     if (host === undefined) throw new Error(`wake: no such host ${typeof agentOrName === 'string' ? agentOrName : 'agent'}`);
     this.woken.add(host);
+  }
+
+  /** Removes a host for good: nothing of it stays referenced by the network (datagrams to it vanish). */
+  removeHost(name: string): void {
+    const host = this.byName.get(name);
+    if (host === undefined) return;
+    this.hosts.splice(this.hosts.indexOf(host), 1);
+    this.byName.delete(name);
+    this.byAgent.delete(host.agent);
+    for (const ip of host.ips) this.byIp.delete(ip);
+    this.timers.delete(host);
+    this.woken.delete(host);
   }
 
   /** Takes a host off the network (its datagrams vanish both ways) or brings it back. */
@@ -247,7 +263,7 @@ export class SimNetwork {
   }
 
   private record(from: SocketAddr, to: SocketAddr, payload: Uint8Array, dropped: boolean): void {
-    if (this.log.length < 100_000) this.log.push({ from, to, size: payload.length, dropped });
+    if (this.recording && this.log.length < 100_000) this.log.push({ from, to, size: payload.length, dropped });
   }
 }
 
