@@ -34,7 +34,7 @@ import { DNS_LOOKUP_BOUNDARIES, MetricName, MetricsRegistry, prometheusEnabled, 
 import { markedTcpSocket } from './native.ts';
 import { applyInterfaceConfig, checkIproute2 } from './interface-config.ts';
 import { readResolvConf } from './resolv-conf.ts';
-import { Resolver, systemLookup } from './resolver.ts';
+import { Resolver } from './resolver.ts';
 import { TUN_DEVICE_NAME, TunDevice } from './tun-device.ts';
 import { bindDataPlaneSockets, FIREZONE_MARK } from './udp-socket.ts';
 
@@ -128,16 +128,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     sockets,
     tun,
     portal: { send: (event, payload) => portal.send(event, payload), reconnect: () => portal.reconnect() },
-    resolver: new Resolver({
-      lookup: async (name) => {
-        const startedAt = performance.now();
-        try {
-          return await systemLookup(name);
-        } finally {
-          dnsLookups.record((performance.now() - startedAt) / 1000);
-        }
-      },
-    }),
+    resolver: new Resolver({ observeLookup: (seconds) => dnsLookups.record(seconds) }),
     configureInterface: async (tunAddresses, superseded) => {
       try {
         await applyInterfaceConfig(TUN_DEVICE_NAME, tunAddresses, { signal: superseded });
