@@ -65,6 +65,16 @@ export class ClientOnGateway {
     return (fromProxy && this.proxyFilters.permitsInbound(packet)) || this.filters.permitsInbound(packet);
   }
 
+  /** The resource a permitted client -> resource packet belongs to (flow attribution; see FilterTable). */
+  outboundResourceOf(packet: IpPacket, toProxy: boolean): string | undefined {
+    return (toProxy ? this.proxyFilters.outboundResourceOf(packet) : undefined) ?? this.filters.outboundResourceOf(packet);
+  }
+
+  /** The resource a permitted resource -> client packet comes from. */
+  inboundResourceOf(packet: IpPacket, fromProxy: boolean): string | undefined {
+    return (fromProxy ? this.proxyFilters.inboundResourceOf(packet) : undefined) ?? this.filters.inboundResourceOf(packet);
+  }
+
   /** Filter-table networks rebuilt so far (a test hook). */
   get filterWork(): number {
     return this.filters.networksRebuilt + this.proxyFilters.networksRebuilt;

@@ -15,6 +15,8 @@ interface NetworkRules {
   /** resource id -> its filter list (an empty list permits everything). */
   readonly lists: Map<string, readonly Filter[]>;
   engine: FilterEngine;
+  /** Each granting resource with its own rules, in grant order (which resource a packet belongs to). */
+  byResource: readonly { readonly id: string; readonly engine: FilterEngine }[];
 }
 
 interface Probe {
@@ -36,7 +38,7 @@ export class FilterTable {
   set(network: Cidr, resourceId: string, filters: readonly Filter[]): void {
     let rules = this.table.get(network);
     if (rules === undefined) {
-      rules = { lists: new Map(), engine: FilterEngine.PERMIT_ALL };
+      rules = { lists: new Map(), engine: FilterEngine.PERMIT_ALL, byResource: [] };
       this.table.insert(network, rules);
     }
     rules.lists.set(resourceId, filters);
@@ -68,6 +70,19 @@ export class FilterTable {
     return this.find(packet, false, packet.sourceOffset);
   }
 
+  /**
+   * The resource a permitted client -> resource packet belongs to (flow attribution): the first granting
+   * resource whose own filters permit it, in the network `permitsOutbound` found; undefined if none.
+   */
+  outboundResourceOf(packet: IpPacket): string | undefined {
+    return this.resourceOf(packet, true, packet.destinationOffset);
+  }
+
+  /** `outboundResourceOf` for a resource -> client packet (source address and port). */
+  inboundResourceOf(packet: IpPacket): string | undefined {
+    return this.resourceOf(packet, false, packet.sourceOffset);
+  }
+
   /** The resources granting exactly `network` (tests and diagnostics). */
   grantsOf(network: Cidr): string[] {
     return [...(this.table.get(network)?.lists.keys() ?? [])];
@@ -81,9 +96,22 @@ export class FilterTable {
     return found !== undefined;
   }
 
+  private resourceOf(packet: IpPacket, useDestinationPort: boolean, offset: number): string | undefined {
+    const probe = this.probe;
+    probe.packet = packet;
+    probe.useDestinationPort = useDestinationPort;
+    const rules = packet.version === 4 ? this.table.findV4(readU32(packet.bytes, offset), permits, probe) : this.table.findV6(packet.bytes, offset, permits, probe);
+    if (rules === undefined) return undefined;
+    const grants = rules.byResource;
+    if (grants.length === 1) return grants[0]!.id;
+    for (let i = 0; i < grants.length; i++) if (grants[i]!.engine.permits(packet, useDestinationPort)) return grants[i]!.id;
+    return undefined;
+  }
+
   private rebuild(rules: NetworkRules): void {
     this.networksRebuilt++;
     rules.engine = FilterEngine.fromLists([...rules.lists.values()]);
+    rules.byResource = [...rules.lists].map(([id, filters]) => ({ id, engine: FilterEngine.fromLists([filters]) }));
   }
 }
 

@@ -79,12 +79,27 @@ export const enum TunAction {
 export interface TunnelVerdict {
   action: TunnelAction;
   packet: Uint8Array;
+  /** With a flow observer (`observeFlows`): the resource a `ToTun` packet belongs to; '' otherwise. */
+  resourceId: string;
+  /** With a flow observer: the DNS resource's domain a `ToTun` packet was translated for. */
+  domain: string | undefined;
 }
 
 export interface TunVerdict {
   action: TunAction;
   clientId: string;
   packet: Uint8Array;
+  /** With a flow observer: the resource a `ToClient` packet comes from; '' otherwise (ICMP errors, the gateway's own). */
+  resourceId: string;
+}
+
+/**
+ * Flow logging's view of the packets (the flow tracker's packet tuple). With one set, the state loads each
+ * client -> resource packet it lets through after any NAT, and each resource -> client packet for a client
+ * before NAT is undone, and names their resource in the verdict, so the caller can record the flow.
+ */
+export interface FlowObserver {
+  load(packet: IpPacket): boolean;
 }
 
 export interface ClientPacket {
@@ -147,11 +162,17 @@ export class GatewayState {
 
   private readonly packet = new IpPacket();
   private readonly quote = new IpPacket();
-  private readonly tunnelVerdict: TunnelVerdict = { action: TunnelAction.Drop, packet: new Uint8Array(0) };
-  private readonly tunVerdict: TunVerdict = { action: TunAction.Drop, clientId: '', packet: new Uint8Array(0) };
+  private readonly tunnelVerdict: TunnelVerdict = { action: TunnelAction.Drop, packet: new Uint8Array(0), resourceId: '', domain: undefined };
+  private readonly tunVerdict: TunVerdict = { action: TunAction.Drop, clientId: '', packet: new Uint8Array(0), resourceId: '' };
+  private flowObserver: FlowObserver | undefined;
 
   constructor(options: GatewayStateOptions = {}) {
     this.logger = options.logger ?? createLogger('firezone_tunnel::gateway');
+  }
+
+  /** Flow attribution on (with the tracker's tuple) or off (undefined: no cost per packet). */
+  observeFlows(observer: FlowObserver | undefined): void {
+    this.flowObserver = observer;
   }
 
   // ---- Portal commands -------------------------------------------------------------------------------------
@@ -311,6 +332,8 @@ export class GatewayState {
     const verdict = this.tunnelVerdict;
     verdict.action = TunnelAction.Drop;
     verdict.packet = bytes;
+    verdict.resourceId = '';
+    verdict.domain = undefined;
     const packet = this.packet;
     if (packet.parse(bytes) !== undefined) return verdict;
     const v4 = packet.version === 4;
@@ -333,10 +356,14 @@ export class GatewayState {
     const toProxy = v4 ? isProxyV4(dst32) : isProxyV6(bytes, dst);
     if (client.internetResourceId !== undefined && !toProxy) {
       if (v4 ? internetResourceRejectsV4(dst32) : internetResourceRejectsV6(bytes, dst)) return this.reply(packet, 'unreachable');
+      if (this.flowObserver !== undefined) this.attributeTunnelPacket(packet, client.internetResourceId, undefined);
       return this.toTun(packet, outerCe);
     }
     if (!client.permitsOutbound(packet, toProxy)) return this.reply(packet, 'prohibited');
-    if (!toProxy) return this.toTun(packet, outerCe);
+    if (!toProxy) {
+      if (this.flowObserver !== undefined) this.attributeTunnelPacket(packet, client.outboundResourceOf(packet, false), undefined);
+      return this.toTun(packet, outerCe);
+    }
     const translation = client.translations.lookup(bytes, dst, packet.version);
     if (translation === undefined || translation.real === undefined || translation.real.family !== packet.version) return this.reply(packet, 'unreachable');
     translation.domain.lastUsed = now;
@@ -346,6 +373,7 @@ export class GatewayState {
       if (this.logger.enabled(Level.Debug)) this.logger.debug('Unsupported protocol towards a DNS resource', { cid: client.id });
       return verdict;
     }
+    const resourceId = this.flowObserver === undefined ? undefined : client.outboundResourceOf(packet, true);
     const proxy32 = readU32(bytes, dst + (v4 ? 0 : 12));
     const session = client.nat.outgoing(l4, value, translation.proxy, proxy32, translation.real, translation.realId, packet.tcpFlags, now);
     this.scheduleNatSweep(client);
@@ -356,6 +384,7 @@ export class GatewayState {
     }
     packet.setDestination(session.real);
     packet.setSourceValue(session.outsideValue);
+    if (this.flowObserver !== undefined) this.attributeTunnelPacket(packet, resourceId, translation.domain.name);
     return this.toTun(packet, outerCe);
   }
 
@@ -367,6 +396,7 @@ export class GatewayState {
     verdict.action = TunAction.Drop;
     verdict.clientId = '';
     verdict.packet = bytes;
+    verdict.resourceId = '';
     const packet = this.packet;
     if (packet.parse(bytes) !== undefined) return verdict;
     const v4 = packet.version === 4;
@@ -381,6 +411,8 @@ export class GatewayState {
     }
     if (client === undefined) return verdict;
     if (packet.sourceEquals(v4 ? client.gatewayV4 : client.gatewayV6)) return this.toClient(client, bytes);
+    const observer = this.flowObserver;
+    if (observer !== undefined) observer.load(packet);
     let out = bytes;
     const icmpKind = icmpErrorKind(packet);
     if (icmpKind === 'error') {
@@ -415,9 +447,11 @@ export class GatewayState {
     const fromProxy = v4 ? isProxyV4(src32) : isProxyV6(out, src);
     if (client.internetResourceId !== undefined && !fromProxy) {
       if (v4 ? internetResourceRejectsV4(src32) : internetResourceRejectsV6(out, src)) return verdict;
+      if (observer !== undefined) verdict.resourceId = client.internetResourceId;
       return this.toClient(client, out);
     }
     if (!client.permitsInbound(packet, fromProxy)) return verdict;
+    if (observer !== undefined) verdict.resourceId = client.inboundResourceOf(packet, fromProxy) ?? '';
     return this.toClient(client, out);
   }
 
@@ -477,6 +511,13 @@ export class GatewayState {
     verdict.action = TunnelAction.ReplyToClient;
     verdict.packet = makeIcmpDestinationUnreachable(packet, code);
     return verdict;
+  }
+
+  private attributeTunnelPacket(packet: IpPacket, resourceId: string | undefined, domain: string | undefined): void {
+    const verdict = this.tunnelVerdict;
+    verdict.resourceId = resourceId ?? '';
+    verdict.domain = domain;
+    this.flowObserver!.load(packet);
   }
 
   private toTun(packet: IpPacket, outerCe: boolean): TunnelVerdict {

@@ -33,6 +33,8 @@ import { RingQueue } from '../util/ring-queue.ts';
 import { WarningLimiter } from '../util/warning-limiter.ts';
 import type { Transmit } from '../util/transmit.ts';
 import { validatePacketChecksums } from './checksums.ts';
+import type { FlowLogs, FlowLogsInit } from './flow-logs.ts';
+import type { IngestToken } from '../flow-logs/index.ts';
 import type { TunReadBatch } from './tun-device.ts';
 import { sendTransmit, type DatagramSocket, type UdpDatagramBatch } from './udp-socket.ts';
 
@@ -91,7 +93,13 @@ export interface EventLoopOptions {
   readonly clearTimer?: (handle: unknown) => void;
   /** Runs a callback after pending I/O (setImmediate); injectable for tests. */
   readonly defer?: (callback: () => void) => void;
+  /** Flow logs (issue 21): fed every allowed packet both ways, the authorizations and `init`'s settings. */
+  readonly flowLogs?: FlowLogs | undefined;
 }
+
+/** The datagram index rides in the node's batch tag above the two ECN bits. */
+const ECN_TAG_BITS = 2;
+const ECN_TAG_MASK = 0b11;
 
 type PendingLegacy =
   | { readonly kind: 'requestConnection'; readonly message: RequestConnectionMessage }
@@ -138,9 +146,12 @@ export class GatewayEventLoop {
   /** Decrypted packets for the TUN device, written in one call per batch. */
   private readonly tunBatch: Uint8Array[] = [];
   private tunBatchCount = 0;
+  /** The UDP read being handled (its datagrams' addresses are the flows' outer paths). */
+  private datagrams: UdpDatagramBatch | undefined;
 
   constructor(options: EventLoopOptions) {
     this.o = options;
+    options.flowLogs?.attach(options.state);
     this.setTimer = options.setTimer ?? ((callback, delay) => setTimeout(callback, delay));
     this.clearTimer = options.clearTimer ?? ((handle) => clearTimeout(handle as NodeJS.Timeout));
     this.defer = options.defer ?? ((callback) => void setImmediate(callback));
@@ -150,6 +161,7 @@ export class GatewayEventLoop {
   shutdown(): void {
     if (this.stopped) return;
     const now = this.o.clock();
+    this.o.flowLogs?.closeAll(now);
     this.o.state.shutDown();
     this.o.node.closeAll(makeGoodbyePacket(), now);
     this.o.node.close(now);
@@ -174,6 +186,7 @@ export class GatewayEventLoop {
     const now = this.o.clock();
     this.resolutionsThisTurn = 0;
     const capacity = this.o.node.transportBatchCapacity;
+    this.datagrams = batch;
     for (let i = 0; i < batch.count; i++) {
       try {
         this.handleDatagram(batch, i, now);
@@ -183,13 +196,14 @@ export class GatewayEventLoop {
       if ((i + 1) % capacity === 0) this.drainDecrypted(now);
     }
     this.drainDecrypted(now);
+    this.datagrams = undefined;
     this.flush(now);
     this.inputDone('datagrams', now);
   }
 
   private handleDatagram(batch: UdpDatagramBatch, i: number, now: number): void {
-    const result = this.o.node.decapsulateBatched(batch.destination(i), batch.source(i), batch.payload(i), batch.ecn(i), now);
-    if (typeof result !== 'string') this.handleDecrypted(result, now);
+    const result = this.o.node.decapsulateBatched(batch.destination(i), batch.source(i), batch.payload(i), batch.ecn(i) | (i << ECN_TAG_BITS), now);
+    if (typeof result !== 'string') this.handleDecrypted(result, now, i);
   }
 
   private drainDecrypted(now: number): void {
@@ -204,7 +218,7 @@ export class GatewayEventLoop {
       }
       if (decrypted === undefined) break;
       try {
-        this.handleDecrypted(decrypted, now);
+        this.handleDecrypted(decrypted, now, decrypted.tag >>> ECN_TAG_BITS);
       } catch (error) {
         this.contain(error);
       }
@@ -212,14 +226,23 @@ export class GatewayEventLoop {
     this.writeTunBatch();
   }
 
-  /** `decrypted.tag` is the ECN codepoint of the datagram it came in: Congestion Experienced reaches the inner packet. */
-  private handleDecrypted(decrypted: DecryptedPacket, now: number): void {
-    const verdict = this.o.state.handleTunnelPacket(decrypted.connection, decrypted.packet, now, decrypted.tag === ECN_CE);
+  /**
+   * `decrypted.tag` holds the ECN codepoint of the datagram it came in (Congestion Experienced reaches the inner
+   * packet); `index` is that datagram's place in the UDP read.
+   */
+  private handleDecrypted(decrypted: DecryptedPacket, now: number, index: number): void {
+    const verdict = this.o.state.handleTunnelPacket(decrypted.connection, decrypted.packet, now, (decrypted.tag & ECN_TAG_MASK) === ECN_CE);
     switch (verdict.action) {
-      case TunnelAction.ToTun:
+      case TunnelAction.ToTun: {
         this.writeToTun(verdict.packet);
         this.stats.tunnelToTun++;
+        const flows = this.o.flowLogs;
+        const datagrams = this.datagrams;
+        if (flows !== undefined && verdict.resourceId !== '' && datagrams !== undefined && index < datagrams.count) {
+          flows.clientToResource(decrypted.connection, verdict.resourceId, verdict.domain, datagrams.source(index), datagrams.destination(index), now);
+        }
         break;
+      }
       case TunnelAction.ReplyToClient:
         this.stats.prohibitedReplies++;
         this.sendToClient(decrypted.connection, verdict.packet, now);
@@ -259,6 +282,7 @@ export class GatewayEventLoop {
             this.drainSealed(now);
             node.queueEncapsulate(verdict.clientId, verdict.packet, now);
           }
+          if (verdict.resourceId !== '') this.o.flowLogs?.resourceToClient(verdict.clientId, verdict.resourceId, now);
         } else {
           this.stats.dropped++;
         }
@@ -307,6 +331,7 @@ export class GatewayEventLoop {
     this.resolutionsThisTurn = 0;
     this.o.node.handleTimeout(now);
     this.o.state.handleTimeout(now);
+    this.o.flowLogs?.handleTimeout(now);
     this.flush(now);
     this.inputDone('timer', now);
   }
@@ -322,6 +347,7 @@ export class GatewayEventLoop {
         return this.handleAuthorizeFlow(message, now);
       case 'rejectAccess':
         state.rejectAccess(message.clientId, message.resourceId, now);
+        this.o.flowLogs?.revoke(message.clientId, message.resourceId);
         return;
       case 'resourceUpdated':
         state.resourceUpdated(toPolicyResource(message.resource));
@@ -348,6 +374,12 @@ export class GatewayEventLoop {
     if (ipv4 === undefined || ipv6 === undefined) {
       log.warn('Ignoring init with invalid interface addresses');
       return;
+    }
+    const flowLogs = this.o.flowLogs;
+    if (flowLogs !== undefined) {
+      // 1.6.0's `init` carries `flow_logs` (older portals: absent, uploads off).
+      flowLogs.init((message as { readonly flowLogs?: FlowLogsInit | undefined }).flowLogs);
+      if (message.authorizations !== undefined) flowLogs.retainAuthorizations(message.authorizations);
     }
     this.o.node.updateRelays([], turnRelays(message.relays), now);
     this.o.state.init({ ipv4, ipv6 }, message.authorizations, now);
@@ -381,6 +413,8 @@ export class GatewayEventLoop {
     if (info !== undefined) {
       const result = this.o.state.authorizeFlow(info, toPolicyResource(message.resource), this.expiry(message.expiresAt, now), now);
       if (!result.ok) log.debug('Access not recorded', { cid: client.id, error: result.error });
+      // 1.6.0's `create_authorization` carries the flow-logs ingest token.
+      else this.o.flowLogs?.authorize(client.id, message.resource.id, (message as { readonly ingestToken?: IngestToken | undefined }).ingestToken);
     }
     this.sendToPortal(encodeEgress({ kind: 'flowAuthorized', ref: message.ref }));
   }
@@ -460,6 +494,7 @@ export class GatewayEventLoop {
           break;
         }
         case 'clientRemoved':
+          this.o.flowLogs?.removeClient(event.clientId);
           if (event.reason === 'goodbye') node.removeConnection(event.clientId);
           else node.closeConnection(event.clientId, makeGoodbyePacket(), now);
           break;
@@ -482,6 +517,7 @@ export class GatewayEventLoop {
       }
     }
     for (let transmit = node.pollTransmit(); transmit !== undefined; transmit = node.pollTransmit()) this.sendDatagram(transmit);
+    this.o.flowLogs?.flush();
     this.o.sockets.v4?.flush();
     this.o.sockets.v6?.flush();
     this.armTimer(now);
@@ -575,7 +611,8 @@ export class GatewayEventLoop {
   private armTimer(now: number): void {
     const node = this.o.node.pollTimeout() ?? Infinity;
     const state = this.o.state.pollTimeout() ?? Infinity;
-    const at = node < state ? node : state;
+    const flows = this.o.flowLogs?.pollTimeout() ?? Infinity;
+    const at = Math.min(node, state, flows);
     if (at === Infinity || at >= this.timerAt) return;
     if (this.timer !== undefined) this.clearTimer(this.timer);
     this.timerAt = at;

@@ -4,6 +4,7 @@ import { parseIp } from '../../src/ip/index.ts';
 import { configureLogging, LogFilter } from '../../src/log/index.ts';
 import { decodeIngress, type IngressMessage } from '../../src/portal/index.ts';
 import { GatewayEventLoop, type PacketSink } from '../../src/runtime/event-loop.ts';
+import type { FlowLogs } from '../../src/runtime/flow-logs.ts';
 import type { TunReadBatch } from '../../src/runtime/tun-device.ts';
 import { MemoryUdpSocket, type DatagramSocket } from '../../src/runtime/udp-socket.ts';
 import { Node } from '../../src/snownet/index.ts';
@@ -37,6 +38,8 @@ export interface GatewayHostOptions {
   readonly socket?: (memory: MemoryUdpSocket) => DatagramSocket;
   /** Replaces the TUN sink that records copies in `tunWrites`. */
   readonly tun?: (recording: PacketSink) => PacketSink;
+  /** Flow logs for the loop (test/flow-logs). */
+  readonly flowLogs?: FlowLogs;
 }
 
 export class GatewayHost implements SimAgent {
@@ -70,6 +73,7 @@ export class GatewayHost implements SimAgent {
       },
       setTimer: (_callback, delay) => (this.timerAt = net.now + delay),
       clearTimer: () => (this.timerAt = undefined),
+      ...(options.flowLogs === undefined ? {} : { flowLogs: options.flowLogs }),
     });
   }
 
