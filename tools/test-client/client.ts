@@ -53,6 +53,8 @@ export interface TestClientOptions {
   readonly iceless?: boolean;
   /** When set, rewritten with `<proxy ip> <domain>` lines for every DNS resource (an /etc/hosts file). */
   readonly hostsFile?: string;
+  /** The WireGuard private key (32 bytes); a fresh random one when absent. */
+  readonly privateKey?: Uint8Array;
   readonly onEvent?: (event: ClientEvent) => void;
   /** Sees every packet decrypted from a gateway before it is handled (the attacker tool counts replies with it). */
   readonly onTunnelPacket?: (gatewayId: string, packet: Uint8Array) => void;
@@ -85,6 +87,8 @@ export interface ConnectResult {
   readonly gateway_ipv4: string;
   readonly gateway_ipv6: string;
   readonly gateway_public_key: string;
+  /** The connection's WireGuard PSK (from the grant), so another WireGuard implementation can take over. */
+  readonly preshared_key: string;
   readonly flow_id: string;
   readonly path: PathKind | undefined;
   /** The connection runs the path agent instead of ICE. */
@@ -152,7 +156,7 @@ export class TestClient {
   private ipv6 = '';
 
   private constructor(private readonly options: TestClientOptions) {
-    const privateKey = cryptoRandomBytes(32);
+    const privateKey = options.privateKey ?? cryptoRandomBytes(32);
     const now = performance.now();
     this.node = new Node({ role: 'client', privateKey, rng: systemRandom(), now, unixOffsetMs: Date.now() - now, transportCipher: transportCipherFor(dataPathMode()) });
     this.publicKeyText = Buffer.from(this.node.publicKey).toString('base64');
@@ -266,6 +270,7 @@ export class TestClient {
       gateway_ipv4: grant.gateway_ipv4,
       gateway_ipv6: grant.gateway_ipv6,
       gateway_public_key: grant.gateway_public_key,
+      preshared_key: grant.preshared_key,
       flow_id: grant.flow_id,
       path: this.pathOf(gatewayId),
       iceless: this.node.pathAgentStats(gatewayId) !== undefined,

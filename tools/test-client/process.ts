@@ -3,6 +3,7 @@
  * stdout, and the signals that stop it. `main.ts` runs it as is; other tools (tools/attacker) run
  * it with extra commands and hooks on the client.
  */
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { configureLogging, LogFilter } from '../../src/log/index.ts';
@@ -19,6 +20,7 @@ interface CliOptions {
   hostsFile: string | undefined;
   connect: string[];
   iceless: boolean;
+  privateKeyFile: string | undefined;
 }
 
 type Json = Record<string, unknown>;
@@ -45,7 +47,8 @@ export async function runClientProcess(name: string, description: string, extens
     .option('--port <port>', 'data-plane UDP port (0: ephemeral)', parsePort, 0)
     .option('--hosts-file <path>', 'rewrite this hosts file with "<proxy ip> <domain>" lines for DNS resources')
     .option('--connect <resource-id>', 'connect to this resource at start-up (repeatable)', collect, [])
-    .option('--iceless', 'advertise ICE-less connections (spec 1.6 §3.9): the portal may answer use_iceless', false);
+    .option('--iceless', 'advertise ICE-less connections (spec 1.6 §3.9): the portal may answer use_iceless', false)
+    .option('--private-key-file <path>', 'the WireGuard private key, base64 as `wg genkey` writes it (default: a fresh one)');
   program.parse();
   const cli = program.opts<CliOptions>();
   configureLogging({ filter: LogFilter.parse(process.env['RUST_LOG'] ?? 'info'), sink: { write: (line) => process.stderr.write(line) } });
@@ -59,6 +62,7 @@ export async function runClientProcess(name: string, description: string, extens
     port: cli.port,
     relays,
     iceless: cli.iceless,
+    ...(cli.privateKeyFile === undefined ? {} : { privateKey: readPrivateKey(cli.privateKeyFile) }),
     ...(cli.hostsFile === undefined ? {} : { hostsFile: cli.hostsFile }),
     ...extension?.hooks,
     onEvent: writeLine,
@@ -110,6 +114,12 @@ function extensionCommand(line: string, extension: ControlExtension | undefined)
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
   return extension.handles((value as Json)['cmd']) ? (value as Json) : undefined;
+}
+
+function readPrivateKey(path: string): Uint8Array {
+  const key = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+  if (key.length !== 32) throw new InvalidArgumentError(`${path}: not a base64 32-byte WireGuard key`);
+  return key;
 }
 
 function collect(value: string, previous: string[]): string[] {
