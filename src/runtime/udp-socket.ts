@@ -563,11 +563,14 @@ export class MemoryUdpSocket implements DatagramSocket, UdpDatagramBatch {
   }
 }
 
-const CODEC_CACHE_LIMIT = 4096;
+/** Endpoints each cache of `AddressCodec` keeps: room for ten thousand clients' and relays' addresses. */
+export const CODEC_CACHE_LIMIT = 16_384;
 
 /**
  * Converts between raw address bytes and `SocketAddr` without per-datagram allocation for
- * endpoints seen before: decoded endpoints and encoded address texts are cached (bounded).
+ * endpoints seen before: decoded endpoints and encoded address texts are cached. Each cache is
+ * bounded; when full, a new entry evicts the oldest one (insertion order), never the whole cache,
+ * so a new endpoint costs the others nothing.
  */
 export class AddressCodec {
   readonly #v4 = new Map<number, SocketAddr>();
@@ -581,7 +584,7 @@ export class AddressCodec {
       const key = ip * 65536 + port;
       let addr = this.#v4.get(key);
       if (addr === undefined) {
-        if (this.#v4.size >= CODEC_CACHE_LIMIT) this.#v4.clear();
+        if (this.#v4.size >= CODEC_CACHE_LIMIT) evictOldest(this.#v4);
         addr = socketAddr(formatIpv4(ip), port);
         this.#v4.set(key, addr);
       }
@@ -592,7 +595,7 @@ export class AddressCodec {
     const key = (hash >>> 0) * 65536 + port;
     const entry = this.#v6.get(key);
     if (entry !== undefined && entry.addr.port === port && equalBytes(entry.bytes, bytes, offset)) return entry.addr;
-    if (this.#v6.size >= CODEC_CACHE_LIMIT) this.#v6.clear();
+    if (this.#v6.size >= CODEC_CACHE_LIMIT) evictOldest(this.#v6);
     const copy = bytes.slice(offset, offset + 16);
     // The socket style, so it equals what Node and the kernel report for the same peer.
     const addr = socketAddr(formatIpv6InetNtop(copy), port);
@@ -606,11 +609,18 @@ export class AddressCodec {
     if (bytes === undefined) {
       const parsed = new Uint8Array(family === 4 ? 4 : 16);
       if (!writeIpText(address, family, parsed, 0)) return false;
-      if (this.#encoded.size >= CODEC_CACHE_LIMIT) this.#encoded.clear();
+      if (this.#encoded.size >= CODEC_CACHE_LIMIT) evictOldest(this.#encoded);
       this.#encoded.set(address, (bytes = parsed));
     }
     target.set(bytes, offset);
     return true;
+  }
+}
+
+function evictOldest<K, V>(cache: Map<K, V>): void {
+  for (const key of cache.keys()) {
+    cache.delete(key);
+    return;
   }
 }
 
