@@ -112,6 +112,8 @@ export interface NodeOptions {
   readonly observer?: NodeObserver;
   /** Where WireGuard data is sealed and opened (node:crypto by default; the runtime injects the native one). */
   readonly transportCipher?: TransportCipher;
+  /** Datagrams sealed or opened per cipher call (256 by default; each slot is a 1,344-byte buffer, twice). */
+  readonly transportBatchCapacity?: number;
 }
 
 /**
@@ -316,12 +318,12 @@ export class Node {
     this.indices = new SessionIndexAllocator(options.rng);
     this.observer = options.observer;
     this.cipher = options.transportCipher ?? new NodeCryptoTransportCipher();
-    this.openBatch = new OpenBatch(this.cipher);
+    this.openBatch = new OpenBatch(this.cipher, options.transportBatchCapacity);
     this.openConnections = new Array<Connection | undefined>(this.openBatch.capacity).fill(undefined);
     this.openTags = new Float64Array(this.openBatch.capacity);
     this.openLocals = new Array<SocketAddr | undefined>(this.openBatch.capacity).fill(undefined);
     this.openRemotes = new Array<SocketAddr | undefined>(this.openBatch.capacity).fill(undefined);
-    this.sealBatch = new SealBatch(this.cipher, CHANNEL_DATA_HEADROOM);
+    this.sealBatch = new SealBatch(this.cipher, CHANNEL_DATA_HEADROOM, options.transportBatchCapacity);
     this.sealConnections = new Array<Connection | undefined>(this.sealBatch.capacity).fill(undefined);
     this.sealEcn = new Uint8Array(this.sealBatch.capacity);
     const session = createHash('sha256').update('SESSION-ID').update(this.publicKey).digest('hex').toUpperCase();
