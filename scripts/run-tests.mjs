@@ -37,6 +37,8 @@ const result = spawnSync(
   process.execPath,
   [
     '--import', 'tsx', '--test',
+    // A hung test fails after 10 minutes instead of holding the whole run (no test needs half of that on CI).
+    '--test-timeout=600000',
     '--test-reporter=spec', '--test-reporter-destination=stdout',
     '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
     ...files,
