@@ -21,7 +21,7 @@ describe('os facts', () => {
     const ua = userAgent(currentOsFacts());
 
     assert.match(ua, /^[\x20-\x7e]+$/);
-    assert.match(ua, / connlib\/1\.4\.13 \((x86_64|aarch64|[a-z0-9_]+); [^)]+\)$/);
+    assert.match(ua, / connlib\/1\.6\.0 \((x86_64|aarch64|[a-z0-9_]+); [^)]+\)$/);
     assert.doesNotMatch(ua, /\(x64[;)]/);
   });
 });
