@@ -1,70 +1,127 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
+import { chmodSync, linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { decodeUtf8, trimWhitespace } from './credentials.ts';
+import { ioContext } from './io-error.ts';
 
 export const GATEWAY_ID_PATH = '/var/lib/firezone/gateway_id';
+export const MACHINE_ID_PATH = '/etc/machine-id';
+
+/** The reference's "app id" for gateways: the HMAC key of the id derived from `/etc/machine-id`. */
+export const GATEWAY_APP_ID = '753b38f9f96947ef8083802d5909a372';
 
 export const ID_ERROR_MESSAGE =
   "Couldn't read FIREZONE_ID or write it to disk: Please provide it through the env variable or provide rw access to /var/lib/firezone/";
 
-export type IdSource = 'env' | 'file' | 'generated';
+/**
+ * Where the id came from: `env` (FIREZONE_ID), `file` (the JSON id file, as 1.6.0 reads it),
+ * `machine-id` (derived from /etc/machine-id), `generated` (new, written to the file), or
+ * `legacy-file` (a file 1.6.0 cannot read, whose raw text gateways up to 1.4.17 used as the id).
+ */
+export type IdSource = 'env' | 'file' | 'machine-id' | 'generated' | 'legacy-file';
 
 export interface ResolvedId {
   readonly id: string;
   readonly source: IdSource;
+  /** Something the operator should know about this id, for the start-up log. */
+  readonly note?: { readonly level: 'info' | 'warn'; readonly message: string };
 }
 
-export interface IdStore {
+/** The file system as identity resolution sees it; tests replace it. */
+export interface IdHost {
   readonly path: string;
-  /** Returns the file content, or undefined when it does not exist. */
-  read(): string | undefined;
-  /** Writes the file atomically (replacing an empty or corrupt one). */
-  write(content: string): void;
+  /** Creates the id file's directory and sets it to 0770; throws the reference's error. */
+  prepareDirectory(): void;
+  /** The id file's bytes; throws when it is missing or unreadable. */
+  readIdFile(): Uint8Array;
+  /** Sets the id file to 0640. */
+  restrictIdFile(): void;
+  /** `/etc/machine-id`'s bytes; throws when it is missing or unreadable. */
+  readMachineId(): Uint8Array;
+  /**
+   * Writes a new id file without replacing an existing one (the reference's no-overwrite write),
+   * except a blank one (see resolveGatewayId); throws the reference's error.
+   */
+  writeIdFile(content: string, replaceBlank: boolean): void;
 }
 
 /**
- * The gateway's stable identity: FIREZONE_ID, else the persisted id, else a new one that is
- * persisted. Unlike the reference (which reads the file raw and so changes identity on the
- * second start of a self-generated id), the file is trimmed and both the plain form and the
- * JSON `{"id":"..."}` form the reference writes are accepted, so the id is the same on every
- * start. An empty or unreadable-as-id file is replaced rather than fatal.
+ * The gateway's identity as 1.6.0 resolves it (MAIN6 `get_firezone_id`, `device_id.rs`
+ * `get_or_create_gateway`):
+ * 1. FIREZONE_ID when not empty;
+ * 2. the id file `/var/lib/firezone/gateway_id` as JSON `{"id":"..."}` (its directory is created and
+ *    set to 0770 first, the file to 0640);
+ * 3. else the lowercase hex HMAC-SHA256 of `/etc/machine-id` (the whole file, newline included)
+ *    keyed with the gateway app id, not written anywhere;
+ * 4. else `hex(sha256(random UUIDv4))`, written to the id file as JSON.
+ *
+ * Two differences, both for hosts coming from older gateways: a non-blank id file that is not
+ * such JSON was the id itself for gateways up to 1.4.17 (they used the file's raw text), and 1.6.0
+ * would silently move such a host to a new identity; it is kept, with a warning. A blank file,
+ * fatal for 1.6.0 when there is no machine id, is replaced.
  */
-export function resolveGatewayId(envId: string | undefined, store: IdStore = fileIdStore()): ResolvedId {
+export function resolveGatewayId(envId: string | undefined, host: IdHost = fileIdHost()): ResolvedId {
   if (envId !== undefined && envId !== '') return { id: envId, source: 'env' };
-  let content: string | undefined;
   try {
-    content = store.read();
+    return resolveFromHost(host);
   } catch (cause) {
     throw new Error(ID_ERROR_MESSAGE, { cause });
   }
-  const persisted = content === undefined ? undefined : parsePersistedId(content);
-  if (persisted !== undefined) return { id: persisted, source: 'file' };
+}
+
+function resolveFromHost(host: IdHost): ResolvedId {
+  host.prepareDirectory();
+
+  const content = attempt(() => decodeUtf8(host.readIdFile()));
+  const fromJson = content === undefined ? undefined : parseIdJson(content);
+  if (fromJson !== undefined && attempt(() => (host.restrictIdFile(), true))) {
+    const note = fileNote(host);
+    return note === undefined ? { id: fromJson, source: 'file' } : { id: fromJson, source: 'file', note };
+  }
+  if (fromJson === undefined && content !== undefined && trimWhitespace(content) !== '') {
+    return {
+      id: content,
+      source: 'legacy-file',
+      note: {
+        level: 'warn',
+        message:
+          `${host.path} is not the JSON id file 1.6.0 reads; its text is used as the Firezone ID, as gateways up to 1.4.17 did, ` +
+          'so the portal keeps seeing the same gateway (1.6.0 would ignore the file and take a new id). Set FIREZONE_ID to this value to make it explicit',
+      },
+    };
+  }
+
+  const machineId = attempt(() => host.readMachineId());
+  if (machineId !== undefined && decodeUtf8(machineId) !== undefined) {
+    return { id: deriveFromMachineId(machineId), source: 'machine-id' };
+  }
 
   const id = generateGatewayId();
-  try {
-    store.write(JSON.stringify({ id }));
-  } catch (cause) {
-    throw new Error(ID_ERROR_MESSAGE, { cause });
-  }
+  host.writeIdFile(JSON.stringify({ id }), content !== undefined && trimWhitespace(content) === '');
   return { id, source: 'generated' };
 }
 
-/** The id in a persisted file: JSON `{"id":"..."}` or the plain text, trimmed; undefined if none. */
-export function parsePersistedId(content: string): string | undefined {
-  const text = content.trim();
-  if (text === '') return undefined;
-  if (text.startsWith('{')) {
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (parsed !== null && typeof parsed === 'object') {
-        const id = (parsed as { id?: unknown }).id;
-        return typeof id === 'string' && id.trim() !== '' ? id.trim() : undefined;
-      }
-    } catch {
-      // Not JSON after all: an id may legitimately start with '{' (a braced UUID).
-    }
+/**
+ * The id in the reference's id file: a JSON object whose `id` is a string (other keys ignored,
+ * a repeated `id` rejected, as serde does); undefined for anything else.
+ */
+export function parseIdJson(content: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(content);
+  } catch {
+    return undefined;
   }
-  return text;
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
+  const id = (parsed as { id?: unknown }).id;
+  if (typeof id !== 'string') return undefined;
+  if ((content.match(/"id"\s*:/g) ?? []).length > 1 && countTopLevelIdKeys(content) > 1) return undefined;
+  return id;
+}
+
+/** lowercase hex HMAC-SHA256(key = the gateway app id, message = the machine id file's bytes). */
+export function deriveFromMachineId(machineId: Uint8Array): string {
+  return createHmac('sha256', GATEWAY_APP_ID).update(machineId).digest('hex');
 }
 
 /** hex(sha256(random UUIDv4 string)): 64 lowercase hex characters, as the reference generates. */
@@ -72,24 +129,86 @@ export function generateGatewayId(uuid: string = randomUUID()): string {
   return createHash('sha256').update(uuid).digest('hex');
 }
 
-export function fileIdStore(path: string = GATEWAY_ID_PATH): IdStore {
+export function fileIdHost(path: string = GATEWAY_ID_PATH, machineIdPath: string = MACHINE_ID_PATH): IdHost {
+  const directory = dirname(path);
   return {
     path,
-    read() {
+    prepareDirectory() {
       try {
-        return readFileSync(path, 'utf8');
+        mkdirSync(directory, { recursive: true });
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw error;
+        throw ioContext('Failed to create dir for firezone-id', error);
+      }
+      try {
+        chmodSync(directory, 0o770);
+      } catch (error) {
+        throw ioContext(`Couldn't set permissions on Tunnel service config dir \`${directory}\``, error);
       }
     },
-    write(content) {
-      const dir = dirname(path);
-      if (mkdirSync(dir, { recursive: true }) !== undefined) chmodSync(dir, 0o770);
+    readIdFile: () => readFileSync(path),
+    restrictIdFile: () => chmodSync(path, 0o640),
+    readMachineId: () => readFileSync(machineIdPath),
+    writeIdFile(content, replaceBlank) {
       const temporary = `${path}.${process.pid}.tmp`;
-      writeFileSync(temporary, content, { mode: 0o640 });
-      chmodSync(temporary, 0o640);
-      renameSync(temporary, path);
+      try {
+        writeFileSync(temporary, content, { mode: 0o640 });
+        if (replaceBlank) renameSync(temporary, path);
+        else linkSync(temporary, path);
+      } catch (error) {
+        throw ioContext('Failed to write firezone-id file', error);
+      } finally {
+        try {
+          unlinkSync(temporary);
+        } catch {
+          // Renamed away, or never written.
+        }
+      }
+      try {
+        chmodSync(path, 0o640);
+      } catch (error) {
+        throw ioContext("Couldn't set permissions on Firezone ID file", error);
+      }
     },
   };
+}
+
+function fileNote(host: IdHost): ResolvedId['note'] {
+  // 1.4.18 and later never write the file on a host with a machine id: this one predates them,
+  // and gateways up to 1.4.17 sent the file's JSON text itself as their id from the second start.
+  if (attempt(() => host.readMachineId()) === undefined) return undefined;
+  return {
+    level: 'info',
+    message:
+      `${host.path} was written by a gateway older than 1.4.18; 1.6.0 and this gateway use the id inside it. ` +
+      'Gateways up to 1.4.17 sent the file\'s whole JSON text as their id from their second start on: if the portal shows this gateway as new, set FIREZONE_ID to that text',
+  };
+}
+
+function attempt<T>(action: () => T): T | undefined {
+  try {
+    return action();
+  } catch {
+    return undefined;
+  }
+}
+
+/** How many times `"id"` is a key of the top-level object (serde rejects a repeated field). */
+function countTopLevelIdKeys(content: string): number {
+  let depth = 0;
+  let count = 0;
+  for (let i = 0; i < content.length; i++) {
+    const char = content[i]!;
+    if (char === '"') {
+      let end = i + 1;
+      while (end < content.length && content[end] !== '"') end += content[end] === '\\' ? 2 : 1;
+      const key = content.slice(i, end + 1);
+      if (depth === 1 && /^\s*:/.test(content.slice(end + 1)) && JSON.parse(key) === 'id') count++;
+      i = end;
+    } else if (char === '{' || char === '[') {
+      depth++;
+    } else if (char === '}' || char === ']') {
+      depth--;
+    }
+  }
+  return count;
 }

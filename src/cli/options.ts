@@ -1,203 +1,310 @@
-import { availableParallelism } from 'node:os';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { parseSocketAddr, type SocketAddr } from '../util/socket-addr.ts';
+import { apiUrlError } from './api-url.ts';
 import { implementationLine } from './build-info.ts';
+import { invalidValue, missingValue, unexpectedValue, unknownArgument, usedMultipleTimes, USAGE_EXIT_CODE, valueValidation } from './clap.ts';
+import { parseHumanDuration } from './humantime.ts';
+import { parseSocketAddr, type SocketAddr } from '../util/socket-addr.ts';
 import { BINARY_NAME, GATEWAY_VERSION } from './version.ts';
 
-export type MetricsExporter = 'stdout' | 'otel-collector';
-export type LogFormat = 'text' | 'json';
+export type MetricsExporter = 'stdout' | 'otel-collector' | 'sentry';
+export type LogFormat = 'human' | 'json';
 
-/** Everything the command line and environment decide, validated. */
-export interface GatewayOptions {
-  readonly token: string;
+/** Everything the command line and environment decide, validated; the token may still be missing. */
+export interface CommandLine {
+  /** Undefined: read the systemd credential at start (1.6.0). An empty value is a token. */
+  readonly token: string | undefined;
   readonly apiUrl: string;
   /** Undefined means: use the host name. An explicit empty value is kept and sent as empty. */
   readonly firezoneName: string | undefined;
-  /** Undefined (or empty) means: read or generate the persisted id. */
+  /** Undefined (or empty) means: read or derive the persisted id. */
   readonly firezoneId: string | undefined;
   readonly noTelemetry: boolean;
   readonly noCheck: boolean;
   readonly healthCheckAddr: SocketAddr;
+  /** 1.6.0 runs one TUN queue (its `--tun-threads` is gone); kept for the runtime. */
   readonly tunThreads: number;
-  readonly metrics: MetricsExporter | undefined;
+  /** `sentry` (1.6.0's default) is accepted and exports nothing here. */
+  readonly metrics: MetricsExporter;
   readonly otlpGrpcEndpoint: string | undefined;
   readonly validateChecksums: boolean;
   readonly logFormat: LogFormat;
-  /** Advertise ICE-less connections (spec 1.6 §3.9); hidden `--no-iceless` / FIREZONE_NO_ICELESS=true turn it off for comparison. */
+  /** `--flow-logs`: track every flow and log it (`flow_logs=trace`), whatever the portal says. */
+  readonly flowLogs: boolean;
+  /** `--no-inc-buf`: leave `net.core.rmem_max` / `wmem_max` alone. */
+  readonly noIncBuf: boolean;
+  /** How long the portal may stay unreachable after the first join before the gateway exits. */
+  readonly maxPartitionTimeMs: number;
+  /** Advertise ICE-less connections (spec 1.6 §3.9); hidden `--no-iceless` / FIREZONE_NO_ICELESS=true turn it off for comparison (not in 1.6.0). */
   readonly iceless: boolean;
+  /** FIREZONE_NUM_TUN_THREADS was set: 1.6.0 ignores it, and so does this gateway (with a note). */
+  readonly ignoredTunThreads: string | undefined;
+}
+
+/** What the runtime starts with: the command line plus the token, resolved at start. */
+export interface GatewayOptions extends CommandLine {
+  readonly token: string;
 }
 
 export const DEFAULT_API_URL = 'wss://api.firezone.dev';
 export const DEFAULT_HEALTH_CHECK_ADDR = '0.0.0.0:8080';
-
-/** The reference's default: one TUN queue on small machines, two otherwise. */
-export function defaultTunThreads(cpus: number = availableParallelism()): number {
-  return cpus < 4 ? 1 : 2;
-}
+export const DEFAULT_MAX_PARTITION_TIME_MS = 24 * 60 * 60 * 1000;
 
 export type ParseOutcome =
-  | { readonly kind: 'run'; readonly options: GatewayOptions }
-  /** Help or version was printed: exit 0. */
+  | { readonly kind: 'run'; readonly options: CommandLine }
+  /** Help or version was printed (exit 0), or a usage error (exit 2, the text for stderr). */
   | { readonly kind: 'exit'; readonly code: number; readonly output: string };
 
 export interface ParseContext {
   readonly env: Readonly<Record<string, string | undefined>>;
-  readonly cpus?: number;
+}
+
+type Parsed = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly reason: string };
+type Accepted = Extract<Parsed, { ok: true }>;
+
+interface ArgSpec {
+  readonly id: string;
+  readonly long?: string;
+  readonly short?: string;
+  /** Set for options that take a value; flags (`--no-check`) take none. */
+  readonly valueName?: string;
+  readonly env?: string;
+  readonly hidden?: boolean;
+  /** The values named in errors and help. */
+  readonly possible?: readonly string[];
+  /** Accepted but never shown. */
+  readonly aliases?: Readonly<Record<string, string>>;
+  /** Values that are not simply one of `possible`. */
+  readonly parse?: (value: string) => Parsed;
+  readonly help: string;
+  readonly defaultText?: string;
 }
 
 /**
- * Parses argv (without the node and script entries) and the environment the way the
- * reference's clap definition does: flag beats env var beats default; usage errors exit 2.
+ * The reference 1.6.0's arguments, in its order (the order errors from the environment follow).
+ * `text` stays an alias of `human` for `--log-format`, from this gateway's earlier releases.
+ */
+const ARGS: readonly ArgSpec[] = [
+  { id: 'apiUrl', long: 'api-url', short: 'u', valueName: 'API_URL', env: 'FIREZONE_API_URL', hidden: true, parse: parseApiUrl, help: 'Portal URL', defaultText: DEFAULT_API_URL },
+  { id: 'token', valueName: 'TOKEN', env: 'FIREZONE_TOKEN', help: 'Token generated by the portal to authorize websocket connection' },
+  { id: 'firezoneName', long: 'firezone-name', short: 'n', valueName: 'FIREZONE_NAME', env: 'FIREZONE_NAME', help: 'Friendly name to display in the UI' },
+  { id: 'noTelemetry', long: 'no-telemetry', env: 'FIREZONE_NO_TELEMETRY', help: 'Disable sentry.io crash-reporting agent (this gateway sends no telemetry)' },
+  { id: 'noCheck', long: 'no-check', help: "Don't preemtively check permissions" },
+  { id: 'healthCheckAddr', long: 'health-check-addr', valueName: 'HEALTH_CHECK_ADDR', env: 'HEALTH_CHECK_ADDR', hidden: true, parse: parseHealthAddr, help: 'Address of the health check endpoints', defaultText: DEFAULT_HEALTH_CHECK_ADDR },
+  { id: 'firezoneId', long: 'firezone-id', short: 'i', valueName: 'FIREZONE_ID', env: 'FIREZONE_ID', help: 'Identifier generated by the portal to identify and display the device' },
+  { id: 'logFormat', long: 'log-format', valueName: 'LOG_FORMAT', env: 'FIREZONE_LOG_FORMAT', possible: ['json', 'human'], aliases: { text: 'human' }, help: 'Log line format', defaultText: 'human' },
+  { id: 'flowLogs', long: 'flow-logs', env: 'FIREZONE_FLOW_LOGS', help: 'Track flow logs even when the portal has them disabled, and emit them to the log output' },
+  { id: 'metrics', long: 'metrics', valueName: 'METRICS', env: 'FIREZONE_METRICS', hidden: true, possible: ['stdout', 'otel-collector', 'sentry'], help: 'Where to export metrics to', defaultText: 'sentry' },
+  { id: 'otlpGrpcEndpoint', long: 'otlp-grpc-endpoint', valueName: 'OTLP_GRPC_ENDPOINT', env: 'OTLP_GRPC_ENDPOINT', hidden: true, help: 'Send metrics to a custom OTLP collector' },
+  { id: 'validateChecksums', long: 'validate-checksums', env: 'FIREZONE_VALIDATE_CHECKSUMS', hidden: true, help: 'Validates the checksums of all packets leaving the TUN device' },
+  { id: 'noIncBuf', long: 'no-inc-buf', env: 'FIREZONE_NO_INC_BUF', help: 'Do not try to increase the `core.rmem_max` and `core.wmem_max` kernel parameters' },
+  {
+    id: 'maxPartitionTime',
+    long: 'max-partition-time',
+    short: 'm',
+    valueName: 'MAX_PARTITION_TIME',
+    env: 'FIREZONE_MAX_PARTITION_TIME',
+    parse: parseDuration,
+    help: 'Maximum length of time to retry connecting to the portal if we\'re having internet issues or it\'s down. Accepts human times. e.g. "5m" or "1h" or "30d"',
+  },
+  // Not in 1.6.0: a comparison switch of this gateway (issue 22).
+  { id: 'noIceless', long: 'no-iceless', env: 'FIREZONE_NO_ICELESS', hidden: true, help: 'Do not advertise ICE-less connections to the portal (for comparison)' },
+];
+
+const HELP_ARG: ArgSpec = { id: 'help', long: 'help', short: 'h', help: 'Print help' };
+const VERSION_ARG: ArgSpec = { id: 'version', long: 'version', short: 'V', help: 'Print version' };
+const LONGS = [...ARGS, HELP_ARG, VERSION_ARG].flatMap((arg) => (arg.long === undefined ? [] : [arg.long]));
+const TOKEN_ARG = ARGS.find((arg) => arg.id === 'token')!;
+
+/**
+ * Parses argv (without the node and script entries) and the environment the way the reference's
+ * clap definition does: flag beats env var beats default; usage errors exit 2 with clap's text.
  */
 export function parseCommandLine(argv: readonly string[], context: ParseContext): ParseOutcome {
   const { env } = context;
-  let output = '';
-  let errorOutput = '';
-  const program = buildProgram(env, context.cpus ?? availableParallelism());
-  program.exitOverride();
-  program.configureOutput({
-    writeOut: (text) => (output += text),
-    writeErr: (text) => (errorOutput += text),
-    outputError: (text, write) => write(text),
-  });
+  const values = new Map<string, unknown>();
+  /** Visible arguments given on the command line, in order: clap's usage line names them. */
+  const used: ArgSpec[] = [];
+  const usageError = (text: string): ParseOutcome => ({ kind: 'exit', code: USAGE_EXIT_CODE, output: text });
 
-  try {
-    applyEnv(program, env);
-    program.parse([...argv], { from: 'user' });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') {
-        return { kind: 'exit', code: 0, output };
-      }
-      return { kind: 'exit', code: 2, output: errorOutput || error.message };
-    }
-    throw error;
-  }
-
-  const opts = program.opts<Record<string, unknown>>();
-  const token = program.args[0] ?? nonEmpty(env.FIREZONE_TOKEN);
-  if (token === undefined) {
-    return {
-      kind: 'exit',
-      code: 2,
-      output:
-        'error: the following required arguments were not provided:\n  <TOKEN>\n\n' +
-        `Usage: ${BINARY_NAME} [OPTIONS] <TOKEN>\n\nFor more information, try '--help'.\n`,
-    };
-  }
-
-  const strictBool = (flag: boolean, envName: string): boolean | string => {
-    if (flag) return true;
-    const raw = env[envName];
-    if (raw === undefined) return false;
-    if (raw === 'true') return true;
-    if (raw === 'false' || raw === '') return false;
-    return `error: invalid value '${raw}' for '${envName}': value was not a boolean (use true or false)\n\nFor more information, try '--help'.\n`;
+  const take = (arg: ArgSpec, value: string | undefined): ParseOutcome | undefined => {
+    if (values.has(arg.id)) return usageError(usedMultipleTimes(display(arg), usage(used)));
+    const parsed = value === undefined ? ({ ok: true, value: true } as const) : parseValue(arg, value);
+    if (typeof parsed === 'string') return usageError(parsed);
+    values.set(arg.id, parsed.value);
+    if (!arg.hidden) used.push(arg);
+    return undefined;
   };
-  const noTelemetry = strictBool(opts.telemetry === false, 'FIREZONE_NO_TELEMETRY');
-  if (typeof noTelemetry === 'string') return { kind: 'exit', code: 2, output: noTelemetry };
-  const validateChecksums = strictBool(opts.validateChecksums === true, 'FIREZONE_VALIDATE_CHECKSUMS');
-  if (typeof validateChecksums === 'string') return { kind: 'exit', code: 2, output: validateChecksums };
-  const noIceless = strictBool(opts.iceless === false, 'FIREZONE_NO_ICELESS');
-  if (typeof noIceless === 'string') return { kind: 'exit', code: 2, output: noIceless };
 
+  let onlyPositionals = false;
+  for (let i = 0; i < argv.length; i++) {
+    const raw = argv[i]!;
+    if (!onlyPositionals && raw === '--') {
+      onlyPositionals = true;
+      continue;
+    }
+    if (onlyPositionals || raw === '-' || !raw.startsWith('-')) {
+      if (values.has(TOKEN_ARG.id)) return usageError(unknownArgument(raw, LONGS, usage(used)));
+      const failure = take(TOKEN_ARG, raw);
+      if (failure) return failure;
+      continue;
+    }
+
+    if (raw.startsWith('--')) {
+      const eq = raw.indexOf('=');
+      const name = eq === -1 ? raw.slice(2) : raw.slice(2, eq);
+      const inline = eq === -1 ? undefined : raw.slice(eq + 1);
+      if (name === 'help') return { kind: 'exit', code: 0, output: help() };
+      if (name === 'version') return { kind: 'exit', code: 0, output: versionText() };
+      const arg = ARGS.find((candidate) => candidate.long === name);
+      if (arg === undefined) return usageError(unknownArgument(`--${name}`, LONGS, usage(used)));
+      if (arg.valueName === undefined) {
+        if (inline !== undefined) return usageError(unexpectedValue(inline, display(arg), usage(used)));
+        const failure = take(arg, undefined);
+        if (failure) return failure;
+        continue;
+      }
+      let value = inline;
+      if (value === undefined) {
+        const next = argv[i + 1];
+        if (next === undefined || (next.startsWith('-') && next !== '-')) return usageError(missingValue(display(arg), arg.possible));
+        value = next;
+        i++;
+      }
+      const failure = take(arg, value);
+      if (failure) return failure;
+      continue;
+    }
+
+    // A cluster of short flags: `-n name`, `-nname`, `-n=name`.
+    const short = raw.charAt(1);
+    if (short === 'h') return { kind: 'exit', code: 0, output: help() };
+    if (short === 'V') return { kind: 'exit', code: 0, output: versionText() };
+    const arg = ARGS.find((candidate) => candidate.short === short);
+    if (arg === undefined) return usageError(unknownArgument(`-${short}`, LONGS, usage(used)));
+    let value: string | undefined = raw.slice(2);
+    if (value.startsWith('=')) value = value.slice(1);
+    if (value === '') {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('-') && next !== '-')) return usageError(missingValue(display(arg), arg.possible));
+      value = next;
+      i++;
+    }
+    const failure = take(arg, value);
+    if (failure) return failure;
+  }
+
+  for (const arg of ARGS) {
+    if (values.has(arg.id) || arg.env === undefined) continue;
+    const value = env[arg.env];
+    if (value === undefined) continue;
+    const parsed = arg.valueName === undefined ? parseBool(arg, value) : parseValue(arg, value);
+    if (typeof parsed === 'string') return usageError(parsed);
+    values.set(arg.id, parsed.value);
+  }
+
+  const get = <T>(id: string, fallback: T): T => (values.has(id) ? (values.get(id) as T) : fallback);
+  const tunThreadsEnv = env['FIREZONE_NUM_TUN_THREADS'];
   return {
     kind: 'run',
     options: {
-      token,
-      apiUrl: opts.apiUrl as string,
-      firezoneName: opts.firezoneName as string | undefined,
-      firezoneId: nonEmpty(opts.firezoneId as string | undefined),
-      noTelemetry,
-      noCheck: opts.check === false,
-      healthCheckAddr: opts.healthCheckAddr as SocketAddr,
-      tunThreads: opts.tunThreads as number,
-      metrics: opts.metrics as MetricsExporter | undefined,
-      otlpGrpcEndpoint: nonEmpty(opts.otlpGrpcEndpoint as string | undefined),
-      validateChecksums,
-      logFormat: opts.logFormat as LogFormat,
-      iceless: !noIceless,
+      token: get<string | undefined>('token', undefined),
+      apiUrl: get('apiUrl', DEFAULT_API_URL),
+      firezoneName: get<string | undefined>('firezoneName', undefined),
+      firezoneId: nonEmpty(get<string | undefined>('firezoneId', undefined)),
+      noTelemetry: get('noTelemetry', false),
+      noCheck: get('noCheck', false),
+      healthCheckAddr: get('healthCheckAddr', parseSocketAddr(DEFAULT_HEALTH_CHECK_ADDR)!),
+      tunThreads: 1,
+      metrics: get<MetricsExporter>('metrics', 'sentry'),
+      otlpGrpcEndpoint: nonEmpty(get<string | undefined>('otlpGrpcEndpoint', undefined)),
+      validateChecksums: get('validateChecksums', false),
+      logFormat: get<LogFormat>('logFormat', 'human'),
+      flowLogs: get('flowLogs', false),
+      noIncBuf: get('noIncBuf', false),
+      maxPartitionTimeMs: get('maxPartitionTime', DEFAULT_MAX_PARTITION_TIME_MS),
+      iceless: !get('noIceless', false),
+      ignoredTunThreads: tunThreadsEnv,
     },
   };
 }
 
-function buildProgram(env: ParseContext['env'], cpus: number): Command {
-  const program = new Command(BINARY_NAME)
-    .description('Firezone Gateway: connects to the Firezone portal and forwards authorized client traffic to resources.')
-    .version(`${BINARY_NAME} ${GATEWAY_VERSION}\n${implementationLine()}`, '-V, --version', 'Print version')
-    .helpOption('-h, --help', 'Print help')
-    .usage('[OPTIONS] <TOKEN>')
-    .argument('[TOKEN]', 'Token generated by the portal to authorize the Gateway [env: FIREZONE_TOKEN]')
-    .allowExcessArguments(false)
-    .showSuggestionAfterError(true);
-
-  // Env vars come from the injected environment, not process.env, so parsing stays pure.
-  const withEnv = (option: Option, name: string): Option => {
-    ENV_VARS.set(option, name);
-    option.description = `${option.description} [env: ${name}]`;
-    return option;
-  };
-
-  program.addOption(
-    withEnv(new Option('-u, --api-url <URL>', 'Portal URL (ws://, wss://, http:// or https://)').default(DEFAULT_API_URL), 'FIREZONE_API_URL').hideHelp(),
-  );
-  program.addOption(withEnv(new Option('-n, --firezone-name <NAME>', 'Friendly name shown in the portal [default: host name]'), 'FIREZONE_NAME'));
-  program.addOption(withEnv(new Option('-i, --firezone-id <ID>', 'Identifier of this Gateway; must be unique per Gateway [default: generated and stored in /var/lib/firezone/gateway_id]'), 'FIREZONE_ID'));
-  program.addOption(new Option('--no-telemetry', 'Disable telemetry; accepted for compatibility, this Gateway sends none [env: FIREZONE_NO_TELEMETRY]'));
-  program.addOption(new Option('--no-check', 'Skip the check for root or the CAP_NET_ADMIN capability'));
-  program.addOption(
-    withEnv(new Option('--health-check-addr <ADDR>', 'Address of the HTTP health check endpoint').default(parseSocketAddr(DEFAULT_HEALTH_CHECK_ADDR), DEFAULT_HEALTH_CHECK_ADDR).argParser(parseHealthAddr), 'HEALTH_CHECK_ADDR').hideHelp(),
-  );
-  program.addOption(
-    withEnv(new Option('--tun-threads <N>', 'Number of threads for the TUN device (queues)').default(defaultTunThreads(cpus)).argParser(parseCount), 'FIREZONE_NUM_TUN_THREADS'),
-  );
-  program.addOption(withEnv(new Option('--metrics <EXPORTER>', 'Where to export metrics').choices(['stdout', 'otel-collector']), 'FIREZONE_METRICS').hideHelp());
-  program.addOption(withEnv(new Option('--otlp-grpc-endpoint <HOST:PORT>', 'OTLP gRPC collector for --metrics otel-collector'), 'OTLP_GRPC_ENDPOINT').hideHelp());
-  program.addOption(new Option('--validate-checksums', 'Validate the checksums of all packets written to the TUN device [env: FIREZONE_VALIDATE_CHECKSUMS]').hideHelp());
-  program.addOption(new Option('--no-iceless', 'Do not advertise ICE-less connections to the portal (for comparison) [env: FIREZONE_NO_ICELESS]').hideHelp());
-  program.addOption(
-    withEnv(new Option('--log-format <FORMAT>', 'Log line format: human-readable text or JSON lines').choices(['text', 'json']).default('text'), 'FIREZONE_LOG_FORMAT'),
-  );
-
-  return program;
-}
-
-const ENV_VARS = new WeakMap<Option, string>();
-
-/** Sets option values from env vars; values given on the command line override them later. */
-function applyEnv(program: Command, env: ParseContext['env']): void {
-  for (const option of program.options) {
-    const name = ENV_VARS.get(option);
-    if (name === undefined) continue;
-    const value = env[name];
-    if (value === undefined) continue;
-    if (option.argChoices && !option.argChoices.includes(value)) {
-      throw new CommanderError(2, 'commander.invalidArgument', `error: invalid value '${value}' for '${name}'\n  [possible values: ${option.argChoices.join(', ')}]\n\nFor more information, try '--help'.\n`);
-    }
-    let parsed: unknown = value;
-    if (option.parseArg) {
-      try {
-        parsed = option.parseArg(value, undefined);
-      } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
-        throw new CommanderError(2, 'commander.invalidArgument', `error: invalid value '${value}' for '${name}': ${reason}\n\nFor more information, try '--help'.\n`);
-      }
-    }
-    program.setOptionValueWithSource(option.attributeName(), parsed, 'env');
+/** The value an option takes, or the usage error's text. */
+function parseValue(arg: ArgSpec, value: string): Accepted | string {
+  if (arg.possible !== undefined) {
+    if (arg.possible.includes(value)) return { ok: true, value };
+    const alias = arg.aliases?.[value];
+    if (alias !== undefined) return { ok: true, value: alias };
+    return invalidValue(value, display(arg), arg.possible);
   }
+  if (arg.parse === undefined) return { ok: true, value };
+  const parsed = arg.parse(value);
+  if (parsed.ok) return parsed;
+  return valueValidation(value, display(arg), parsed.reason);
 }
 
-function parseHealthAddr(value: string): SocketAddr {
+/** A flag's env var: exactly `true` or `false` (clap's strict boolean parser). */
+function parseBool(arg: ArgSpec, value: string): Accepted | string {
+  if (value === 'true') return { ok: true, value: true };
+  if (value === 'false') return { ok: true, value: false };
+  return invalidValue(value, display(arg), ['true', 'false']);
+}
+
+function parseApiUrl(value: string): Parsed {
+  const error = apiUrlError(value);
+  return error === undefined ? { ok: true, value } : { ok: false, reason: error };
+}
+
+function parseHealthAddr(value: string): Parsed {
   const addr = parseSocketAddr(value);
-  if (addr === undefined) throw new InvalidArgumentError('invalid socket address syntax (expected IP:PORT)');
-  return addr;
+  return addr === undefined ? { ok: false, reason: 'invalid socket address syntax' } : { ok: true, value: addr };
 }
 
-function parseCount(value: string): number {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('invalid digit found in string');
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('number too large');
-  return n;
+function parseDuration(value: string): Parsed {
+  const parsed = parseHumanDuration(value);
+  if (!parsed.ok) return { ok: false, reason: parsed.error };
+  const ms = parsed.nanos / 1_000_000n;
+  return { ok: true, value: ms > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(ms) };
+}
+
+/** How clap names an argument in errors: `--api-url <API_URL>`, `--no-check`, `[TOKEN]`. */
+function display(arg: ArgSpec): string {
+  if (arg.long === undefined) return `[${arg.valueName}]`;
+  return arg.valueName === undefined ? `--${arg.long}` : `--${arg.long} <${arg.valueName}>`;
+}
+
+/** clap's usage line: `[OPTIONS] [TOKEN]`, or the visible arguments already given. */
+function usage(used: readonly ArgSpec[]): string {
+  if (used.length === 0) return `Usage: ${BINARY_NAME} [OPTIONS] [TOKEN]`;
+  const named = used.filter((arg) => arg !== TOKEN_ARG).map(display);
+  const token = used.includes(TOKEN_ARG) ? '<TOKEN>' : '[TOKEN]';
+  return `Usage: ${BINARY_NAME} ${[...named, token].join(' ')}`;
+}
+
+function versionText(): string {
+  return `${BINARY_NAME} ${GATEWAY_VERSION}\n${implementationLine()}\n`;
+}
+
+function help(): string {
+  const lines = [
+    'Firezone Gateway: connects to the Firezone portal and forwards authorized client traffic to resources.',
+    '',
+    `Usage: ${BINARY_NAME} [OPTIONS] [TOKEN]`,
+    '',
+    'Arguments:',
+    `  [TOKEN]  ${TOKEN_ARG.help} [env: FIREZONE_TOKEN; else the systemd credential FIREZONE_TOKEN]`,
+    '',
+    'Options:',
+  ];
+  const visible = [...ARGS.filter((arg) => !arg.hidden && arg !== TOKEN_ARG), HELP_ARG, VERSION_ARG];
+  const heads = visible.map((arg) => `${arg.short === undefined ? '    ' : `-${arg.short}, `}${display(arg)}`);
+  const width = Math.max(...heads.map((head) => head.length));
+  visible.forEach((arg, index) => {
+    let text = arg.help;
+    if (arg.env !== undefined) text += ` [env: ${arg.env}=]`;
+    if (arg.defaultText !== undefined) text += ` [default: ${arg.defaultText}]`;
+    if (arg.possible !== undefined) text += ` [possible values: ${arg.possible.join(', ')}]`;
+    lines.push(`  ${heads[index]!.padEnd(width)}  ${text}`);
+  });
+  return lines.join('\n') + '\n';
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

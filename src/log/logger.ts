@@ -1,7 +1,8 @@
 import { Level, LogFilter, LEVELS } from './filter.ts';
 
 export type LogFields = Readonly<Record<string, unknown>>;
-export type LogFormat = 'text' | 'json';
+/** `human` lines (the default) or one JSON object per line, as 1.6.0's `--log-format`. */
+export type LogFormat = 'human' | 'json' | /** the earlier name of `human` */ 'text';
 
 export interface LogSink {
   write(line: string): void;
@@ -44,7 +45,7 @@ const stdoutSink: LogSink = {
 
 let config: LoggingConfig = {
   filter: LogFilter.parse('info'),
-  format: 'text',
+  format: 'human',
   sink: stdoutSink,
   clock: () => new Date(),
 };
@@ -94,8 +95,10 @@ function formatLine(level: Level, target: string, message: string, fields: LogFi
   const time = config.clock().toISOString();
   const levelName = LEVELS[level]!.toUpperCase();
   if (config.format === 'json') {
-    const record: Record<string, unknown> = { timestamp: time, level: levelName, target, message: redact(message) };
-    if (fields) for (const [key, value] of Object.entries(fields)) record[key] = redactValue(value);
+    // The reference's order: time and level, the event's message and fields, then the target.
+    const record: Record<string, unknown> = { timestamp: time, level: levelName, message: redact(message) };
+    if (fields) for (const [key, value] of Object.entries(fields)) if (key !== 'target') record[key] = redactValue(value);
+    record['target'] = target;
     return JSON.stringify(record, jsonReplacer) + '\n';
   }
   let line = `${time} ${levelName.padStart(5)} ${target}: ${redact(message)}`;

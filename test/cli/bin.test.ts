@@ -22,7 +22,7 @@ describe('the firezone-gateway binary', () => {
   test('--help lists the visible options with their env vars', () => {
     const { code, stdout } = runBinary(['--help']);
     assert.equal(code, 0);
-    for (const text of ['--firezone-name', 'FIREZONE_NAME', '--firezone-id', 'FIREZONE_ID', '--no-telemetry', '--no-check', '--tun-threads', 'FIREZONE_TOKEN']) {
+    for (const text of ['--firezone-name', 'FIREZONE_NAME', '--firezone-id', 'FIREZONE_ID', '--no-telemetry', '--no-check', '--flow-logs', '--no-inc-buf', '--max-partition-time', 'FIREZONE_TOKEN']) {
       assert.ok(stdout.includes(text), `help mentions ${text}`);
     }
   });
@@ -36,10 +36,21 @@ describe('the firezone-gateway binary', () => {
     assert.deepEqual(rest, ['']);
   });
 
-  test('without a token: exit 2', () => {
-    const { code, stderr } = runBinary([]);
+  test('--version prints 1.6.0 exactly as the reference on its first line', () => {
+    assert.equal(runBinary(['-V']).stdout.split('\n')[0], 'firezone-gateway 1.6.0');
+  });
+
+  test('without a token or systemd credential: exit 1 with 1.6.0\'s message', () => {
+    // --no-inc-buf: a root test must not raise the host's net.core limits.
+    const { code, stdout } = runBinary(['--no-check', '--no-inc-buf'], [], { FIREZONE_ID: 'bin-test' });
+    assert.equal(code, 1);
+    assert.match(stdout, /INFO firezone_gateway: Failed to read `FIREZONE_TOKEN` systemd credential: `CREDENTIALS_DIRECTORY` not provided\n$/);
+  });
+
+  test('a usage error: exit 2 with clap\'s text', () => {
+    const { code, stderr } = runBinary(['--tun-threads', '2']);
     assert.equal(code, 2);
-    assert.match(stderr, /the following required arguments were not provided/);
+    assert.match(stderr, /^error: unexpected argument '--tun-threads' found\n/);
   });
 
   const unprivileged = !isRoot ? 'needs root to drop to an unprivileged user' : !hasCommand('setpriv') ? 'needs setpriv (util-linux)' : undefined;

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configureLogging, createLogger, errorChain, Level, LogFilter, registerSecret } from '../../src/log/index.ts';
 
-function capture(spec: string, format: 'text' | 'json' = 'text'): string[] {
+function capture(spec: string, format: 'human' | 'json' = 'human'): string[] {
   const lines: string[] = [];
   configureLogging({
     filter: LogFilter.parse(spec),
@@ -83,7 +83,7 @@ describe('logger', () => {
   test('a registered secret never appears in a line', () => {
     const secret = '.SFMyNTY.g2gDaANtAAAAJGM4OWJjYzhjLTkzOTItNGRhZS1hNDBkLTg4OGFlZjZkMjhlMG';
     registerSecret(secret);
-    for (const format of ['text', 'json'] as const) {
+    for (const format of ['human', 'json'] as const) {
       const lines = capture('trace', format);
       const log = createLogger('firezone_gateway');
       log.info(`url wss://x/?token=${secret}&a=b`, {

@@ -99,7 +99,7 @@ describe('container image (podman in the lab)', { skip, timeout: 300_000 }, () =
     const state = podman(['inspect', '--format', '{{.State.ExitCode}}', NAME]).stdout.trim();
     assert.equal(state, '0', logs());
     const output = logs();
-    assert.match(output, /Received SIGTERM, goodbye!/);
+    assert.match(output, /Received SIGINT\/SIGTERM signal=SIGTERM[\s\S]*Goodbye!/);
     assert.doesNotMatch(output, / WARN | ERROR /, output);
   });
 });

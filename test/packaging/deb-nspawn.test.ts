@@ -155,7 +155,7 @@ describe('Debian package on systemd (nspawn in the lab)', { skip, timeout: 300_0
     assert.match(show, /^ExecMainStatus=0$/m, show);
     assert.match(show, /^ActiveState=inactive$/m, show);
     const log = journal(c);
-    assert.match(log, /Received SIGTERM, goodbye!/);
+    assert.match(log, /Received SIGINT\/SIGTERM signal=SIGTERM[\s\S]*Goodbye!/);
     assert.doesNotMatch(log, / WARN | ERROR /, 'no warnings in a normal life');
     assert.notEqual(run('ip', ['-n', l.ns.gateway, 'link', 'show', 'tun-firezone'], { allowFailure: true }).code, 0, 'the TUN device is gone');
   });
