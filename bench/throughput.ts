@@ -21,11 +21,15 @@
  * connection set-up time (authorize_flow to the first byte through). A benchmark, not a test: it
  * never fails on a number.
  *
+ * At the end, the set-up time of ICE and ICE-less connections side by side (bench/lib/setup-time.ts,
+ * also `npm run bench:setup-time`): authorization to the first byte back, direct and relayed,
+ * --setup-runs samples each (0 skips it).
+ *
  * UDP is measured twice: at a fixed offered rate (--udp-rate) and as the loss-free rate (the
  * highest offered rate received with under 1 % loss, found by doubling from 50 Mbit/s in 3-second
  * steps and one bisection).
  *
- * usage: npm run bench:throughput [-- --seconds 10 --runs 3 --udp-rate 300M --configurations fallback,native,wg-client]
+ * usage: npm run bench:throughput [-- --seconds 10 --runs 3 --udp-rate 300M --configurations fallback,native,wg-client --setup-runs 5]
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -33,6 +37,7 @@ import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { labUp, type Lab } from '../tools/lab/lab.ts';
 import { startGatewayStack, type GatewayStack } from '../test/e2e/stack.ts';
+import { formatSetupTimes, measureSetupTimes } from './lib/setup-time.ts';
 import { DATA_PLANE_PORT } from '../src/runtime/udp-socket.ts';
 
 const args = process.argv.slice(2);
@@ -43,6 +48,7 @@ const option = (name: string, fallback: string): string => {
 const SECONDS = Number(option('--seconds', '10'));
 const RUNS = Number(option('--runs', '3'));
 const UDP_RATE = option('--udp-rate', '300M');
+const SETUP_RUNS = Number(option('--setup-runs', '5'));
 /** Which of our configurations run beside the anchor (for a quicker look at one). */
 const CONFIGURATIONS = new Set(option('--configurations', 'fallback,native,wg-client').split(','));
 const RESOURCE_NET = '10.78.0.0/24';
@@ -367,3 +373,5 @@ try {
 } finally {
   lab.down();
 }
+
+if (SETUP_RUNS > 0) console.log(formatSetupTimes([await measureSetupTimes('direct', SETUP_RUNS), await measureSetupTimes('relayed', SETUP_RUNS)]));
