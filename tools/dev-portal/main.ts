@@ -1,13 +1,13 @@
 // Command line for the development portal:
 //   node --import tsx tools/dev-portal/main.ts --listen 127.0.0.1:8081 --token dev-token \
-//     --relay 10.0.0.3:3478 --relay-secret s3cret [--send-init-authorizations] [--config portal.json]
+//     --relay 10.0.0.3:3478 --relay-secret s3cret [--era head|legacy] [--config portal.json]
 // Prints one JSON line with the URLs once listening; stops on SIGINT/SIGTERM.
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { Command, InvalidArgumentError } from 'commander';
 import { parseSocketAddr } from '../../src/util/socket-addr.ts';
 import { startDevPortal } from './server.ts';
-import type { DevPortalOptions } from './server.ts';
+import type { DevPortalOptions, DevPortalRoute, PortalEra } from './server.ts';
 import { checkRelay, checkResource, isSocketAddrText } from './model.ts';
 import type { Policy, RelayConfig, Resource } from './model.ts';
 import type { RelayCredentialScheme } from './credentials.ts';
@@ -21,8 +21,14 @@ interface CliOptions {
   accountSlug: string;
   idleTimeoutMs: number;
   sendInitAuthorizations: boolean;
+  era: PortalEra;
+  flowLogsInterval: number;
+  iceless: boolean;
   config: string | undefined;
 }
+
+/** Extra HTTP routes of the command-line portal (each in its own file, e.g. the flow-log ingestion endpoint). */
+const ROUTES: DevPortalRoute[] = [];
 
 /**
  * `--config` file shape (all optional):
@@ -46,7 +52,10 @@ async function main(): Promise<void> {
     .option('--relay-credentials <scheme>', 'coturn (HMAC-SHA1 REST API) or firezone (portal sha256 formula)', parseScheme, 'coturn')
     .option('--account-slug <slug>', 'account slug sent in init', 'dev')
     .option('--idle-timeout-ms <ms>', 'close a gateway socket after this long without inbound data', parseNumber, 37_000)
-    .option('--send-init-authorizations', 'list the authorized flows in init (the portal does so after our commit)', false)
+    .option('--era <era>', 'head (today\'s portal: v2 and v1 paths) or legacy (a 1.4.13-era portal: v1 only, 404 on v2)', parseEra, 'head')
+    .option('--send-init-authorizations', 'legacy: list the authorized flows in init (head always does)', false)
+    .option('--flow-logs-interval <secs>', 'head: init.flow_logs.upload_interval_secs (0 turns uploads off)', parseCount, 60)
+    .option('--no-iceless', 'head: the account\'s iceless feature flag is off (use_iceless is never true)')
     .option('--config <file>', 'JSON file with resources, clients, policies and relays');
   program.parse();
   const cli = program.opts<CliOptions>();
@@ -83,13 +92,17 @@ async function main(): Promise<void> {
     relayCredentialScheme: cli.relayCredentials,
     idleTimeoutMs: cli.idleTimeoutMs,
     sendInitAuthorizations: cli.sendInitAuthorizations,
+    era: cli.era,
+    flowLogs: { upload_interval_secs: cli.flowLogsInterval, upload_batch_size: 1000 },
+    icelessEnabled: cli.iceless,
+    routes: ROUTES,
     resources,
     policies,
     clients,
     log: (line) => process.stderr.write(`${new Date().toISOString()} dev-portal: ${line}\n`),
   };
   const portal = await startDevPortal(options);
-  process.stdout.write(`${JSON.stringify({ listening: portal.url, api_url: portal.apiUrl, admin: `${portal.url}/admin/state` })}\n`);
+  process.stdout.write(`${JSON.stringify({ listening: portal.url, api_url: portal.apiUrl, admin: `${portal.url}/admin/state`, era: cli.era })}\n`);
   const stop = (): void => void portal.close().then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -103,6 +116,17 @@ function parseNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
   return n;
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number');
+  return n;
+}
+
+function parseEra(value: string): PortalEra {
+  if (value !== 'head' && value !== 'legacy') throw new InvalidArgumentError('must be head or legacy');
+  return value;
 }
 
 function parseScheme(value: string): RelayCredentialScheme {

@@ -38,7 +38,8 @@ export interface GatewayRecord {
   name: string;
   publicKey: string;
   userAgent: string;
-  version: string;
+  /** From the User-Agent (`Portal.Version.fetch_version`); undefined when it names none. */
+  version: string | undefined;
   readonly ipv4: string;
   readonly ipv6: string;
 }

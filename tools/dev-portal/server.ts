@@ -1,5 +1,7 @@
 // A development portal: speaks the gateway channel (Phoenix V1 JSON over WebSocket) the way the Firezone portal
-// does at the commit we match (portal-protocol §1.6-§3), plus two small JSON APIs:
+// does, on both of its paths (spec gateway-1.6 §1, §2): `/gateway/v2/websocket` (the v2 dialect of today's portal)
+// and `/gateway/websocket` (v1). With `era: 'legacy'` it plays a portal of the 1.4.13 days instead (portal-protocol
+// §1.6-§3): only the v1 path, the token in the query, no flow logs, no ICE-less. Plus two small JSON APIs:
 //   /admin/...    for tests and the demo (resources, clients, policies, relays, authorizations, pushes, log);
 //   /clients/...  for a headless test client (request a flow, exchange ICE candidates).
 // One HTTP server carries all three. This is a tool, not part of the gateway: it uses real timers and the clock.
@@ -10,6 +12,9 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { systemRandom } from '../../src/util/random.ts';
+import { isoMicros, mintIngestToken, verifyIngestToken } from './ingest-token.ts';
+import type { IngestTokenCheck } from './ingest-token.ts';
+import { gatewayServesClient, userAgentVersion } from './versions.ts';
 import type { RandomSource } from '../../src/util/random.ts';
 import { allocateTunnelAddresses } from './addresses.ts';
 import { deriveIceCredentials, derivePresharedKey, encodeKey, isValidKey, relayCredentials } from './credentials.ts';
@@ -24,12 +29,48 @@ import {
 } from './model.ts';
 import type { ClientRecord, GatewayRecord, Policy, RelayConfig, Resource } from './model.ts';
 
+/**
+ * Which portal to play:
+ * - `head` (default): today's portal. `/gateway/v2/websocket` speaks v2 (`create_authorization` /
+ *   `authorization_created`), `/gateway/websocket` speaks v1 (`authorize_flow` / `flow_authorized`), both with the
+ *   same payloads: `init` with `flow_logs` and `authorizations[].expires_at`, a `flow_logs_ingest_token` and
+ *   `use_iceless` per authorization, `set_snownet_capabilities` and `no_relays` accepted. The token comes from
+ *   `X-Authorization: Bearer` or else the `token` query parameter; a second socket of a joined gateway gets 409.
+ * - `legacy`: a portal from before the v2 path (portal-protocol.md): 404 on `/gateway/v2/websocket`, the token
+ *   only from the query, `authorize_flow` in its 1.4.13 shape, `set_snownet_capabilities` and `no_relays` unknown.
+ */
+export type PortalEra = 'head' | 'legacy';
+
+/** `init.flow_logs` (spec gateway-1.6 §2.2.1). `api_url` defaults to this portal's own URL. */
+export interface FlowLogsConfig {
+  readonly api_url?: string;
+  readonly upload_interval_secs: number;
+  readonly upload_batch_size: number;
+}
+
+/** What an extra HTTP route may use of the portal. */
+export interface DevPortalRouteContext {
+  /** Wall clock in Unix milliseconds (the portal's `now`). */
+  readonly now: () => number;
+  readonly log: (line: string) => void;
+  /** Checks a flow-log ingest token as the ingestion endpoint does: HS256 with this portal's key, not expired. */
+  verifyIngestToken(token: string): IngestTokenCheck;
+}
+
+/**
+ * An extra HTTP route (for example the flow-log ingestion endpoint): called for every plain HTTP request before
+ * the built-in APIs, with the body unread; it answers and returns true, or returns false to pass the request on.
+ */
+export type DevPortalRoute = (req: IncomingMessage, res: ServerResponse, url: URL, context: DevPortalRouteContext) => boolean | Promise<boolean>;
+
 export interface DevPortalOptions {
+  /** Default `head`. */
+  readonly era?: PortalEra;
   /** Default 127.0.0.1. */
   readonly host?: string;
   /** Default 0 (ephemeral). */
   readonly port?: number;
-  /** Gateway tokens accepted on `/gateway/websocket`. */
+  /** Gateway tokens accepted on both paths. */
   readonly tokens: readonly string[];
   readonly accountSlug?: string;
   readonly relays?: readonly RelayConfig[];
@@ -41,8 +82,22 @@ export interface DevPortalOptions {
   readonly idleTimeoutMs?: number;
   /** How long a flow request waits for `flow_authorized`. Default 10 s. */
   readonly flowTimeoutMs?: number;
-  /** Include `authorizations` in `init` (the portal starts doing so the day after our commit). Default false. */
+  /** `legacy` only: include `authorizations` in `init` (the portal started doing so the day after 1.4.13's commit). */
   readonly sendInitAuthorizations?: boolean;
+  /** `head`: `init.flow_logs`. Default `{api_url: <this portal>, upload_interval_secs: 60, upload_batch_size: 1000}`. */
+  readonly flowLogs?: FlowLogsConfig;
+  /** `head`: the policies' `flow_log_uploads_enabled`, the `uploads_enabled` claim of ingest tokens. Default true. */
+  readonly flowLogUploadsEnabled?: boolean;
+  /** `head`: the account's `iceless` feature flag (one of the three conditions of `use_iceless`). Default true. */
+  readonly icelessEnabled?: boolean;
+  /** `head`: an authorization requested without `expires_at` expires this long after it is granted. Default 7 days. */
+  readonly authorizationLifetimeSeconds?: number;
+  /** The account's HS256 key for ingest tokens (random by default). */
+  readonly ingestSigningKey?: Uint8Array;
+  /** Default a fixed UUID. */
+  readonly accountId?: string;
+  /** Extra HTTP routes, tried in order before the built-in ones. */
+  readonly routes?: readonly DevPortalRoute[];
   readonly resources?: readonly Resource[];
   readonly clients?: readonly { id: string; publicKey: string; ipv4?: string; ipv6?: string }[];
   readonly policies?: readonly Policy[];
@@ -82,6 +137,10 @@ export interface FlowGrant {
   readonly preshared_key: string;
   readonly expires_at: number | null;
   readonly authorized: boolean;
+  /** `head` only: whether the connection is ICE-less (gateway capable, client asked, account allows). */
+  readonly use_iceless?: boolean;
+  /** `head` only: the client's (initiator's) ingest token. */
+  readonly flow_logs_ingest_token?: string;
 }
 
 export interface DevPortal {
@@ -94,13 +153,24 @@ export interface DevPortal {
   received(event?: string): ReceivedFrame[];
   /** Ids of gateways whose channel is joined. */
   connectedGateways(): string[];
+  /** Checks a flow-log ingest token minted by this portal. */
+  verifyIngestToken(token: string): IngestTokenCheck;
   close(): Promise<void>;
 }
 
 const NINETY_DAYS_S = 90 * 24 * 3600;
 const MAX_RECEIVED = 10_000;
+const SEVEN_DAYS_S = 7 * 24 * 3600;
 const GATEWAY_TOPIC = 'gateway';
 const PHOENIX_TOPIC = 'phoenix';
+const V1_PATH = '/gateway/websocket';
+const V2_PATH = '/gateway/v2/websocket';
+const DEFAULT_ACCOUNT_ID = '12f207e0-3b6c-4f0f-9d0f-cc22cf9fbf3c';
+/** The portal renders `init.authorizations[].expires_at` as an integer; a flow granted without expiry shows this. */
+const NO_EXPIRY_S = 2_145_916_800;
+
+/** The path decides the dialect: v1 pushes `authorize_flow` and takes `flow_authorized`, v2 the new names. */
+export type Dialect = 'v1' | 'v2';
 
 interface Flow {
   readonly id: string;
@@ -111,8 +181,8 @@ interface Flow {
   readonly grant: FlowGrant;
   /** Granted through the client API under a policy (so deleting the policy revokes it). */
   readonly viaPolicy: boolean;
-  /** The gateway's answer: `flow_authorized`, or `connection_ready` for the legacy `request_connection`. */
-  readonly answer: 'flow_authorized' | 'connection_ready';
+  /** The gateway's answer: `flow_authorized` / `authorization_created`, or `connection_ready` (legacy `request_connection`). */
+  readonly answer: 'authorization' | 'connection_ready';
   /** The `gateway_payload` of a `connection_ready`. */
   gatewayPayload: unknown;
   authorized: boolean;
@@ -123,10 +193,21 @@ interface GatewaySession {
   readonly ws: WebSocket;
   readonly gateway: GatewayRecord;
   readonly token: string;
+  readonly dialect: Dialect;
   joined: boolean;
+  /** Set by `set_snownet_capabilities` (`head`); false after every join, as the portal's channel starts. */
+  icelessCapable: boolean;
   /** Resources this channel authorized a flow for: they get `resource_updated` (subscriptions die with the socket). */
   readonly subscribedResources: Set<string>;
   idleTimer: NodeJS.Timeout | undefined;
+}
+
+interface FlowRequest {
+  readonly gatewayId: string | undefined;
+  /** The client's version (its User-Agent's); undefined is served by every gateway, as the portal does. */
+  readonly clientVersion: string | undefined;
+  /** The client advertised ICE-less connections. */
+  readonly iceless: boolean;
 }
 
 interface CandidateEvent {
@@ -147,6 +228,11 @@ class DevPortalServer {
   private readonly pskBase = new Uint8Array(32);
   private readonly now: () => number;
   private readonly log: (line: string) => void;
+  private readonly era: PortalEra;
+  private readonly ingestKey: Uint8Array;
+  private readonly routeContext: DevPortalRouteContext;
+  /** `http://host:port` once listening (the default `init.flow_logs.api_url`). */
+  private baseUrl = '';
   private readonly tokens: Set<string>;
   private readonly resources = new Map<string, Resource>();
   private readonly clients = new Map<string, ClientRecord>();
@@ -169,6 +255,9 @@ class DevPortalServer {
     this.random.fill(this.pskBase);
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
+    this.era = options.era ?? 'head';
+    this.ingestKey = options.ingestSigningKey ?? this.randomBytes(32);
+    this.routeContext = { now: this.now, log: this.log, verifyIngestToken: (token) => this.checkIngestToken(token) };
     this.tokens = new Set(options.tokens);
     for (const relay of options.relays ?? []) this.relays.set(relay.id, relay);
     for (const resource of options.resources ?? []) this.resources.set(resource.id, resource);
@@ -186,12 +275,14 @@ class DevPortalServer {
     });
     const { port } = this.http.address() as AddressInfo;
     const hostForUrl = host.includes(':') ? `[${host}]` : host;
+    this.baseUrl = `http://${hostForUrl}:${port}`;
     return {
       url: `http://${hostForUrl}:${port}`,
       apiUrl: `ws://${hostForUrl}:${port}`,
       port,
       received: (event) => this.receivedFrames.filter((r) => event === undefined || r.frame.event === event),
       connectedGateways: () => [...this.sessions.values()].filter((s) => s.joined).map((s) => s.gateway.id),
+      verifyIngestToken: (token) => this.checkIngestToken(token),
       close: () => this.close(),
     };
   }
@@ -213,34 +304,55 @@ class DevPortalServer {
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? '/', 'http://portal');
-    if (url.pathname !== '/gateway/websocket') return rejectUpgrade(socket, 404, 'Not Found', 'Not Found');
+    const dialect: Dialect | undefined = url.pathname === V1_PATH ? 'v1' : url.pathname === V2_PATH && this.era === 'head' ? 'v2' : undefined;
+    if (dialect === undefined) return rejectUpgrade(socket, 404, 'Not Found', 'Not Found');
     const origin = req.headers.origin;
     if (origin !== undefined && new URL(origin, 'http://invalid').host !== req.headers.host) {
       return rejectUpgrade(socket, 403, 'Forbidden', 'Origin not allowed');
     }
-    const token = url.searchParams.get('token');
-    if (token === null || token === '') return rejectUpgrade(socket, 401, 'Unauthorized', 'Missing token');
+    const token = this.extractToken(req, url);
+    if (token === undefined) return rejectUpgrade(socket, 401, 'Unauthorized', 'Missing token');
     if (!this.tokens.has(token)) return rejectUpgrade(socket, 401, 'Unauthorized', 'Invalid token');
 
     const problems: string[] = [];
-    const externalId = url.searchParams.get('external_id') ?? '';
+    // Today's portal also takes the device id as `firezone_id`.
+    const externalId = url.searchParams.get('external_id') ?? (this.era === 'head' ? url.searchParams.get('firezone_id') : null) ?? '';
     const name = (url.searchParams.get('name') ?? '').trim();
     const publicKey = url.searchParams.get('public_key') ?? '';
     const userAgent = req.headers['user-agent'] ?? '';
-    const version = connlibVersion(userAgent);
+    // A User-Agent without a version is let through; such a gateway is never chosen for a versioned client.
+    const version = userAgentVersion(userAgent)?.slice(0, 255);
     if (externalId === '') problems.push("external_id: can't be blank");
     if (name === '' || name.length > 255) problems.push('name: should be 1 to 255 characters');
     if (!isValidKey(publicKey)) problems.push('public_key: is invalid');
-    if (version === undefined) problems.push('last_seen_user_agent: is invalid');
     if (problems.length > 0) {
-      return rejectUpgrade(socket, 422, 'Unprocessable Entity', `Invalid or missing connection parameters: ${problems.join('\n')}`);
+      const [status, reason] = this.era === 'head' ? [400, 'Bad Request'] : [422, 'Unprocessable Entity'];
+      return rejectUpgrade(socket, status, reason, `Invalid or missing connection parameters: ${problems.join('\n')}`);
+    }
+    const known = this.gatewaysByExternalId.get(externalId);
+    if (this.era === 'head' && known !== undefined && this.sessions.get(known.id)?.joined === true) {
+      return rejectUpgrade(socket, 409, 'Conflict', 'A gateway with this ID is already connected');
     }
 
-    const gateway = this.upsertGateway(externalId, name, publicKey, userAgent, version!);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptGateway(ws, gateway, token));
+    const gateway = this.upsertGateway(externalId, name, publicKey, userAgent, version);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptGateway(ws, gateway, token, dialect));
   }
 
-  private upsertGateway(externalId: string, name: string, publicKey: string, userAgent: string, version: string): GatewayRecord {
+  /**
+   * Today's portal reads `X-Authorization: Bearer <token>` first, then the `token` query parameter; the legacy
+   * portal only the query. An empty token counts as missing.
+   */
+  private extractToken(req: IncomingMessage, url: URL): string | undefined {
+    if (this.era === 'head') {
+      const header = req.headers['x-authorization'];
+      const value = Array.isArray(header) ? header[0] : header;
+      if (value !== undefined && value.startsWith('Bearer ') && value.length > 'Bearer '.length) return value.slice('Bearer '.length);
+    }
+    const token = url.searchParams.get('token');
+    return token === null || token === '' ? undefined : token;
+  }
+
+  private upsertGateway(externalId: string, name: string, publicKey: string, userAgent: string, version: string | undefined): GatewayRecord {
     const existing = this.gatewaysByExternalId.get(externalId);
     if (existing !== undefined) {
       existing.name = name;
@@ -257,12 +369,12 @@ class DevPortalServer {
     return gateway;
   }
 
-  private acceptGateway(ws: WebSocket, gateway: GatewayRecord, token: string): void {
+  private acceptGateway(ws: WebSocket, gateway: GatewayRecord, token: string, dialect: Dialect): void {
     const previous = this.sessions.get(gateway.id);
     if (previous !== undefined) previous.ws.terminate();
-    const session: GatewaySession = { ws, gateway, token, joined: false, subscribedResources: new Set(), idleTimer: undefined };
+    const session: GatewaySession = { ws, gateway, token, dialect, joined: false, icelessCapable: false, subscribedResources: new Set(), idleTimer: undefined };
     this.sessions.set(gateway.id, session);
-    this.log(`gateway ${gateway.id} connected (${gateway.userAgent})`);
+    this.log(`gateway ${gateway.id} connected on ${dialect === 'v2' ? V2_PATH : V1_PATH} (${gateway.userAgent})`);
     this.armIdleTimer(session);
     ws.on('message', (data: RawData) => this.handleFrame(session, data));
     ws.on('close', () => {
@@ -307,6 +419,7 @@ class DevPortalServer {
   private join(session: GatewaySession, frame: Frame): void {
     if (session.joined) this.send(session, { topic: GATEWAY_TOPIC, event: 'phx_close', payload: {}, ref: null });
     session.joined = true;
+    session.icelessCapable = false;
     session.subscribedResources.clear();
     this.reply(session, frame, 'ok', {});
     this.push(session, 'init', this.initPayload(session.gateway));
@@ -315,11 +428,16 @@ class DevPortalServer {
 
   private handleChannelMessage(session: GatewaySession, frame: Frame): void {
     const payload = isObject(frame.payload) ? frame.payload : {};
+    const head = this.era === 'head';
     switch (frame.event) {
       case 'flow_authorized':
+      case 'authorization_created':
       case 'connection_ready': {
+        // Each path knows one name for the acknowledgement; the other one is an unknown message there.
+        if (frame.event !== 'connection_ready' && frame.event !== (session.dialect === 'v2' ? 'authorization_created' : 'flow_authorized')) break;
         const flow = typeof payload['ref'] === 'string' ? this.flowsByRef.get(payload['ref']) : undefined;
-        if (flow === undefined || flow.gatewayId !== session.gateway.id || flow.answer !== frame.event) {
+        const answer = frame.event === 'connection_ready' ? 'connection_ready' : 'authorization';
+        if (flow === undefined || flow.gatewayId !== session.gateway.id || flow.answer !== answer) {
           this.reply(session, frame, 'error', { reason: 'invalid_ref' });
           return;
         }
@@ -337,12 +455,34 @@ class DevPortalServer {
         for (const clientId of clientIds) this.queueCandidates(clientId, kind, session.gateway.id, candidates);
         return;
       }
+      case 'set_snownet_capabilities':
+        // No reply; a payload that is not an object falls to the catch-all, as in the portal.
+        if (!head || !isObject(frame.payload)) break;
+        session.icelessCapable = frame.payload['iceless'] === true;
+        return;
+      case 'no_relays':
+        if (!head) break;
+        // The portal answers with the relays it would pick now, none marked disconnected.
+        this.push(session, 'relays_presence', { disconnected_ids: [], connected: this.renderRelays(session.gateway, [...this.relays.values()]) });
+        return;
       default:
-        this.reply(session, frame, 'error', { reason: 'unknown_message' });
+        break;
     }
+    this.reply(session, frame, 'error', { reason: 'unknown_message' });
   }
 
   private initPayload(gateway: GatewayRecord): Record<string, unknown> {
+    if (this.era === 'head') {
+      // Key order as the portal's `init/3`.
+      return {
+        flow_logs: { api_url: this.baseUrl, upload_interval_secs: 60, upload_batch_size: 1000, ...this.options.flowLogs },
+        authorizations: this.initAuthorizations(gateway),
+        account_slug: this.options.accountSlug ?? 'dev',
+        interface: { ipv4: gateway.ipv4, ipv6: gateway.ipv6 },
+        relays: this.renderRelays(gateway, [...this.relays.values()]),
+        config: { ipv4_masquerade_enabled: true, ipv6_masquerade_enabled: true },
+      };
+    }
     const payload: Record<string, unknown> = {
       account_slug: this.options.accountSlug ?? 'dev',
       interface: { ipv4: gateway.ipv4, ipv6: gateway.ipv6 },
@@ -355,6 +495,26 @@ class DevPortalServer {
         .map((f) => ({ client_id: f.clientId, resource_id: f.resourceId }));
     }
     return payload;
+  }
+
+  /**
+   * The portal's per-gateway authorization cache: one entry per (client, resource), the latest authorization pushed
+   * to this gateway wins, expired ones are pruned (`Cache.Gateway`, `Views.PolicyAuthorization.render_many`).
+   */
+  private initAuthorizations(gateway: GatewayRecord): { client_id: string; resource_id: string; expires_at: number }[] {
+    const nowS = this.now() / 1000;
+    const byPair = new Map<string, { client_id: string; resource_id: string; expires_at: number }>();
+    for (const flow of this.flows.values()) {
+      if (flow.gatewayId !== gateway.id || flow.answer !== 'authorization') continue;
+      const expiresAt = flow.grant.expires_at ?? NO_EXPIRY_S;
+      if (expiresAt <= nowS) continue;
+      byPair.set(`${flow.clientId}/${flow.resourceId}`, { client_id: flow.clientId, resource_id: flow.resourceId, expires_at: expiresAt });
+    }
+    return [...byPair.values()];
+  }
+
+  private checkIngestToken(token: string): IngestTokenCheck {
+    return verifyIngestToken(this.ingestKey, token, Math.floor(this.now() / 1000));
   }
 
   /** One `turn` entry per relay address, IPv4 first, credentials salted with the gateway's public key (§4.4). */
@@ -377,24 +537,30 @@ class DevPortalServer {
 
   // --- Flows ---
 
-  /** Pushes `authorize_flow` (§2.2) and resolves once the gateway answers `flow_authorized` or the wait ends. */
+  /**
+   * Pushes the authorization (`create_authorization` on v2, `authorize_flow` on v1; spec gateway-1.6 §2.2.4) and
+   * resolves once the gateway acknowledges it (`authorization_created` / `flow_authorized`) or the wait ends.
+   */
   private async authorizeFlow(
     client: ClientRecord,
     resource: Resource,
     expiresAt: number | null,
-    gatewayId: string | undefined,
+    request: FlowRequest,
     wait: boolean,
     viaPolicy: boolean,
   ): Promise<{ status: number; body: unknown }> {
-    const session = this.pickGateway(gatewayId);
-    if (session === undefined) return { status: 503, body: { error: 'no gateway connected' } };
+    const picked = this.pickGateway(request.gatewayId, request.clientVersion, resource);
+    if (!picked.ok) return picked.error === 'offline' ? { status: 503, body: { error: 'no gateway connected', reason: 'offline' } } : { status: 422, body: { error: 'no connected gateway serves this client version', reason: 'version_mismatch' } };
+    const session = picked.session;
     const gateway = session.gateway;
     const ice = deriveIceCredentials(client.id, client.publicKey, gateway.id, gateway.publicKey);
     const psk = derivePresharedKey(client.id, client.publicKey, this.pskBase, gateway.id, gateway.publicKey, this.pskBase);
-    const refBytes = new Uint8Array(32);
-    this.random.fill(refBytes);
     const flowId = this.newId();
-    const ref = `SFMyNTY.${Buffer.from(refBytes).toString('base64url')}`;
+    const ref = `SFMyNTY.${Buffer.from(this.randomBytes(32)).toString('base64url')}`;
+    const head = this.era === 'head';
+    // The three conditions of the portal: the gateway said it can, the client asked, the account allows it.
+    const useIceless = head && session.icelessCapable && request.iceless && (this.options.icelessEnabled ?? true);
+    const tokens = head ? this.mintIngestTokens(flowId, client, gateway, resource, expiresAt, request.clientVersion) : undefined;
     const grant: FlowGrant = {
       flow_id: flowId,
       resource: renderResource(resource),
@@ -408,25 +574,103 @@ class DevPortalServer {
       preshared_key: encodeKey(psk),
       expires_at: expiresAt,
       authorized: false,
+      ...(head ? { use_iceless: useIceless, flow_logs_ingest_token: tokens!.initiator } : {}),
     };
-    const flow: Flow = { id: flowId, ref, clientId: client.id, resourceId: resource.id, gatewayId: gateway.id, grant, viaPolicy, answer: 'flow_authorized', gatewayPayload: undefined, authorized: false, waiters: [] };
+    const flow: Flow = { id: flowId, ref, clientId: client.id, resourceId: resource.id, gatewayId: gateway.id, grant, viaPolicy, answer: 'authorization', gatewayPayload: undefined, authorized: false, waiters: [] };
     this.flows.set(flowId, flow);
     this.flowsByRef.set(ref, flow);
     session.subscribedResources.add(resource.id);
-    this.push(session, 'authorize_flow', {
-      ref,
-      flow_id: flowId,
-      actor: { id: client.id },
-      resource: renderResource(resource),
-      gateway_ice_credentials: ice.gateway,
-      client: { id: client.id, public_key: client.publicKey, preshared_key: grant.preshared_key, ipv4: client.ipv4, ipv6: client.ipv6 },
-      client_ice_credentials: ice.client,
-      expires_at: expiresAt,
-    });
+    const event = session.dialect === 'v2' ? 'create_authorization' : 'authorize_flow';
+    if (head) {
+      // Byte for byte the same payload on both paths (`Shared.handle_info({:create_authorization, …})`).
+      this.push(session, event, {
+        ref,
+        resource: renderResource(resource),
+        gateway_ice_credentials: ice.gateway,
+        client: {
+          id: client.id,
+          public_key: client.publicKey,
+          preshared_key: grant.preshared_key,
+          ipv4: client.ipv4,
+          ipv6: client.ipv6,
+          version: request.clientVersion ?? null,
+          device_serial: null,
+          device_os_name: 'Linux',
+          device_os_version: null,
+          device_uuid: null,
+          firebase_installation_id: null,
+          identifier_for_vendor: null,
+        },
+        client_ice_credentials: ice.client,
+        expires_at: expiresAt,
+        subject: {
+          actor_id: client.id,
+          actor_name: `Client ${client.id.slice(0, 8)}`,
+          actor_email: null,
+          actor_type: 'account_user',
+          auth_provider_id: null,
+          ip: null,
+          ip_region: null,
+          ip_city: null,
+          ip_lat: null,
+          ip_lon: null,
+          user_agent: null,
+        },
+        use_iceless: useIceless,
+        flow_logs_ingest_token: tokens!.responder,
+      });
+    } else {
+      this.push(session, event, {
+        ref,
+        flow_id: flowId,
+        actor: { id: client.id },
+        resource: renderResource(resource),
+        gateway_ice_credentials: ice.gateway,
+        client: { id: client.id, public_key: client.publicKey, preshared_key: grant.preshared_key, ipv4: client.ipv4, ipv6: client.ipv6 },
+        client_ice_credentials: ice.client,
+        expires_at: expiresAt,
+      });
+    }
     if (!wait) return { status: 202, body: grant };
     const authorized = await this.waitForFlow(flow);
-    if (!authorized) return { status: 504, body: { error: 'the gateway did not answer flow_authorized', flow_id: flowId } };
+    const answer = session.dialect === 'v2' ? 'authorization_created' : 'flow_authorized';
+    if (!authorized) return { status: 504, body: { error: `the gateway did not answer ${answer}`, flow_id: flowId } };
     return { status: 200, body: { ...grant, authorized: true } };
+  }
+
+  /** The pair of ingest tokens of one authorization (`mint_ingest_tokens`): only `role` differs. */
+  private mintIngestTokens(
+    flowId: string,
+    client: ClientRecord,
+    gateway: GatewayRecord,
+    resource: Resource,
+    expiresAt: number | null,
+    clientVersion: string | undefined,
+  ): { initiator: string; responder: string } {
+    const nowS = Math.floor(this.now() / 1000);
+    const expiresAtS = expiresAt ?? NO_EXPIRY_S;
+    const policy = [...this.policies.values()].find((p) => p.resourceId === resource.id && (p.clientIds === undefined || p.clientIds.includes(client.id)));
+    const attribution = {
+      initiator_device_id: client.id,
+      responder_device_id: gateway.id,
+      policy_authorization_id: flowId,
+      // Flows pushed through the admin API have no policy; the token still names one, as the claim is required.
+      policy_id: policy?.id ?? flowId,
+      uploads_enabled: this.options.flowLogUploadsEnabled ?? true,
+      resource_id: resource.id,
+      resource_name: resource.name,
+      resource_address: resource.type === 'internet' ? undefined : resource.address,
+      initiator_actor_id: client.id,
+      initiator_actor_name: `Client ${client.id.slice(0, 8)}`,
+      authorized_at: isoMicros(nowS),
+      authorization_expires_at: isoMicros(expiresAtS),
+      initiator_client_version: clientVersion,
+    };
+    const accountId = this.options.accountId ?? DEFAULT_ACCOUNT_ID;
+    return {
+      initiator: mintIngestToken(this.ingestKey, accountId, { ...attribution, role: 'initiator' }, nowS, expiresAtS),
+      responder: mintIngestToken(this.ingestKey, accountId, { ...attribution, role: 'responder' }, nowS, expiresAtS),
+    };
   }
 
   /**
@@ -440,8 +684,9 @@ class DevPortalServer {
     input: Record<string, unknown>,
     wait: boolean,
   ): Promise<{ status: number; body: unknown }> {
-    const session = this.pickGateway(optionalString(input['gateway_id']));
-    if (session === undefined) return { status: 503, body: { error: 'no gateway connected' } };
+    const picked = this.pickGateway(optionalString(input['gateway_id']));
+    if (!picked.ok) return { status: 503, body: { error: 'no gateway connected' } };
+    const session = picked.session;
     const flowId = this.newId();
     const ref = `SFMyNTY.${Buffer.from(this.randomBytes(32)).toString('base64url')}`;
     const presharedKey = encodeKey(this.randomBytes(32));
@@ -556,19 +801,26 @@ class DevPortalServer {
       revoked++;
       const session = this.sessions.get(flow.gatewayId);
       if (session?.joined) {
-        this.push(session, 'reject_access', { flow_id: flow.id, client_id: flow.clientId, resource_id: flow.resourceId });
+        // Today's portal sends the pair only; the legacy one also named the flow.
+        const pair = { client_id: flow.clientId, resource_id: flow.resourceId };
+        this.push(session, 'reject_access', this.era === 'head' ? pair : { flow_id: flow.id, ...pair });
       }
     }
     return revoked;
   }
 
-  private pickGateway(gatewayId: string | undefined): GatewaySession | undefined {
-    if (gatewayId !== undefined) {
-      const session = this.sessions.get(gatewayId);
-      return session?.joined ? session : undefined;
-    }
-    for (const session of this.sessions.values()) if (session.joined) return session;
-    return undefined;
+  /**
+   * The gateway for a flow: the named one, or among the joined gateways that may serve the client's version
+   * (`gatewayServesClient`) those with the greatest version string (the portal compares them as strings), then the
+   * first. `version_mismatch` when gateways are connected but none may serve the client.
+   */
+  private pickGateway(gatewayId: string | undefined, clientVersion?: string, resource?: Resource): { ok: true; session: GatewaySession } | { ok: false; error: 'offline' | 'version_mismatch' } {
+    const joined = [...this.sessions.values()].filter((s) => s.joined && (gatewayId === undefined || s.gateway.id === gatewayId));
+    if (joined.length === 0) return { ok: false, error: 'offline' };
+    const eligible = joined.filter((s) => gatewayServesClient(s.gateway.version, clientVersion, resource?.type));
+    if (eligible.length === 0) return { ok: false, error: 'version_mismatch' };
+    const best = eligible.reduce((a, b) => ((b.gateway.version ?? '') > (a.gateway.version ?? '') ? b : a));
+    return { ok: true, session: best };
   }
 
   private queueCandidates(clientId: string, kind: CandidateEvent['kind'], gatewayId: string, candidates: readonly string[]): void {
@@ -632,6 +884,15 @@ class DevPortalServer {
 
   private async handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://portal');
+    for (const route of this.options.routes ?? []) {
+      try {
+        if (await route(req, res, url, this.routeContext)) return;
+      } catch (error) {
+        this.log(`route for ${req.method} ${url.pathname} failed: ${String(error)}`);
+        if (!res.headersSent) sendJson(res, 500, { error: String(error) });
+        return;
+      }
+    }
     let body: unknown;
     try {
       body = await readJson(req);
@@ -801,8 +1062,13 @@ class DevPortalServer {
     if (expiresAt !== undefined && expiresAt !== null && !(typeof expiresAt === 'number' && Number.isInteger(expiresAt))) {
       return bad('expires_at must be Unix seconds or null');
     }
+    const clientVersion = input['client_version'];
+    if (clientVersion !== undefined && typeof clientVersion !== 'string') return bad('client_version must be a string');
     const wait = url.searchParams.get('wait') !== '0';
-    return this.authorizeFlow(client, resource, (expiresAt as number | null | undefined) ?? null, optionalString(input['gateway_id']), wait, needPolicy);
+    // Today's portal gives every authorization an expiry; the legacy one let a flow without expiry through.
+    const defaultExpiry = this.era === 'head' ? Math.floor(this.now() / 1000) + (this.options.authorizationLifetimeSeconds ?? SEVEN_DAYS_S) : null;
+    const request: FlowRequest = { gatewayId: optionalString(input['gateway_id']), clientVersion, iceless: input['iceless'] === true };
+    return this.authorizeFlow(client, resource, expiresAt === undefined ? defaultExpiry : (expiresAt as number | null), request, wait, needPolicy);
   }
 
   private allowedByPolicy(clientId: string, resourceId: string): boolean {
@@ -893,13 +1159,6 @@ class DevPortalServer {
     const hex = Buffer.from(bytes).toString('hex');
     return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   }
-}
-
-/** The SemVer after the first space-separated `connlib/` token (the portal's `last_seen_version`). */
-export function connlibVersion(userAgent: string): string | undefined {
-  const token = userAgent.split(' ').find((part) => part.startsWith('connlib/'));
-  const version = token?.slice('connlib/'.length);
-  return version !== undefined && /^\d+\.\d+\.\d+$/.test(version) ? version : undefined;
 }
 
 function parseFrame(data: RawData): Frame | undefined {
