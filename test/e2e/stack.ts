@@ -6,7 +6,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -160,10 +160,13 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   // The site's DNS server: authoritative for the lab names (NXDOMAIN for the rest, as a server on an offline site).
   lab.spawn(lab.ns.resources, ['dnsmasq', '-k', '--user=root', '--no-resolv', '--no-hosts', '--bind-interfaces', `--listen-address=${lab.addresses.resources[0]}`, `--pid-file=${logDir}/${lab.prefix}-dnsmasq.pid`, '--local=/#/', ...dnsArgs]);
 
+  // A restarted portal remembers its records, as the real one keeps them in its database.
+  const portalState = `${logDir}/${lab.prefix}-portal-state.json`;
+  rmSync(portalState, { force: true });
   const startPortal = async (): Promise<void> => {
     portalProcess = lab.spawn(lab.ns.wan, [
       'node', '--import', 'tsx', `${REPO_ROOT}tools/dev-portal/main.ts`, '--listen', `${lab.addresses.portal}:8081`, '--token', PORTAL_TOKEN,
-      '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, ...(options.portalArgs ?? []),
+      '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, '--state', portalState, ...(options.portalArgs ?? []),
     ], { log: `${logDir}/${lab.prefix}-portal.log` });
     await waitFor(() => curl(lab, 'GET', `${portal}/admin/state`).ok, 15_000, 'dev portal');
   };

@@ -3,7 +3,9 @@
 // the token comes from X-Authorization or the query, the version gate follows the User-Agent.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { seededRandom } from '../../src/util/random.ts';
 import { startDevPortal } from '../../tools/dev-portal/server.ts';
@@ -501,6 +503,36 @@ describe('dev portal: extra HTTP routes', () => {
       assert.equal(state.status, 200);
     } finally {
       await portal.close();
+    }
+  });
+});
+
+describe('dev portal: restarts', () => {
+  test('with a state file, a restarted portal keeps the gateway record and lists the earlier authorizations in init', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dev-portal-state-'));
+    const statePath = join(dir, 'state.json');
+    try {
+      const first = await startDevPortal(options({ statePath }));
+      await api(first, 'POST', '/admin/resources', RESOURCE);
+      const { gateway, init: before } = await Gateway.joined(first, { externalId: 'kept' });
+      void api(first, 'POST', '/admin/authorizations?wait=0', { client_id: CLIENT_ID, resource_id: RESOURCE.id, public_key: CLIENT_KEY, expires_at: 1_760_000_900 });
+      const pushed = (await gateway.next((f) => f.event === 'create_authorization')).payload as Json;
+      await first.close();
+      await gateway.closed;
+
+      const second = await startDevPortal(options({ statePath, random: seededRandom(12) }));
+      try {
+        const { gateway: again, init: after } = await Gateway.joined(second, { externalId: 'kept' });
+        await again.close();
+
+        assert.deepEqual(after['interface'], before['interface'], 'the same tunnel IPs');
+        assert.deepEqual(after['authorizations'], [{ client_id: CLIENT_ID, resource_id: RESOURCE.id, expires_at: 1_760_000_900 }]);
+        assert.equal(second.verifyIngestToken(pushed['flow_logs_ingest_token'] as string).ok, true, 'the same ingest key');
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

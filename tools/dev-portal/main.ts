@@ -24,6 +24,7 @@ interface CliOptions {
   era: PortalEra;
   flowLogsInterval: number;
   iceless: boolean;
+  state: string | undefined;
   config: string | undefined;
 }
 
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
     .option('--send-init-authorizations', 'legacy: list the authorized flows in init (head always does)', false)
     .option('--flow-logs-interval <secs>', 'head: init.flow_logs.upload_interval_secs (0 turns uploads off)', parseCount, 60)
     .option('--no-iceless', 'head: the account\'s iceless feature flag is off (use_iceless is never true)')
+    .option('--state <file>', 'remember gateways, clients, resources, policies and authorizations across restarts in this file')
     .option('--config <file>', 'JSON file with resources, clients, policies and relays');
   program.parse();
   const cli = program.opts<CliOptions>();
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
     flowLogs: { upload_interval_secs: cli.flowLogsInterval, upload_batch_size: 1000 },
     icelessEnabled: cli.iceless,
     routes: ROUTES,
+    ...(cli.state === undefined ? {} : { statePath: cli.state }),
     resources,
     policies,
     clients,

@@ -5,6 +5,7 @@
 //   /admin/...    for tests and the demo (resources, clients, policies, relays, authorizations, pushes, log);
 //   /clients/...  for a headless test client (request a flow, exchange ICE candidates).
 // One HTTP server carries all three. This is a tool, not part of the gateway: it uses real timers and the clock.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -98,6 +99,12 @@ export interface DevPortalOptions {
   readonly accountId?: string;
   /** Extra HTTP routes, tried in order before the built-in ones. */
   readonly routes?: readonly DevPortalRoute[];
+  /**
+   * A file the portal's records (gateways with their tunnel IPs, clients, resources, policies, authorizations,
+   * keys) are read from at start, if it exists, and written to on close: a restarted portal remembers what the
+   * real one keeps in its database, so its `init` lists the authorizations granted before the restart.
+   */
+  readonly statePath?: string;
   readonly resources?: readonly Resource[];
   readonly clients?: readonly { id: string; publicKey: string; ipv4?: string; ipv6?: string }[];
   readonly policies?: readonly Policy[];
@@ -202,6 +209,16 @@ interface GatewaySession {
   idleTimer: NodeJS.Timeout | undefined;
 }
 
+interface SavedState {
+  readonly psk_base: string;
+  readonly ingest_key: string;
+  readonly gateways: readonly GatewayRecord[];
+  readonly clients: readonly ClientRecord[];
+  readonly resources: readonly Resource[];
+  readonly policies: readonly Policy[];
+  readonly flows: readonly Omit<Flow, 'gatewayPayload' | 'waiters'>[];
+}
+
 interface FlowRequest {
   readonly gatewayId: string | undefined;
   /** The client's version (its User-Agent's); undefined is served by every gateway, as the portal does. */
@@ -263,6 +280,7 @@ class DevPortalServer {
     for (const resource of options.resources ?? []) this.resources.set(resource.id, resource);
     for (const policy of options.policies ?? []) this.policies.set(policy.id, policy);
     for (const client of options.clients ?? []) this.upsertClient(client.id, client.publicKey, client.ipv4, client.ipv6);
+    if (options.statePath !== undefined && existsSync(options.statePath)) this.restore(JSON.parse(readFileSync(options.statePath, 'utf8')) as SavedState);
     this.http = createServer((req, res) => void this.handleHttp(req, res));
     this.http.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
   }
@@ -296,6 +314,7 @@ class DevPortalServer {
     for (const waiters of this.candidateWaiters.values()) for (const wake of waiters) wake();
     this.candidateWaiters.clear();
     this.wss.close();
+    if (this.options.statePath !== undefined) writeFileSync(this.options.statePath, JSON.stringify(this.saved()));
     this.http.closeAllConnections();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
   }
@@ -1149,6 +1168,38 @@ class DevPortalServer {
         authorized: f.authorized,
       })),
     };
+  }
+
+  private saved(): SavedState {
+    return {
+      psk_base: Buffer.from(this.pskBase).toString('base64'),
+      ingest_key: Buffer.from(this.ingestKey).toString('base64'),
+      gateways: [...this.gatewaysByExternalId.values()],
+      clients: [...this.clients.values()],
+      resources: [...this.resources.values()],
+      policies: [...this.policies.values()],
+      flows: [...this.flows.values()].map((f) => ({ id: f.id, ref: f.ref, clientId: f.clientId, resourceId: f.resourceId, gatewayId: f.gatewayId, grant: f.grant, viaPolicy: f.viaPolicy, answer: f.answer, authorized: f.authorized })),
+    };
+  }
+
+  private restore(state: SavedState): void {
+    this.pskBase.set(Buffer.from(state.psk_base, 'base64'));
+    this.ingestKey.set(Buffer.from(state.ingest_key, 'base64'));
+    for (const gateway of state.gateways) {
+      this.gatewaysByExternalId.set(gateway.externalId, { ...gateway });
+      this.usedAddresses.add(gateway.ipv4).add(gateway.ipv6);
+    }
+    for (const client of state.clients) {
+      this.clients.set(client.id, { ...client });
+      this.usedAddresses.add(client.ipv4).add(client.ipv6);
+    }
+    for (const resource of state.resources) this.resources.set(resource.id, resource);
+    for (const policy of state.policies) this.policies.set(policy.id, policy);
+    for (const saved of state.flows) {
+      const flow: Flow = { ...saved, gatewayPayload: undefined, waiters: [] };
+      this.flows.set(flow.id, flow);
+      this.flowsByRef.set(flow.ref, flow);
+    }
   }
 
   private newId(): string {
