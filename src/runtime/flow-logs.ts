@@ -7,13 +7,18 @@
 // the data path pays nothing. Each authorization's ingest token reaches the tracker (attribution of its
 // flows) and, when it allows uploads, the spool (the writer writes only those).
 
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { Socket } from 'node:net';
 import type { FlowObserver } from '../gateway/index.ts';
-import { FlowTracker, logFlowRecord } from '../flow-logs/index.ts';
+import { DEFAULT_SPOOL_DIR, FlowTracker, logFlowRecord } from '../flow-logs/index.ts';
 import type { IngestToken } from '../flow-logs/index.ts';
 import { createLogger } from '../log/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { SocketAddr } from '../util/socket-addr.ts';
-import type { FlowLogWriter } from './flow-log-writer.ts';
+import { FlowLogUploader } from './flow-log-uploader.ts';
+import { FlowLogWriter } from './flow-log-writer.ts';
+import { connectMarkedTcp } from './native.ts';
 
 /** `init.flow_logs` as the portal module gives it. */
 export interface FlowLogsInit {
@@ -164,4 +169,52 @@ export class FlowLogs {
     this.tracker.setEnabled(enabled);
     for (const state of this.observables) state.observeFlows(enabled ? this.tracker.packet : undefined);
   }
+}
+
+export interface StartedFlowLogs {
+  readonly flowLogs: FlowLogs;
+  readonly uploader: FlowLogUploader;
+  readonly writer: FlowLogWriter;
+  /** Shutdown: waits (bounded) for the writer to put the last reports on disk, then stops the uploader. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * Flow logs of the running gateway: the spool under `root` (`FZ_FLOW_LOGS_DIR` overrides the reference's
+ * /var/lib/firezone/flow_logs, for labs running several gateways), the writer and the uploader, whose
+ * connections carry our mark so they bypass the tunnel routes.
+ */
+export function startFlowLogs(options: { readonly forced: boolean; readonly now: number; readonly mark?: number; readonly env?: NodeJS.ProcessEnv }): StartedFlowLogs {
+  const env = options.env ?? process.env;
+  const root = env['FZ_FLOW_LOGS_DIR'] || DEFAULT_SPOOL_DIR;
+  const writer = new FlowLogWriter({ root });
+  const mark = options.mark;
+  const uploader = new FlowLogUploader({
+    root,
+    client: mark === undefined ? {} : { createSocket: (host, port) => connectBypassingTunnel(host, port, mark) },
+  });
+  const flowLogs = new FlowLogs({ forced: options.forced, now: options.now, unixMs: Date.now(), writer, uploads: uploader });
+  uploader.start();
+  return {
+    flowLogs,
+    uploader,
+    writer,
+    async close(timeoutMs = 2_000): Promise<void> {
+      await writer.drain(timeoutMs);
+      writer.close();
+      await uploader.stop();
+    },
+  };
+}
+
+async function connectBypassingTunnel(host: string, port: number, mark: number): Promise<Socket> {
+  const { address } = isIP(host) === 0 ? await lookup(host) : { address: host };
+  return new Promise((resolve, reject) => {
+    const socket = connectMarkedTcp({ host: address, port, mark });
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
 }

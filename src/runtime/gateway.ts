@@ -27,6 +27,7 @@ import { Node } from '../snownet/index.ts';
 import { systemRandom } from '../util/random.ts';
 import { dataPathMode, logDataPath, offloadsFor, transportCipherFor } from './data-path.ts';
 import { DnsForwarder } from './dns-forwarder.ts';
+import { startFlowLogs } from './flow-logs.ts';
 import { GatewayEventLoop } from './event-loop.ts';
 import { HealthServer } from './health-server.ts';
 import { GatewayStatus } from './gateway-status.ts';
@@ -122,9 +123,12 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     },
   });
 
+  // `--flow-logs` (ops adds the option; read tolerantly until it is there).
+  const flowLogs = startFlowLogs({ forced: (options as { readonly flowLogs?: boolean }).flowLogs === true, now: clock(), mark: FIREZONE_MARK });
   loop = new GatewayEventLoop({
     node,
     state,
+    flowLogs: flowLogs.flowLogs,
     sockets,
     tun,
     portal: { send: (event, payload) => portal.send(event, payload), reconnect: () => portal.reconnect() },
@@ -162,8 +166,8 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       loop?.shutdown();
-      // Let the allocation deletions leave before the sockets close.
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Let the allocation deletions leave before the sockets close, and the last flow reports reach the spool.
+      await Promise.all([new Promise((resolve) => setTimeout(resolve, 50)), flowLogs.close()]);
       await metrics.stop();
       portal.stop();
       closeSockets();
