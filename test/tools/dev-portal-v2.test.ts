@@ -302,9 +302,14 @@ describe('dev portal (today): messages on both paths', () => {
       }
     });
 
-    test(`${path}: no_relays is answered by relays_presence with no disconnected relay`, async () => {
-      const { gateway } = await Gateway.joined(portal, { path });
+    test(`${path}: no_relays is answered by relays_presence with no disconnected relay; the admin state shows the path`, async () => {
+      const externalId = `no-relays-${path}`;
+      const { gateway } = await Gateway.joined(portal, { path, externalId });
       try {
+        const state = await api(portal, 'GET', '/admin/state');
+        const record = (state.body['gateways'] as Json[]).find((g) => g['externalId'] === externalId);
+        assert.equal(record?.['dialect'], path);
+
         const frame = egressFixture('no_relays.json', gateway.nextRef());
         gateway.send(frame);
         const presence = await gateway.next((f) => f.event === 'relays_presence');

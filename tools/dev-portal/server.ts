@@ -1155,6 +1155,8 @@ class DevPortalServer {
         ...g,
         connected: this.sessions.has(g.id),
         joined: this.sessions.get(g.id)?.joined ?? false,
+        /** The path of the current socket: `v2` or `v1` (null when none). */
+        dialect: this.sessions.get(g.id)?.dialect ?? null,
       })),
       resources: [...this.resources.values()].map(renderResource),
       clients: [...this.clients.values()],

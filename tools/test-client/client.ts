@@ -51,6 +51,8 @@ export interface TestClientOptions {
   readonly relays: readonly RelayOption[];
   /** Advertise ICE-less connections with every flow request; the grant says whether the portal chose one. */
   readonly iceless?: boolean;
+  /** The client version the portal's version gate sees (`--client-version`); none by default (served by every gateway). */
+  readonly clientVersion?: string;
   /** When set, rewritten with `<proxy ip> <domain>` lines for every DNS resource (an /etc/hosts file). */
   readonly hostsFile?: string;
   /** The WireGuard private key (32 bytes); a fresh random one when absent. */
@@ -211,7 +213,7 @@ export class TestClient {
 
   /** Requests a flow for a resource, connects to its gateway, installs its routes and (DNS) assigns proxy IPs. */
   async connect(request: ConnectRequest): Promise<ConnectResult> {
-    const grant = await this.api.requestFlow(request.resourceId, this.publicKeyText, this.options.iceless === true);
+    const grant = await this.api.requestFlow(request.resourceId, this.publicKeyText, this.options.iceless === true, this.options.clientVersion);
     const gatewayId = grant.gateway_id;
     const now = performance.now();
     // A relay the node gave up on (it stopped answering for a while) is configured again, as a

@@ -30,6 +30,8 @@ export interface FlowGrant {
   readonly authorized: boolean;
   /** The portal chose an ICE-less connection (both ends advertised it). Absent from older dev portals. */
   readonly use_iceless?: boolean;
+  /** This client's flow-log ingest token (role initiator); absent from a legacy-era dev portal. */
+  readonly flow_logs_ingest_token?: string;
 }
 
 export interface CandidateEvent {
@@ -58,9 +60,17 @@ export class PortalApi {
     return this.request<ClientRegistration>('POST', '/admin/clients', { id: this.clientId, public_key: publicKey });
   }
 
-  /** `iceless`: this client can do ICE-less connections (a 1.6 client's capability). */
-  async requestFlow(resourceId: string, publicKey: string, iceless = false): Promise<FlowGrant> {
-    return this.request<FlowGrant>('POST', `/clients/${this.clientId}/flows`, { resource_id: resourceId, public_key: publicKey, ...(iceless ? { iceless: true } : {}) });
+  /**
+   * `iceless`: this client can do ICE-less connections (a 1.6 client's capability). `clientVersion`: the version the
+   * portal's gate sees (undefined: none, served by every gateway).
+   */
+  async requestFlow(resourceId: string, publicKey: string, iceless = false, clientVersion?: string): Promise<FlowGrant> {
+    return this.request<FlowGrant>('POST', `/clients/${this.clientId}/flows`, {
+      resource_id: resourceId,
+      public_key: publicKey,
+      ...(iceless ? { iceless: true } : {}),
+      ...(clientVersion === undefined ? {} : { client_version: clientVersion }),
+    });
   }
 
   async candidates(after: number, waitMs: number, signal?: AbortSignal): Promise<{ events: CandidateEvent[]; next: number }> {

@@ -20,6 +20,7 @@ interface CliOptions {
   hostsFile: string | undefined;
   connect: string[];
   iceless: boolean;
+  clientVersion: string | undefined;
   privateKeyFile: string | undefined;
 }
 
@@ -48,6 +49,7 @@ export async function runClientProcess(name: string, description: string, extens
     .option('--hosts-file <path>', 'rewrite this hosts file with "<proxy ip> <domain>" lines for DNS resources')
     .option('--connect <resource-id>', 'connect to this resource at start-up (repeatable)', collect, [])
     .option('--iceless', 'advertise ICE-less connections (spec 1.6 §3.9): the portal may answer use_iceless', false)
+    .option('--client-version <x.y.z>', 'the version the portal\'s gate sees in flow requests (default: none, any gateway serves it)')
     .option('--private-key-file <path>', 'the WireGuard private key, base64 as `wg genkey` writes it (default: a fresh one)');
   program.parse();
   const cli = program.opts<CliOptions>();
@@ -62,6 +64,7 @@ export async function runClientProcess(name: string, description: string, extens
     port: cli.port,
     relays,
     iceless: cli.iceless,
+    ...(cli.clientVersion === undefined ? {} : { clientVersion: cli.clientVersion }),
     ...(cli.privateKeyFile === undefined ? {} : { privateKey: readPrivateKey(cli.privateKeyFile) }),
     ...(cli.hostsFile === undefined ? {} : { hostsFile: cli.hostsFile }),
     ...extension?.hooks,
