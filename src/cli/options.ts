@@ -126,7 +126,7 @@ export function parseCommandLine(argv: readonly string[], context: ParseContext)
   const usageError = (text: string): ParseOutcome => ({ kind: 'exit', code: USAGE_EXIT_CODE, output: text });
 
   const take = (arg: ArgSpec, value: string | undefined): ParseOutcome | undefined => {
-    if (values.has(arg.id)) return usageError(usedMultipleTimes(display(arg), usage(used)));
+    if (values.has(arg.id)) return usageError(usedMultipleTimes(display(arg), usage([])));
     const parsed = value === undefined ? ({ ok: true, value: true } as const) : parseValue(arg, value);
     if (typeof parsed === 'string') return usageError(parsed);
     values.set(arg.id, parsed.value);
@@ -142,7 +142,7 @@ export function parseCommandLine(argv: readonly string[], context: ParseContext)
       continue;
     }
     if (onlyPositionals || raw === '-' || !raw.startsWith('-')) {
-      if (values.has(TOKEN_ARG.id)) return usageError(unknownArgument(raw, LONGS, usage(used)));
+      if (values.has(TOKEN_ARG.id)) return usageError(unknownArgument(raw, LONGS, usage([])));
       const failure = take(TOKEN_ARG, raw);
       if (failure) return failure;
       continue;
@@ -157,7 +157,7 @@ export function parseCommandLine(argv: readonly string[], context: ParseContext)
       const arg = ARGS.find((candidate) => candidate.long === name);
       if (arg === undefined) return usageError(unknownArgument(`--${name}`, LONGS, usage(used)));
       if (arg.valueName === undefined) {
-        if (inline !== undefined) return usageError(unexpectedValue(inline, display(arg), usage(used)));
+        if (inline !== undefined) return usageError(unexpectedValue(inline, display(arg), usage([...used, arg])));
         const failure = take(arg, undefined);
         if (failure) return failure;
         continue;
@@ -179,7 +179,7 @@ export function parseCommandLine(argv: readonly string[], context: ParseContext)
     if (short === 'h') return { kind: 'exit', code: 0, output: help() };
     if (short === 'V') return { kind: 'exit', code: 0, output: versionText() };
     const arg = ARGS.find((candidate) => candidate.short === short);
-    if (arg === undefined) return usageError(unknownArgument(`-${short}`, LONGS, usage(used)));
+    if (arg === undefined) return usageError(unknownArgument(`-${short}`, LONGS, usage([])));
     let value: string | undefined = raw.slice(2);
     if (value.startsWith('=')) value = value.slice(1);
     if (value === '') {
@@ -271,7 +271,10 @@ function display(arg: ArgSpec): string {
   return arg.valueName === undefined ? `--${arg.long}` : `--${arg.long} <${arg.valueName}>`;
 }
 
-/** clap's usage line: `[OPTIONS] [TOKEN]`, or the visible arguments already given. */
+/**
+ * clap's usage line: `[OPTIONS] [TOKEN]`, or, for the errors where clap names them (an unknown
+ * long flag, a value given to a flag), the visible arguments given so far.
+ */
 function usage(used: readonly ArgSpec[]): string {
   if (used.length === 0) return `Usage: ${BINARY_NAME} [OPTIONS] [TOKEN]`;
   const named = used.filter((arg) => arg !== TOKEN_ARG).map(display);

@@ -106,7 +106,10 @@ describe('command line (1.6.0)', () => {
         output: `error: invalid value 'True' for '${flag}'\n  [possible values: true, false]\n\n  tip: a similar value exists: 'true'${TRY_HELP}`,
       });
       assert.deepEqual(exit(['t'], { [envName]: '' }), { code: 2, output: `error: a value is required for '${flag}' but none was supplied\n  [possible values: true, false]${TRY_HELP}` });
-      assert.deepEqual(exit([`${flag}=true`, 't']), { code: 2, output: `error: unexpected value 'true' for '${flag}' found; no more were expected\n\n${USAGE}${TRY_HELP}` });
+      assert.deepEqual(exit([`${flag}=true`, 't']), {
+        code: 2,
+        output: `error: unexpected value 'true' for '${flag}' found; no more were expected\n\nUsage: firezone-gateway ${flag} [TOKEN]${TRY_HELP}`,
+      });
     });
   }
   test('--no-check has no environment variable', () => {
@@ -215,15 +218,23 @@ describe('command line (1.6.0)', () => {
       code: 2,
       output: `error: unexpected argument '--no-telemetri' found\n\n  tip: a similar argument exists: '--no-telemetry'\n\n${USAGE}${TRY_HELP}`,
     });
-    assert.deepEqual(exit(['a', 'b']), { code: 2, output: `error: unexpected argument 'b' found\n\nUsage: firezone-gateway <TOKEN>${TRY_HELP}` });
+    assert.deepEqual(exit(['a', 'b']), { code: 2, output: `error: unexpected argument 'b' found\n\n${USAGE}${TRY_HELP}` });
+    assert.deepEqual(exit(['-n', 'x', 't', '--no-telemetri']), {
+      code: 2,
+      output: `error: unexpected argument '--no-telemetri' found\n\n  tip: a similar argument exists: '--no-telemetry'\n\nUsage: firezone-gateway --firezone-name <FIREZONE_NAME> <TOKEN>${TRY_HELP}`,
+    });
+    assert.deepEqual(exit(['--no-check', '--flow-logs=yes']), {
+      code: 2,
+      output: `error: unexpected value 'yes' for '--flow-logs' found; no more were expected\n\nUsage: firezone-gateway --no-check --flow-logs [TOKEN]${TRY_HELP}`,
+    });
     assert.deepEqual(exit(['-x']), { code: 2, output: `error: unexpected argument '-x' found\n\n  tip: to pass '-x' as a value, use '-- -x'\n\n${USAGE}${TRY_HELP}` });
     assert.deepEqual(exit(['--no-check', '--no-check']), {
       code: 2,
-      output: `error: the argument '--no-check' cannot be used multiple times\n\nUsage: firezone-gateway --no-check [TOKEN]${TRY_HELP}`,
+      output: `error: the argument '--no-check' cannot be used multiple times\n\n${USAGE}${TRY_HELP}`,
     });
     assert.deepEqual(exit(['-n', 'a', '--firezone-name', 'b']), {
       code: 2,
-      output: `error: the argument '--firezone-name <FIREZONE_NAME>' cannot be used multiple times\n\nUsage: firezone-gateway --firezone-name <FIREZONE_NAME> [TOKEN]${TRY_HELP}`,
+      output: `error: the argument '--firezone-name <FIREZONE_NAME>' cannot be used multiple times\n\n${USAGE}${TRY_HELP}`,
     });
     assert.deepEqual(exit(['t', '--firezone-name']), { code: 2, output: `error: a value is required for '--firezone-name <FIREZONE_NAME>' but none was supplied${TRY_HELP}` });
     assert.deepEqual(exit(['--health-check-addr', 'localhost:80', 't']), {
