@@ -12,7 +12,7 @@ function runBinary(args: string[], prefix: string[] = [], env: Record<string, st
   const result = spawnSync(command[0]!, command.slice(1), {
     cwd: root,
     encoding: 'utf8',
-    timeout: 20_000,
+    timeout: 90_000,
     env: { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env },
   });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
