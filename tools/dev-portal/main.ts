@@ -11,6 +11,7 @@ import type { DevPortalOptions, DevPortalRoute, PortalEra } from './server.ts';
 import { checkRelay, checkResource, isSocketAddrText } from './model.ts';
 import type { Policy, RelayConfig, Resource } from './model.ts';
 import type { RelayCredentialScheme } from './credentials.ts';
+import { flowLogIngestion } from './flow-log-ingestion.ts';
 
 interface CliOptions {
   listen: string;
@@ -29,7 +30,7 @@ interface CliOptions {
 }
 
 /** Extra HTTP routes of the command-line portal (each in its own file, e.g. the flow-log ingestion endpoint). */
-const ROUTES: DevPortalRoute[] = [];
+const ROUTES: DevPortalRoute[] = [flowLogIngestion()];
 
 /**
  * `--config` file shape (all optional):
