@@ -29,7 +29,11 @@
  * highest offered rate received with under 1 % loss, found by doubling from 50 Mbit/s in 3-second
  * steps and one bisection).
  *
- * usage: npm run bench:throughput [-- --seconds 10 --runs 3 --udp-rate 300M --configurations fallback,native,wg-client --setup-runs 5]
+ * Flow logs (issue 21): `flow-logs` runs the native configuration again with flow logs on (the dev portal
+ * asks for uploads every second, the spool in /tmp, `--flow-logs` logging) and prints it against the native
+ * line, which runs with them off (`--flow-logs-interval 0`); the target is within 10 %.
+ *
+ * usage: npm run bench:throughput [-- --seconds 10 --runs 3 --udp-rate 300M --configurations fallback,native,flow-logs,wg-client --setup-runs 5]
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -50,7 +54,7 @@ const RUNS = Number(option('--runs', '3'));
 const UDP_RATE = option('--udp-rate', '300M');
 const SETUP_RUNS = Number(option('--setup-runs', '5'));
 /** Which of our configurations run beside the anchor (for a quicker look at one). */
-const CONFIGURATIONS = new Set(option('--configurations', 'fallback,native,wg-client').split(','));
+const CONFIGURATIONS = new Set(option('--configurations', 'fallback,native,flow-logs,wg-client').split(','));
 const RESOURCE_NET = '10.78.0.0/24';
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
@@ -222,12 +226,14 @@ async function waitForLink(lab: Lab, ns: string, name: string): Promise<void> {
   throw new Error(`${name} did not appear in ${ns}`);
 }
 
-async function ours(lab: Lab, dataPath: 'native' | 'fallback'): Promise<{ figures: Figures; setupMs: number }> {
+async function ours(lab: Lab, dataPath: 'native' | 'fallback', flowLogs = false): Promise<{ figures: Figures; setupMs: number }> {
   let stack: GatewayStack | undefined;
+  const spool = `/tmp/${lab.prefix}-bench-flow_logs`;
   try {
     stack = await startGatewayStack(lab, {
       resources: [{ name: 'iperf', type: 'cidr', address: RESOURCE_NET }],
-      gatewayEnv: { FZ_DATA_PATH: dataPath },
+      gatewayEnv: { FZ_DATA_PATH: dataPath, ...(flowLogs ? { FZ_FLOW_LOGS_DIR: spool, FIREZONE_FLOW_LOGS: 'true' } : {}) },
+      portalArgs: ['--flow-logs-interval', flowLogs ? '1' : '0'],
     });
     const setupMs = await stack.connectClient('iperf');
     const pid = stack.gatewayPid();
@@ -235,6 +241,7 @@ async function ours(lab: Lab, dataPath: 'native' | 'fallback'): Promise<{ figure
     return { figures: await measure(lab, lab.addresses.resources[0]!, pid), setupMs };
   } finally {
     await stack?.stop();
+    if (flowLogs) execFileSync('rm', ['-rf', spool]);
   }
 }
 
@@ -335,6 +342,11 @@ try {
     setups.push(`${dataPath} ${result.setupMs.toFixed(0)} ms`);
     loads.push(`${dataPath} ${result.figures.load}`);
   }
+  if (CONFIGURATIONS.has('flow-logs')) {
+    const result = await ours(lab, 'native', true);
+    configurations.push({ name: 'native+flowlogs', figures: result.figures });
+    loads.push(`native+flowlogs ${result.figures.load}`);
+  }
   let foreignClient: Figures | undefined;
   let foreignSkipped = '';
   if (CONFIGURATIONS.has('wg-client')) {
@@ -368,6 +380,21 @@ try {
     console.log(`  UDP loss-free rate >= 1.5x: ${rateUdp.toFixed(2)}x (${met(rateUdp >= 1.5)})`);
   };
   const native = configurations.find((c) => c.name === 'ours, native');
+  const withFlowLogs = configurations.find((c) => c.name === 'native+flowlogs');
+  if (native !== undefined && withFlowLogs !== undefined) {
+    console.log('flow logs on vs off (native data path; target: within 10 %):');
+    for (const [label, pick] of [
+      ['TCP client->resource', (f: Figures) => f.tcp],
+      ['TCP resource->client', (f: Figures) => f.tcpReverse],
+      ['UDP loss-free rate', (f: Figures) => f.udpLossFree],
+    ] as const) {
+      const on = median(pick(withFlowLogs.figures).map((x) => x.gbits));
+      const off = median(pick(native.figures).map((x) => x.gbits));
+      const cpuOn = median(pick(withFlowLogs.figures).map((x) => x.cpuPerGB));
+      const cpuOff = median(pick(native.figures).map((x) => x.cpuPerGB));
+      console.log(`  ${label.padEnd(22)} on ${fmt(on)} / off ${fmt(off)} Gbit/s = ${(on / off).toFixed(2)} (${met(on >= 0.9 * off)}); gateway CPU ${fmtCpu(cpuOn)} / ${fmtCpu(cpuOff)} s/GB`);
+    }
+  }
   if (native !== undefined) targets('ours, native (test client)', native.figures);
   if (foreignClient !== undefined) targets('ours, native with wireguard-go as the client', foreignClient);
 } finally {

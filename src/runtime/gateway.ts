@@ -123,8 +123,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     },
   });
 
-  // `--flow-logs` (ops adds the option; read tolerantly until it is there).
-  const flowLogs = startFlowLogs({ forced: (options as { readonly flowLogs?: boolean }).flowLogs === true, now: clock(), mark: FIREZONE_MARK });
+  const flowLogs = startFlowLogs({ forced: options.flowLogs, now: clock(), mark: FIREZONE_MARK });
   loop = new GatewayEventLoop({
     node,
     state,

@@ -208,6 +208,8 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
         FIREZONE_NAME: 'lab-gateway',
         HEALTH_CHECK_ADDR: `${lab.addresses.gatewayLan}:8080`,
         RUST_LOG: 'info',
+        // Each lab's own flow-log spool (the default, /var/lib/firezone/flow_logs, is the host's).
+        FZ_FLOW_LOGS_DIR: `${logDir}/${lab.prefix}-flow_logs`,
         ...options.gatewayEnv,
       },
       log: gatewayLogPath,

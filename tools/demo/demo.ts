@@ -6,6 +6,7 @@
 import { labUp } from '../lab/lab.ts';
 import { http, tcpConnect, udpEcho } from '../../test/e2e/probes.ts';
 import { startGatewayStack, waitFor, type GatewayStack } from '../../test/e2e/stack.ts';
+import { printFlowLogs } from './flow-logs.ts';
 
 const RESOURCE_NET = '10.78.0.0/24';
 const results: { step: string; outcome: string; ok: boolean }[] = [];
@@ -58,6 +59,9 @@ async function run(stack: GatewayStack): Promise<void> {
   let after = 'connected';
   await waitFor(() => (after = tcpConnect(lab, server, 80)) !== 'connected', 10_000, 'the revocation to take effect').catch(() => undefined);
   record('access after reject_access', after !== 'connected', after === 'connected' ? 'still reachable' : `gone (${after})`);
+
+  console.log('\n6. The flows the gateway reported to the portal (flow logs)');
+  await printFlowLogs(stack);
 }
 
 const lab = labUp({ prefix: 'fzd' });
@@ -80,6 +84,8 @@ try {
       { name: 'app', type: 'dns', address: '*.lab.test' },
     ],
     dnsNames: { 'app.lab.test': '10.78.0.3' },
+    portalArgs: ['--flow-logs-interval', '1'],
+    gatewayEnv: { FZ_FLOW_LOGS_DIR: `/tmp/${lab.prefix}-flow_logs` },
   });
   await run(stack);
 } catch (error) {
