@@ -1,19 +1,33 @@
 /**
  * The red-team suite (issue 17): an authorized attacker client replays each attack on the real
  * gateway binary in the namespace lab while a victim client keeps a steady UDP echo loop (20
- * requests/s) to its own resource. Every case asserts that
- * - the victim lost no more requests than the case's stated bound, sent during the attack or in
- *   the second after it;
+ * requests/s; an echo not back within 30 s is lost, one back after 2 s is late) to its own
+ * resource. Every case asserts that
+ * - the victim lost no more requests than the case's stated bound, of those sent during the attack,
+ *   while the gateway read what the attack left in its receive queues, or in the second after;
  * - the gateway process stayed up and /healthz answers;
  * - its RSS grew by no more than the stated bound, and (floods) its CPU use in the second that
- *   starts one second after the attack ends is back under the idle bound;
+ *   starts one second after its receive queues drained is back under the idle bound;
  * - nothing the attacker's flows do not grant arrived at the resources (nft counters there,
  *   by source address), at the gateway host itself (other than DNS :53535 and ICMP echo), or
  *   at another client.
  * Each case prints one line of figures (the issue's closing table); all of them land in
  * `<logDir>/<prefix>-redteam.json`.
  *
- * Budget (CI, ~4 min with start-up): sizes are stated per case; FZ_REDTEAM_SCALE multiplies the
+ * On a machine shared with other work (CI has 2 cores) the gateway gets only a slice of a core, so
+ * the bounds are stated against what the same run measures, never against the wall clock alone:
+ * - the baseline case (first) measures the victim's losses and the gateway's idle CPU with no
+ *   attack; later cases allow the same loss rate and add the idle CPU to their CPU bounds;
+ * - a flood is over when the gateway's receive queues are empty, not when the attacker stops
+ *   sending (the kernel holds up to 8 MB per socket: with a slice of a core, reading a flood's
+ *   backlog takes many seconds, and the victim's requests queued behind it come back late, not lost);
+ * - a victim request lost while the gateway's receive buffer was full (sampled every 100 ms) is
+ *   not held against the gateway: the kernel drops whatever arrives then, and the gateway cannot
+ *   favour the victim's datagrams before it reads them; such losses are printed. What keeps that
+ *   from hiding a slow gateway is the bound on its CPU time per attack input (CPU time, not wall
+ *   time: the same on a busy machine), which sets how fast it empties the buffer given a core.
+ *
+ * Budget (CI, ~5 min with start-up): sizes are stated per case; FZ_REDTEAM_SCALE multiplies the
  * flood sizes for the figures of the issue (e.g. 1 = CI, 3 = the issue's 60,000 handshakes and
  * 200,000 fuzzed datagrams).
  */
@@ -24,7 +38,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { privilegedSkipReason } from '../support/env.ts';
 import { REPO_ROOT } from '../e2e/stack.ts';
-import { startRedteamLab, type Counters, type RedteamLab } from './lab.ts';
+import { MAX_RELAYS_PER_FAMILY } from '../../src/portal/input-limits.ts';
+import { startRedteamLab, VICTIM_LATE_MS, VICTIM_TIMEOUT_MS, type Counters, type RedteamLab } from './lab.ts';
 
 const skip =
   privilegedSkipReason('ip', 'nft', 'turnserver', 'dnsmasq', 'curl', 'dig') ??
@@ -36,29 +51,34 @@ const LOG_DIR = process.env['FZ_REDTEAM_LOG_DIR'] ?? '/tmp';
 const SCALE = Number(process.env['FZ_REDTEAM_SCALE'] ?? '1');
 /** Runs the cases still marked todo as real tests (to check a fix before turning its case on). */
 const ALL = process.env['FZ_REDTEAM_ALL'] === '1';
-/** How long each case watches after its attack ends (longer to measure a whole outage). */
-const OBSERVE_MS = Math.max(2_200, Number(process.env['FZ_REDTEAM_OBSERVE_MS'] ?? '2200'));
-
-/** Fixes other engineers own that a case waits for; the case runs and reports, but as `todo`, until it lands. */
+/** Fixes a case waits for; the case runs and reports, but as `todo`, until they land. */
 const PENDING = {
-  portalCaps: 'relays per message capped (harden, src/portal after issue 15 lands)',
+  portalCaps: 'the portal input caps wired into the runtime (src/portal/input-limits.ts)',
 } as const;
+/** How long each case watches after the gateway drained its receive queues (longer to measure a whole outage). */
+const OBSERVE_MS = Math.max(2_200, Number(process.env['FZ_REDTEAM_OBSERVE_MS'] ?? '2200'));
+/**
+ * A flood's leftovers in the gateway's receive queues must be read within this long after it ends
+ * (a stuck or blocked gateway never reads them; a starved one reads them slowly).
+ */
+const DRAIN_LIMIT_MS = 60_000;
+
 
 interface Bounds {
   /**
-   * Victim requests lost, of those sent during the attack and the second after. Floods that need
-   * the gateway's CPU state a share instead (`victimLostPercent`): on a machine shared with other
-   * work the gateway's slice of a core decides how much of a flood it absorbs before the socket
-   * queue drops, so they bound the share lost and the longest outage.
+   * Victim requests lost (never answered), of those sent during the attack, while the gateway read
+   * its backlog, and in the second after, other than those sent while the gateway's receive buffer
+   * was full (the kernel drops whatever arrives then; figures count them as `lostBufferFull`).
    */
   readonly victimLost: number;
-  readonly victimLostPercent?: number;
-  /** The longest run of consecutive lost requests, ms. */
-  readonly longestOutageMs?: number;
-  /** RSS growth over the case, MB. */
   readonly rssGrowthMb: number;
-  /** CPU (% of a core) in [end + 1 s, end + 2 s]; undefined where the case is not a flood. */
+  /** CPU (% of a core) in [drained + 1 s, drained + 2 s], above the baseline's idle CPU; undefined where the case is not a flood. */
   readonly cpuAfterPercent?: number;
+  /**
+   * The gateway's CPU time per attack input (packet or datagram the attacker sent and the kernel
+   * did not drop), µs, after taking away the baseline's idle CPU: the same on a busy machine.
+   */
+  readonly cpuUsPerInput?: number;
 }
 
 interface CaseRun {
@@ -71,7 +91,14 @@ interface CaseRun {
 interface CaseFigures {
   readonly name: string;
   readonly count: string;
-  readonly victim: { sent: number; lost: number; maxRttMs: number; longestOutageMs: number };
+  /** From the attack's end until the gateway's receive queues were empty, ms. */
+  readonly drainMs: number;
+  /** Datagrams (UDP GRO merges a flow's into one) read by the gateway namespace's sockets and dropped for a full receive buffer. */
+  readonly udp: { received: number; bufferDrops: number };
+  /** The longest receive queue sampled during the case, and the longest gap between samples (the sampler runs late on a busy machine). */
+  readonly rxQueue: { bytes: number; sampleGapMs: number; bufferBytes: number };
+  readonly cpuUsPerInput: number;
+  readonly victim: { sent: number; lost: number; lostBufferFull: number; late: number; maxRttMs: number; longestOutageMs: number };
   readonly alive: boolean;
   readonly cpuDuringPercent: number;
   readonly cpuAfterPercent: number;
@@ -86,6 +113,8 @@ interface CaseFigures {
 
 const results: CaseFigures[] = [];
 let lastSettleMs = 0;
+/** What the baseline case measured with no attack: the victim's loss rate and the gateway's idle CPU (% of a core). */
+let baseline = { lossRate: 0, cpuIdlePercent: 0 };
 
 describe('red team: an authorized client attacks the gateway while another keeps working', { skip }, () => {
   let rt: RedteamLab;
@@ -100,8 +129,8 @@ describe('red team: an authorized client attacks the gateway while another keeps
     await rt?.close();
   });
 
-  redteamCase('baseline: no attack for 3 s', { victimLost: 0, rssGrowthMb: 32 }, async () => {
-    await sleep(3_000);
+  redteamCase('baseline: no attack for 5 s', { victimLost: 0, rssGrowthMb: 32, baseline: true }, async () => {
+    await sleep(5_000);
     return { count: '-', attack: {} };
   });
 
@@ -193,7 +222,7 @@ describe('red team: an authorized client attacks the gateway while another keeps
     },
   );
 
-  redteamCase('handshake flood: initiations with a valid MAC1 from the attacker’s address', { victimLost: 2, victimLostPercent: 15, longestOutageMs: 1_500, rssGrowthMb: 64, cpuAfterPercent: 30 }, async () => {
+  redteamCase('handshake flood: initiations with a valid MAC1 from the attacker’s address', { victimLost: 2, rssGrowthMb: 64, cpuAfterPercent: 30, cpuUsPerInput: 200 }, async () => {
     const count = 20_000 * SCALE;
     const reply = await attack({ attack: 'handshake-flood', gateway_id: rt.gatewayId, gateway_public_key: rt.gatewayPublicKey, count, rate: 5_000 });
     const replies = reply['replies'] as Record<string, number>;
@@ -204,13 +233,13 @@ describe('red team: an authorized client attacks the gateway while another keeps
     };
   });
 
-  redteamCase('fuzzed datagrams on :52625 from the attacker’s address', { victimLost: 4, victimLostPercent: 15, longestOutageMs: 1_500, rssGrowthMb: 96, cpuAfterPercent: 30 }, async () => {
+  redteamCase('fuzzed datagrams on :52625 from the attacker’s address', { victimLost: 4, rssGrowthMb: 96, cpuAfterPercent: 30, cpuUsPerInput: 50 }, async () => {
     const count = 100_000 * SCALE;
     const reply = await attack({ attack: 'fuzz-datagrams', gateway_id: rt.gatewayId, gateway_public_key: rt.gatewayPublicKey, count, rate: 20_000, seed: 17 });
     return { count: `${count} datagrams at 20,000/s`, attack: reply };
   });
 
-  redteamCase('fuzzed DNS queries to the forwarder (UDP :53535 through the tunnel)', { victimLost: 2, victimLostPercent: 15, longestOutageMs: 1_500, rssGrowthMb: 96, cpuAfterPercent: 30 }, async () => {
+  redteamCase('fuzzed DNS queries to the forwarder (UDP :53535 through the tunnel)', { victimLost: 2, rssGrowthMb: 96, cpuAfterPercent: 30, cpuUsPerInput: 250 }, async () => {
     const count = 20_000 * SCALE;
     const reply = await attack({ attack: 'fuzz-dns', gateway_id: rt.gatewayId, targets: rt.targets, count, rate: 5_000, seed: 17 });
     return { count: `${count} queries at 5,000/s`, attack: reply };
@@ -227,8 +256,9 @@ describe('red team: an authorized client attacks the gateway while another keeps
 
   redteamCase(
     'portal: relays_presence with 10,000 relays',
-    { victimLost: 0, rssGrowthMb: 64, cpuAfterPercent: 30, todo: PENDING.portalCaps },
+    { victimLost: 0, rssGrowthMb: 32, cpuAfterPercent: 30, todo: PENDING.portalCaps },
     async () => {
+      const logBefore = rt.stack.gatewayLog().length;
       const connected = [];
       for (let i = 0; i < 10_000; i++) {
         connected.push({
@@ -242,23 +272,33 @@ describe('red team: an authorized client attacks the gateway while another keeps
       }
       const reply = await rt.stack.admin('POST', '/admin/gateways/push', { event: 'relays_presence', payload: { disconnected_ids: [], connected } });
       await sleep(3_000);
-      return { count: '1 message, 10,000 relays', attack: reply };
+      const log = rt.stack.gatewayLog().slice(logBefore);
+      const added = log.split('\n').filter((line) => line.includes('Added new TURN server')).length;
+      return {
+        count: '1 message, 10,000 relays',
+        attack: { ...reply, relaysAdded: added },
+        expect: () => {
+          assert.ok(added <= MAX_RELAYS_PER_FAMILY, `the gateway took ${added} of the 10,000 relays (at most ${MAX_RELAYS_PER_FAMILY} per family)`);
+          assert.match(log, /Ignoring relays beyond the per-family limit/, 'the cut is logged');
+        },
+      };
     },
   );
 
   redteamCase(
     'AssignedIps flood: p2p control packets with 40 in-range proxy IPs each, a new domain each',
-    { victimLost: 0, rssGrowthMb: 64, cpuAfterPercent: 15 },
+    { victimLost: 0, rssGrowthMb: 64, cpuAfterPercent: 15, cpuUsPerInput: 300 },
     async () => {
       const count = 2_000 * SCALE;
-      const reply = await attack({ attack: 'assigned-ips-flood', gateway_id: rt.gatewayId, resource_id: rt.resourceIds['app'], domain_suffix: 'lab.test', count, proxies: 40 });
-      return { count: `${count} packets × 40 proxy IPs (${Math.round(Number(reply['bytes']) / 1e5) / 10} MB)`, attack: reply };
+      // At the pace of the flood that stopped the gateway (2,000 packets in 1.4 s).
+      const reply = await attack({ attack: 'assigned-ips-flood', gateway_id: rt.gatewayId, resource_id: rt.resourceIds['app'], domain_suffix: 'lab.test', count, proxies: 40, rate: 1_500 });
+      return { count: `${count} packets × 40 proxy IPs (${Math.round(Number(reply['bytes']) / 1e5) / 10} MB) at 1,500/s`, attack: reply };
     },
   );
 
   function redteamCase(
     name: string,
-    bounds: Bounds & { readonly todo?: string },
+    bounds: Bounds & { readonly todo?: string; readonly baseline?: boolean },
     body: () => Promise<CaseRun>,
   ): void {
     const todo = ALL ? undefined : bounds.todo;
@@ -266,24 +306,36 @@ describe('red team: an authorized client attacks the gateway while another keeps
       if (!rt.monitor.alive()) assert.fail('the gateway died in an earlier case');
       await rt.ensureAttackerConnected();
       const countersBefore = rt.counters();
+      const udpBefore = rt.udpState();
       lastSettleMs = 0;
       const start = Date.now();
       const { count, attack: reply, expect } = await body();
       // The attacker waits `settle_ms` for answers after its last packet: the attack ended that much earlier.
       const end = Date.now() - lastSettleMs;
-      // The victim's requests of the last second time out one second later; CPU is read in [end+1 s, end+2 s].
-      await sleep(OBSERVE_MS);
+      const drained = await drainedAt(end);
+      // CPU is read in [drained+1 s, drained+2 s]; the victim's requests of the second after the drain must be answered or given up on.
+      await sleep(Math.max(0, drained + OBSERVE_MS - Date.now()));
+      await waitForVictim(drained + 1_000);
       const countersAfter = rt.counters();
+      const udpAfter = rt.udpState();
       const alive = rt.monitor.alive();
       const healthy = alive && rt.healthy();
+      const udp = { received: udpAfter.received - udpBefore.received, bufferDrops: udpAfter.bufferDrops - udpBefore.bufferDrops };
+      const busyMs = rt.monitor.cpuMs(start, drained) - (baseline.cpuIdlePercent / 100) * (drained - start);
+      const dropShare = udp.bufferDrops === 0 ? 0 : udp.bufferDrops / (udp.received + udp.bufferDrops);
+      const inputs = Math.round(Number(reply['sent'] ?? 0) * (1 - dropShare));
       const figures: CaseFigures = {
         name,
         count,
-        victim: rt.victimLoop.window(start, end + OBSERVE_MS - 1_200),
+        drainMs: drained - end,
+        udp,
+        rxQueue: { ...rt.monitor.rxQueuePeak(start, drained + 1_000), bufferBytes: rt.receiveBufferBytes },
+        cpuUsPerInput: inputs === 0 ? 0 : Math.round((Math.max(0, busyMs) * 1000) / inputs),
+        victim: victimFigures(start, drained + 1_000),
         alive: healthy,
         cpuDuringPercent: rt.monitor.cpuPercent(start, end),
-        cpuAfterPercent: rt.monitor.cpuPercent(end + 1_000, end + 2_000),
-        cpuObservedPercent: rt.monitor.cpuPercent(end, end + OBSERVE_MS),
+        cpuAfterPercent: rt.monitor.cpuPercent(drained + 1_000, drained + 2_000),
+        cpuObservedPercent: rt.monitor.cpuPercent(drained, drained + OBSERVE_MS),
         rssMb: rt.monitor.rssMb(start - 200, Date.now()),
         delta: {
           victim: countersAfter.victim - countersBefore.victim,
@@ -299,24 +351,60 @@ describe('red team: an authorized client attacks the gateway while another keeps
       };
       results.push(figures);
       console.log(`# ${JSON.stringify({ ...figures, attack: undefined })}`);
+      if (bounds.baseline === true) {
+        const observed = rt.monitor.cpuPercent(start, end);
+        baseline = { lossRate: figures.victim.sent === 0 ? 0 : figures.victim.lost / figures.victim.sent, cpuIdlePercent: Number.isFinite(observed) ? observed : 0 };
+      }
+      if (figures.victim.lostBufferFull > 0) console.log(`# ${name}: the victim lost ${figures.victim.lostBufferFull} requests while the gateway's receive buffer was full (the kernel drops what arrives then)`);
 
       assert.equal(alive, true, 'the gateway process is still running');
       assert.equal(healthy, true, 'the gateway answers /healthz');
       assert.ok(figures.victim.sent > 0, 'the victim loop ran during the case');
-      const lostBound = Math.max(bounds.victimLost, Math.floor(((bounds.victimLostPercent ?? 0) * figures.victim.sent) / 100));
-      assert.ok(figures.victim.lost <= lostBound, `the victim lost ${figures.victim.lost} of ${figures.victim.sent} requests (bound ${lostBound})`);
-      if (bounds.longestOutageMs !== undefined) {
-        assert.ok(figures.victim.longestOutageMs <= bounds.longestOutageMs, `the victim's longest outage: ${figures.victim.longestOutageMs} ms (bound ${bounds.longestOutageMs} ms)`);
+      assert.ok(drained - end <= DRAIN_LIMIT_MS, `the gateway read what the attack left in its receive queues within ${DRAIN_LIMIT_MS} ms`);
+      const lostBound = bounds.victimLost + Math.ceil(baseline.lossRate * figures.victim.sent);
+      const unexplained = figures.victim.lost - figures.victim.lostBufferFull;
+      assert.ok(
+        unexplained <= lostBound,
+        `the victim lost ${unexplained} of ${figures.victim.sent} requests while the gateway's receive buffer had room (bound ${lostBound}; ${figures.victim.lostBufferFull} more while it was full)`,
+      );
+      if (bounds.cpuUsPerInput !== undefined) {
+        assert.ok(inputs > 0, 'the attack sent inputs the kernel did not drop');
+        assert.ok(figures.cpuUsPerInput <= bounds.cpuUsPerInput, `gateway CPU per attack input: ${figures.cpuUsPerInput} µs (bound ${bounds.cpuUsPerInput} µs; ${inputs} inputs)`);
       }
       assert.ok(figures.rssMb.peak - figures.rssMb.first <= bounds.rssGrowthMb, `RSS grew from ${figures.rssMb.first} to ${figures.rssMb.peak} MB (bound +${bounds.rssGrowthMb} MB)`);
       if (bounds.cpuAfterPercent !== undefined) {
-        assert.ok(figures.cpuAfterPercent <= bounds.cpuAfterPercent, `CPU one second after the attack: ${figures.cpuAfterPercent} % (bound ${bounds.cpuAfterPercent} %)`);
+        const cpuBound = bounds.cpuAfterPercent + baseline.cpuIdlePercent;
+        assert.ok(figures.cpuAfterPercent <= cpuBound, `CPU one second after the receive queues drained: ${figures.cpuAfterPercent} % (bound ${cpuBound} %)`);
       }
       assert.equal(figures.delta.ungranted, 0, `nothing ungranted reaches the resources: ${figures.ungrantedSeen.join('; ')}`);
       assert.equal(figures.delta.hairpin, 0, 'nothing reaches another client through the gateway');
       assert.equal(figures.delta.host, 0, 'nothing but DNS and ICMP echo reaches the gateway host from the tunnel');
       expect?.();
     });
+  }
+
+  function victimFigures(from: number, to: number): CaseFigures['victim'] {
+    const { lostAt, ...window } = rt.victimLoop.window(from, to);
+    return { ...window, lostBufferFull: lostAt.filter((at) => rt.monitor.bufferFullNear(at, rt.receiveBufferBytes)).length };
+  }
+
+  /** Waits until every victim request sent up to `to` is answered or given up on (VICTIM_TIMEOUT_MS at most). */
+  async function waitForVictim(to: number): Promise<void> {
+    const limit = Date.now() + VICTIM_TIMEOUT_MS + 2_000;
+    while (!rt.victimLoop.resolvedThrough(to) && Date.now() < limit) await sleep(100);
+  }
+
+  /**
+   * When the gateway's receive queues were first seen empty after `end` (epoch ms): `end` itself when
+   * they already were by the time the attacker's reply came, DRAIN_LIMIT_MS past `end` at the latest.
+   */
+  async function drainedAt(end: number): Promise<number> {
+    for (let first = true; ; first = false) {
+      const now = Date.now();
+      if (rt.udpState().queuedBytes === 0) return first ? end : now;
+      if (now - end > DRAIN_LIMIT_MS) return now;
+      await sleep(50);
+    }
   }
 
   async function attack(command: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -348,9 +436,10 @@ function printTable(): void {
     [
       r.name,
       r.count,
-      `${r.victim.lost}/${r.victim.sent} lost (longest outage ${r.victim.longestOutageMs} ms), max rtt ${r.victim.maxRttMs} ms`,
+      `drained +${r.drainMs} ms, ${r.udp.received} datagrams in, ${r.udp.bufferDrops} dropped by the kernel (queue peak ${Math.round(r.rxQueue.bytes / 1024)} KB), ${r.cpuUsPerInput} µs CPU per input`,
+      `${r.victim.lost}/${r.victim.sent} lost (${r.victim.lostBufferFull} while the receive buffer was full), ${r.victim.late} late > ${VICTIM_LATE_MS / 1000} s (longest outage ${r.victim.longestOutageMs} ms), max rtt ${r.victim.maxRttMs} ms`,
       r.alive ? 'up' : 'DOWN',
-      `CPU ${r.cpuDuringPercent} % during, ${r.cpuAfterPercent} % at +1 s, ${r.cpuObservedPercent} % over ${OBSERVE_MS / 1000} s after`,
+      `CPU ${r.cpuDuringPercent} % during, ${r.cpuAfterPercent} % at +1 s, ${r.cpuObservedPercent} % over ${OBSERVE_MS / 1000} s after the drain`,
       `RSS ${r.rssMb.first} → ${r.rssMb.peak} MB`,
       `ungranted ${r.delta.ungranted}, host ${r.delta.host}, hairpin ${r.delta.hairpin}`,
       `load ${r.load}`,
