@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { main, logFilterSpec, type MainContext, type StartedGateway } from '../../src/cli/main.ts';
-import { configureLogging, LogFilter } from '../../src/log/index.ts';
+import { configureLogging, createLogger, Level, LogFilter } from '../../src/log/index.ts';
 import type { IdHost } from '../../src/cli/identity.ts';
 import type { GatewayOptions } from '../../src/cli/options.ts';
 
@@ -185,6 +185,17 @@ describe('main', () => {
       assert.equal(await runUntilStarted(off), 0);
       assert.deepEqual(off.sysctls, []);
     }
+  });
+
+  test('--flow-logs turns on the flow_logs target at trace, on top of RUST_LOG', async () => {
+    const flowLogs = createLogger('flow_logs');
+    const on = harness(['--flow-logs', TOKEN], { env: { RUST_LOG: 'warn' } });
+    assert.equal(await runUntilStarted(on), 0);
+    assert.equal(flowLogs.enabled(Level.Trace), true);
+    assert.equal(createLogger('firezone_gateway').enabled(Level.Info), false);
+    const off = harness([TOKEN]);
+    assert.equal(await runUntilStarted(off), 0);
+    assert.equal(flowLogs.enabled(Level.Trace), false);
   });
 
   test('the options reach the runtime: flow logs, partition budget, metrics', async () => {
