@@ -46,6 +46,8 @@ export interface StackOptions {
   readonly externalGateway?: boolean;
   /** Extra command-line flags for the first test client (e.g. `--iceless`). */
   readonly clientArgs?: readonly string[];
+  /** Multiplies the start-up waits (dev portal up, gateway joined) for callers that run on a busy machine; 1 by default. */
+  readonly startWaitScale?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -168,7 +170,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
       'node', '--import', 'tsx', `${REPO_ROOT}tools/dev-portal/main.ts`, '--listen', `${lab.addresses.portal}:8081`, '--token', PORTAL_TOKEN,
       '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, '--state', portalState, ...(options.portalArgs ?? []),
     ], { log: `${logDir}/${lab.prefix}-portal.log` });
-    await waitFor(() => curl(lab, 'GET', `${portal}/admin/state`).ok, 15_000, 'dev portal');
+    await waitFor(() => curl(lab, 'GET', `${portal}/admin/state`).ok, 15_000 * (options.startWaitScale ?? 1), 'dev portal');
   };
   const stopPortal = async (): Promise<void> => {
     portalProcess?.kill('SIGTERM');
@@ -224,7 +226,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   };
   if (options.externalGateway !== true) {
     startGateway();
-    await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 20_000, 'gateway joining the portal');
+    await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 20_000 * (options.startWaitScale ?? 1), 'gateway joining the portal');
   }
 
   const extraClients: ClientHandle[] = [];
