@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { RECEIVE_BUFFER_SIZE, SEND_BUFFER_SIZE } from '../runtime/socket-buffers.ts';
 import { ioErrorMessage } from './io-error.ts';
 
 /**
@@ -6,8 +7,6 @@ import { ioErrorMessage } from './io-error.ts';
  * kernel caps a socket's SO_RCVBUF / SO_SNDBUF request at these, so the UDP sockets' large
  * buffers only take effect once they are raised (16 MiB receive, 2 MiB send on Linux).
  */
-export const RECV_BUFFER_SIZE = 16 * 1024 * 1024;
-export const SEND_BUFFER_SIZE = 2 * 1024 * 1024;
 
 export type WriteSysctl = (path: string, value: string) => void;
 
@@ -18,7 +17,7 @@ export interface IncBufLog {
 /** Raises both limits, logging each outcome at INFO as the reference does; never fails. */
 export function raiseSocketBufferLimits(log: IncBufLog, write: WriteSysctl = (path, value) => writeFileSync(path, value)): void {
   for (const [name, size] of [
-    ['rmem_max', RECV_BUFFER_SIZE],
+    ['rmem_max', RECEIVE_BUFFER_SIZE],
     ['wmem_max', SEND_BUFFER_SIZE],
   ] as const) {
     try {

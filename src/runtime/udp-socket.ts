@@ -55,11 +55,11 @@ import {
   type NativeAddon,
   type PollerHandle,
 } from './native.ts';
+import { RECEIVE_BUFFER_SIZE, SEND_BUFFER_SIZE } from './socket-buffers.ts';
 
+export { RECEIVE_BUFFER_SIZE, SEND_BUFFER_SIZE };
 export const DATA_PLANE_PORT = 52625;
 export const FIREZONE_MARK = 0xfd002021;
-export const RECEIVE_BUFFER_SIZE = 10 * 1024 * 1024;
-export const SEND_BUFFER_SIZE = 1024 * 1024;
 const DEFAULT_SLOT_SIZE = 2048;
 const DEFAULT_BATCH_SIZE = 64;
 const EAGAIN = 11;
