@@ -76,6 +76,12 @@ export class FlowTracker {
   private oldest: Flow | undefined;
   private newest: Flow | undefined;
   private nextScopeId = 1;
+  /** The last (client, resource) looked up and its scope: consecutive packets of a flow skip both maps. */
+  private cachedClientId: string | undefined;
+  private cachedResourceId: string | undefined;
+  private cachedScope: Scope | undefined;
+  /** The flow of the last packet: consecutive packets of one flow skip the hash and the bucket lookup. */
+  private lastFlow: Flow | undefined;
 
   constructor(options: FlowTrackerOptions) {
     this.clock = new UtcClock(options.now, options.unixMs);
@@ -117,6 +123,7 @@ export class FlowTracker {
     if (scope === undefined) {
       scope = new Scope(this.nextScopeId++, client, rid);
       client.scopes.set(rid, scope);
+      this.cachedClientId = undefined;
     }
     scope.token = token;
   }
@@ -164,24 +171,27 @@ export class FlowTracker {
     if (!this.enabledFlag) return;
     const t = this.packet;
     if (t.protocol === 0) return;
-    const scope = this.clients.get(clientId)?.scopes.get(resourceId);
+    const scope = this.scopeOf(clientId, resourceId);
     if (scope === undefined || scope.token === undefined) return;
-    const hash = flowHash(scope.id, t);
-    const flow = this.find(scope, t, hash);
-    if (flow === undefined) {
-      if (t.protocol === PROTOCOL_TCP && (t.fin || t.rst || (t.ack && !t.syn && t.payloadLength === 0))) return;
-      this.open(scope, scope.token, domain, hash, from, to, now);
-      return;
+    let flow = this.lastFlow;
+    if (flow === undefined || flow.scope !== scope || !flow.matches(t)) {
+      flow = this.find(scope, t, flowHash(scope.id, t));
+      if (flow === undefined) {
+        if (t.protocol === PROTOCOL_TCP && (t.fin || t.rst || (t.ack && !t.syn && t.payloadLength === 0))) return;
+        this.open(scope, scope.token, domain, flowHash(scope.id, t), from, to, now);
+        return;
+      }
+      this.lastFlow = flow;
     }
     if (flow.outers.length >= MAX_OUTERS_PER_FLOW && !flow.isCurrentPath(from, to)) {
       this.stats.splitOnPaths++;
       this.close(flow, this.clock.micros(now));
-      this.open(scope, scope.token, domain, hash, from, to, now);
+      this.open(scope, scope.token, domain, flow.hash, from, to, now);
       return;
     }
     if (t.protocol === PROTOCOL_TCP && t.syn && flow.nonSynTx) {
       this.close(flow, this.clock.micros(now));
-      this.open(scope, scope.token, domain, hash, from, to, now);
+      this.open(scope, scope.token, domain, flow.hash, from, to, now);
       return;
     }
     if (!flow.isCurrentPath(from, to)) flow.addPath(from, to, this.clock.micros(now));
@@ -208,10 +218,14 @@ export class FlowTracker {
     if (!this.enabledFlag) return;
     const t = this.packet;
     if (t.protocol === 0) return;
-    const scope = this.clients.get(clientId)?.scopes.get(resourceId);
+    const scope = this.scopeOf(clientId, resourceId);
     if (scope === undefined) return;
     t.flip();
-    const flow = this.find(scope, t, flowHash(scope.id, t));
+    let flow = this.lastFlow;
+    if (flow === undefined || flow.scope !== scope || !flow.matches(t)) {
+      flow = this.find(scope, t, flowHash(scope.id, t));
+      if (flow !== undefined) this.lastFlow = flow;
+    }
     t.flip();
     if (flow === undefined) return;
     flow.rxPackets++;
@@ -267,6 +281,15 @@ export class FlowTracker {
 
   // ---- Helpers -------------------------------------------------------------------------------------------------
 
+  private scopeOf(clientId: string, resourceId: string): Scope | undefined {
+    if (clientId === this.cachedClientId && resourceId === this.cachedResourceId) return this.cachedScope;
+    const scope = this.clients.get(clientId)?.scopes.get(resourceId);
+    this.cachedClientId = clientId;
+    this.cachedResourceId = resourceId;
+    this.cachedScope = scope;
+    return scope;
+  }
+
   private find(scope: Scope, t: PacketTuple, hash: number): Flow | undefined {
     for (let flow = this.buckets.get(hash); flow !== undefined; flow = flow.nextSameHash) {
       if (flow.scope === scope && flow.matches(t)) return flow;
@@ -304,10 +327,12 @@ export class FlowTracker {
     this.count++;
     this.stats.opened++;
     this.deadlines.set(flow, now + FLOW_IDLE_TIMEOUT_MS);
+    this.lastFlow = flow;
     this.emit(flow, undefined);
   }
 
   private close(flow: Flow, endMicros: number): void {
+    if (this.lastFlow === flow) this.lastFlow = undefined;
     const head = this.buckets.get(flow.hash);
     if (head === flow) {
       if (flow.nextSameHash === undefined) this.buckets.delete(flow.hash);
@@ -367,6 +392,8 @@ export class FlowTracker {
   private forgetIfUnused(scope: Scope): void {
     if (scope.token !== undefined || scope.flowCount > 0) return;
     const client = scope.client;
+    this.cachedClientId = undefined;
+    this.cachedScope = undefined;
     if (client.scopes.get(scope.resourceId) === scope) client.scopes.delete(scope.resourceId);
     if (client.scopes.size === 0 && this.clients.get(client.id) === client) this.clients.delete(client.id);
   }

@@ -65,14 +65,19 @@ export class ClientOnGateway {
     return (fromProxy && this.proxyFilters.permitsInbound(packet)) || this.filters.permitsInbound(packet);
   }
 
-  /** The resource a permitted client -> resource packet belongs to (flow attribution; see FilterTable). */
+  /**
+   * The resource of the packet `permitsOutbound(packet, toProxy)` just permitted (flow attribution), from the
+   * network that call found (see FilterTable.lastResourceOf).
+   */
   outboundResourceOf(packet: IpPacket, toProxy: boolean): string | undefined {
-    return (toProxy ? this.proxyFilters.outboundResourceOf(packet) : undefined) ?? this.filters.outboundResourceOf(packet);
+    const table = toProxy && this.proxyFilters.lastPermitted ? this.proxyFilters : this.filters;
+    return table.lastResourceOf(packet, true);
   }
 
-  /** The resource a permitted resource -> client packet comes from. */
+  /** The resource of the packet `permitsInbound(packet, fromProxy)` just permitted. */
   inboundResourceOf(packet: IpPacket, fromProxy: boolean): string | undefined {
-    return (fromProxy ? this.proxyFilters.inboundResourceOf(packet) : undefined) ?? this.filters.inboundResourceOf(packet);
+    const table = fromProxy && this.proxyFilters.lastPermitted ? this.proxyFilters : this.filters;
+    return table.lastResourceOf(packet, false);
   }
 
   /** Filter-table networks rebuilt so far (a test hook). */

@@ -29,6 +29,8 @@ export class FilterTable {
   private readonly probe: Probe = { packet: undefined as unknown as IpPacket, useDestinationPort: true };
   /** Networks whose rules were rebuilt (a test hook: structural tests count work, not time). */
   networksRebuilt = 0;
+  /** The network rules the last `permits*` call found (undefined: none permitted). */
+  private matched: NetworkRules | undefined;
 
   get size(): number {
     return this.table.size;
@@ -57,6 +59,7 @@ export class FilterTable {
   }
 
   clear(): void {
+    this.matched = undefined;
     this.table.clear();
   }
 
@@ -70,17 +73,23 @@ export class FilterTable {
     return this.find(packet, false, packet.sourceOffset);
   }
 
-  /**
-   * The resource a permitted client -> resource packet belongs to (flow attribution): the first granting
-   * resource whose own filters permit it, in the network `permitsOutbound` found; undefined if none.
-   */
-  outboundResourceOf(packet: IpPacket): string | undefined {
-    return this.resourceOf(packet, true, packet.destinationOffset);
+  /** Whether the last `permitsOutbound` / `permitsInbound` call permitted its packet. */
+  get lastPermitted(): boolean {
+    return this.matched !== undefined;
   }
 
-  /** `outboundResourceOf` for a resource -> client packet (source address and port). */
-  inboundResourceOf(packet: IpPacket): string | undefined {
-    return this.resourceOf(packet, false, packet.sourceOffset);
+  /**
+   * The resource the packet of the last `permitsOutbound` (useDestinationPort) or `permitsInbound` call, which
+   * permitted it, belongs to (flow attribution): the first resource granting the network found whose own
+   * filters permit it. No second lookup: the network is the one that call found.
+   */
+  lastResourceOf(packet: IpPacket, useDestinationPort: boolean): string | undefined {
+    const rules = this.matched;
+    if (rules === undefined) return undefined;
+    const grants = rules.byResource;
+    if (grants.length === 1) return grants[0]!.id;
+    for (let i = 0; i < grants.length; i++) if (grants[i]!.engine.permits(packet, useDestinationPort)) return grants[i]!.id;
+    return undefined;
   }
 
   /** The resources granting exactly `network` (tests and diagnostics). */
@@ -93,19 +102,8 @@ export class FilterTable {
     probe.packet = packet;
     probe.useDestinationPort = useDestinationPort;
     const found = packet.version === 4 ? this.table.findV4(readU32(packet.bytes, offset), permits, probe) : this.table.findV6(packet.bytes, offset, permits, probe);
+    this.matched = found;
     return found !== undefined;
-  }
-
-  private resourceOf(packet: IpPacket, useDestinationPort: boolean, offset: number): string | undefined {
-    const probe = this.probe;
-    probe.packet = packet;
-    probe.useDestinationPort = useDestinationPort;
-    const rules = packet.version === 4 ? this.table.findV4(readU32(packet.bytes, offset), permits, probe) : this.table.findV6(packet.bytes, offset, permits, probe);
-    if (rules === undefined) return undefined;
-    const grants = rules.byResource;
-    if (grants.length === 1) return grants[0]!.id;
-    for (let i = 0; i < grants.length; i++) if (grants[i]!.engine.permits(packet, useDestinationPort)) return grants[i]!.id;
-    return undefined;
   }
 
   private rebuild(rules: NetworkRules): void {
