@@ -522,7 +522,7 @@ export class GatewayMonitor {
 
   /**
    * Whether a receive queue of the gateway's namespace was full (within 64 KB, one GRO-merged
-   * datagram, of `bufferBytes`) around `at`: in a sample within 150 ms, or in the last sample
+   * datagram, of `bufferBytes`) around `at`: in a sample within 250 ms, or in the last sample
    * before or the first after it (the sampler runs late on a busy machine). A datagram arriving
    * then could have been dropped by the kernel for want of room, whoever sent it.
    */
@@ -531,7 +531,7 @@ export class GatewayMonitor {
     let before: Sample | undefined;
     let after: Sample | undefined;
     for (const s of this.samples) {
-      if (Math.abs(s.at - at) <= 150 && full(s)) return true;
+      if (Math.abs(s.at - at) <= 250 && full(s)) return true;
       if (s.at <= at) before = s;
       else if (after === undefined) after = s;
     }
