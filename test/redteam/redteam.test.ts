@@ -62,13 +62,16 @@ const OBSERVE_MS = Math.max(2_200, Number(process.env['FZ_REDTEAM_OBSERVE_MS'] ?
  * (a stuck or blocked gateway never reads them; a starved one reads them slowly).
  */
 const DRAIN_LIMIT_MS = 60_000;
+/** Of the losses while a receive queue was full, the share also allowed just outside the spells the sampler saw. */
+const EDGE_SHARE = 0.15;
 
 
 interface Bounds {
   /**
    * Victim requests lost (never answered), of those sent during the attack, while the gateway read
    * its backlog, and in the second after, other than those sent while the gateway's receive buffer
-   * was full (the kernel drops whatever arrives then; figures count them as `lostBufferFull`).
+   * was full (the kernel drops whatever arrives then; figures count them as `lostBufferFull`), and
+   * EDGE_SHARE of those more.
    */
   readonly victimLost: number;
   readonly rssGrowthMb: number;
@@ -361,7 +364,8 @@ describe('red team: an authorized client attacks the gateway while another keeps
       assert.equal(healthy, true, 'the gateway answers /healthz');
       assert.ok(figures.victim.sent > 0, 'the victim loop ran during the case');
       assert.ok(drained - end <= DRAIN_LIMIT_MS, `the gateway read what the attack left in its receive queues within ${DRAIN_LIMIT_MS} ms`);
-      const lostBound = bounds.victimLost + Math.ceil(baseline.lossRate * figures.victim.sent);
+      // The sampler sees a queue fill or empty up to a sample late: a few losses at the edges of a full spell look unexplained.
+      const lostBound = bounds.victimLost + Math.ceil(EDGE_SHARE * figures.victim.lostBufferFull) + Math.ceil(baseline.lossRate * figures.victim.sent);
       const unexplained = figures.victim.lost - figures.victim.lostBufferFull;
       assert.ok(
         unexplained <= lostBound,
