@@ -31,6 +31,7 @@ import { mergeRelayEntries, type DecryptedPacket, type Node, type RelayServer } 
 import type { RandomSource } from '../util/random.ts';
 import { RingQueue } from '../util/ring-queue.ts';
 import { WarningLimiter } from '../util/warning-limiter.ts';
+import type { SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import { validatePacketChecksums } from './checksums.ts';
 import type { FlowLogs, FlowLogsInit } from './flow-logs.ts';
@@ -148,6 +149,9 @@ export class GatewayEventLoop {
   private tunBatchCount = 0;
   /** The UDP read being handled (its datagrams' addresses are the flows' outer paths). */
   private datagrams: UdpDatagramBatch | undefined;
+  /** With flow logs: each datagram's source and destination, as decoded once for the node. */
+  private readonly outerSources: SocketAddr[] = [];
+  private readonly outerDestinations: SocketAddr[] = [];
 
   constructor(options: EventLoopOptions) {
     this.o = options;
@@ -202,7 +206,13 @@ export class GatewayEventLoop {
   }
 
   private handleDatagram(batch: UdpDatagramBatch, i: number, now: number): void {
-    const result = this.o.node.decapsulateBatched(batch.destination(i), batch.source(i), batch.payload(i), batch.ecn(i) | (i << ECN_TAG_BITS), now);
+    const destination = batch.destination(i);
+    const source = batch.source(i);
+    if (this.o.flowLogs !== undefined) {
+      this.outerSources[i] = source;
+      this.outerDestinations[i] = destination;
+    }
+    const result = this.o.node.decapsulateBatched(destination, source, batch.payload(i), batch.ecn(i) | (i << ECN_TAG_BITS), now);
     if (typeof result !== 'string') this.handleDecrypted(result, now, i);
   }
 
@@ -239,7 +249,7 @@ export class GatewayEventLoop {
         const flows = this.o.flowLogs;
         const datagrams = this.datagrams;
         if (flows !== undefined && verdict.resourceId !== '' && datagrams !== undefined && index < datagrams.count) {
-          flows.clientToResource(decrypted.connection, verdict.resourceId, verdict.domain, datagrams.source(index), datagrams.destination(index), now);
+          flows.clientToResource(decrypted.connection, verdict.resourceId, verdict.domain, this.outerSources[index]!, this.outerDestinations[index]!, now);
         }
         break;
       }
