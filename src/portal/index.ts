@@ -2,6 +2,7 @@ export * from './login-url.ts';
 export * from './user-agent.ts';
 export * from './message-types.ts';
 export * from './messages.ts';
+export { parseIngestToken, decodeBase64UrlNoPad, type IngestToken, type IngestTokenClaims, type IngestTokenResult } from './ingest-token.ts';
 export * from './phoenix-frame.ts';
 export * from './http-status.ts';
 export * from './backoff.ts';

@@ -19,8 +19,8 @@ import { createLogger, errorChain, Level } from '../log/index.ts';
 import {
   encodeEgress,
   type AllowAccessMessage,
-  type AuthorizeFlowMessage,
   type ClientId,
+  type CreateAuthorizationMessage,
   type IngressMessage,
   type InitMessage,
   type Relay,
@@ -34,8 +34,7 @@ import { WarningLimiter } from '../util/warning-limiter.ts';
 import type { SocketAddr } from '../util/socket-addr.ts';
 import type { Transmit } from '../util/transmit.ts';
 import { validatePacketChecksums } from './checksums.ts';
-import type { FlowLogs, FlowLogsInit } from './flow-logs.ts';
-import type { IngestToken } from '../flow-logs/index.ts';
+import type { FlowLogs } from './flow-logs.ts';
 import type { TunReadBatch } from './tun-device.ts';
 import { sendTransmit, type DatagramSocket, type UdpDatagramBatch } from './udp-socket.ts';
 
@@ -50,7 +49,7 @@ type InputKind = 'datagrams' | 'tunPackets' | 'portalMessage' | 'timer' | 'resol
 
 export interface PortalPort {
   send(event: string, payload: Readonly<Record<string, unknown>>): void;
-  /** Reconnects to get a fresh `init` (no relays left). */
+  /** Reconnects to get a fresh `init`: 1.4.13's answer to "no relays left", kept for the v1 dialect. */
   reconnect(): void;
 }
 
@@ -89,6 +88,8 @@ export interface EventLoopOptions {
   readonly validateChecksums?: boolean;
   /** A fatal error: the process must stop with `Failed to start Gateway: <error>`. */
   readonly onFatal: (error: Error) => void;
+  /** Advertised in `set_snownet_capabilities` after every join (spec gateway-1.6 §2.3.4); false until ICE-less connections are complete. */
+  readonly iceless?: boolean;
   /** Arms a timer; the loop keeps at most one. Injectable for tests. */
   readonly setTimer?: (callback: () => void, delayMs: number) => unknown;
   readonly clearTimer?: (handle: unknown) => void;
@@ -152,6 +153,11 @@ export class GatewayEventLoop {
   /** With flow logs: each datagram's source and destination, as decoded once for the node. */
   private readonly outerSources: SocketAddr[] = [];
   private readonly outerDestinations: SocketAddr[] = [];
+  /**
+   * Candidate changes held back while the portal is down, per client (spec gateway-1.6 §1.8);
+   * undefined while it is up. Starts up (as the reference): before the first join nothing is held.
+   */
+  private held: Map<string, { added: Set<string>; removed: Set<string> }> | undefined;
 
   constructor(options: EventLoopOptions) {
     this.o = options;
@@ -320,6 +326,41 @@ export class GatewayEventLoop {
     }
   }
 
+  /**
+   * The portal channel is joined (every join): advertise the capabilities (v2 only; older portals
+   * answer `unknown_message`), then flush the candidate changes held while it was down, one
+   * message per client and kind.
+   */
+  portalJoined(dialect: 'v1' | 'v2' = 'v2'): void {
+    if (this.stopped) return;
+    const now = this.o.clock();
+    if (dialect === 'v2') this.sendToPortal(encodeEgress({ kind: 'setSnownetCapabilities', iceless: this.o.iceless ?? false }));
+    const held = this.held;
+    this.held = undefined;
+    if (held === undefined) return;
+    for (const [clientId, changes] of held) {
+      if (changes.added.size > 0) this.sendToPortal(encodeEgress({ kind: 'broadcastIceCandidates', clientIds: [clientId as ClientId], candidates: changes.added }));
+    }
+    for (const [clientId, changes] of held) {
+      if (changes.removed.size > 0) {
+        this.sendToPortal(encodeEgress({ kind: 'broadcastInvalidatedIceCandidates', clientIds: [clientId as ClientId], candidates: changes.removed }));
+      }
+    }
+    this.flush(now);
+  }
+
+  /** The portal connection is down (a hiccup): candidate changes are held from now on. */
+  portalDisconnected(): void {
+    this.held ??= new Map();
+  }
+
+  /** How many candidate changes are held for the portal (tests, metrics). */
+  get heldCandidateCount(): number {
+    let count = 0;
+    for (const changes of this.held?.values() ?? []) count += changes.added.size + changes.removed.size;
+    return count;
+  }
+
   handlePortalMessage(message: IngressMessage): void {
     if (this.stopped) return;
     const now = this.o.clock();
@@ -353,8 +394,11 @@ export class GatewayEventLoop {
     switch (message.kind) {
       case 'init':
         return this.handleInit(message, now);
-      case 'authorizeFlow':
-        return this.handleAuthorizeFlow(message, now);
+      case 'createAuthorization':
+        return this.handleCreateAuthorization(message, now);
+      case 'accessAuthorizationExpiryUpdated':
+        // Obsolete in 1.6.0: parsed and ignored, as the reference does.
+        return;
       case 'rejectAccess':
         state.rejectAccess(message.clientId, message.resourceId, now);
         this.o.flowLogs?.revoke(message.clientId, message.resourceId);
@@ -388,11 +432,17 @@ export class GatewayEventLoop {
     const flowLogs = this.o.flowLogs;
     if (flowLogs !== undefined) {
       // 1.6.0's `init` carries `flow_logs` (older portals: absent, uploads off).
-      flowLogs.init((message as { readonly flowLogs?: FlowLogsInit | undefined }).flowLogs);
+      flowLogs.init(message.flowLogs);
       if (message.authorizations !== undefined) flowLogs.retainAuthorizations(message.authorizations);
     }
     this.o.node.updateRelays([], turnRelays(message.relays), now);
     this.o.state.init({ ipv4, ipv6 }, message.authorizations, now);
+    for (const { clientId, resourceId, expiresAt } of message.authorizations ?? []) {
+      if (expiresAt === undefined) continue;
+      if (!this.o.state.updateResourceExpiry(clientId, resourceId, this.expiry(expiresAt, now))) {
+        log.debug('Failed to update access authorization: no such authorization', { cid: clientId, rid: resourceId });
+      }
+    }
     const addresses = { ipv4: message.interface.ipv4, ipv6: message.interface.ipv6 };
     this.interfaceSuperseded?.abort();
     const superseded = new AbortController();
@@ -402,7 +452,7 @@ export class GatewayEventLoop {
       .catch((error: unknown) => this.o.onFatal(error instanceof Error ? error : new Error(String(error))));
   }
 
-  private handleAuthorizeFlow(message: AuthorizeFlowMessage, now: number): void {
+  private handleCreateAuthorization(message: CreateAuthorizationMessage, now: number): void {
     const { client } = message;
     const upsert = this.o.node.upsertConnection(
       client.id,
@@ -411,12 +461,19 @@ export class GatewayEventLoop {
         remoteCredentials: { ufrag: message.clientIceCredentials.username, password: message.clientIceCredentials.password },
         remotePublicKey: client.publicKey.bytes,
         presharedKey: client.presharedKey.bytes,
+        useIceless: message.useIceless,
       },
       now,
     );
     if (upsert === 'noTurnServers') {
-      log.warn('No TURN servers available; reconnecting to the portal for a fresh init', { cid: client.id });
-      this.o.portal.reconnect();
+      if (message.ackEvent === 'authorization_created') {
+        // 1.6.0: ask the portal for relays (it answers `relays_presence`); the client's request times out.
+        log.debug('Failed to create authorization: No TURN servers available', { cid: client.id });
+        this.sendToPortal(encodeEgress({ kind: 'noRelays' }));
+      } else {
+        log.warn('No TURN servers available; reconnecting to the portal for a fresh init', { cid: client.id });
+        this.o.portal.reconnect();
+      }
       return;
     }
     const info = clientInfo(client.id, client.ipv4, client.ipv6);
@@ -424,9 +481,9 @@ export class GatewayEventLoop {
       const result = this.o.state.authorizeFlow(info, toPolicyResource(message.resource), this.expiry(message.expiresAt, now), now);
       if (!result.ok) log.debug('Access not recorded', { cid: client.id, error: result.error });
       // 1.6.0's `create_authorization` carries the flow-logs ingest token.
-      else this.o.flowLogs?.authorize(client.id, message.resource.id, (message as { readonly ingestToken?: IngestToken | undefined }).ingestToken);
+      else this.o.flowLogs?.authorize(client.id, message.resource.id, message.ingestToken);
     }
-    this.sendToPortal(encodeEgress({ kind: 'flowAuthorized', ref: message.ref }));
+    this.sendToPortal(encodeEgress({ kind: message.ackEvent === 'authorization_created' ? 'authorizationCreated' : 'flowAuthorized', ref: message.ref }));
   }
 
   private startLegacy(pending: PendingLegacy, domain: string | undefined, now: number): void {
@@ -513,13 +570,17 @@ export class GatewayEventLoop {
     for (let event = node.pollEvent(); event !== undefined; event = node.pollEvent()) {
       switch (event.kind) {
         case 'newIceCandidates':
-          this.sendToPortal(encodeEgress({ kind: 'broadcastIceCandidates', clientIds: [event.connection as ClientId], candidates: event.candidates }));
+          if (this.held !== undefined) this.hold(event.connection, event.candidates, 'added');
+          else this.sendToPortal(encodeEgress({ kind: 'broadcastIceCandidates', clientIds: [event.connection as ClientId], candidates: event.candidates }));
           break;
         case 'invalidatedIceCandidates':
-          this.sendToPortal(encodeEgress({ kind: 'broadcastInvalidatedIceCandidates', clientIds: [event.connection as ClientId], candidates: event.candidates }));
+          if (this.held !== undefined) this.hold(event.connection, event.candidates, 'removed');
+          else this.sendToPortal(encodeEgress({ kind: 'broadcastInvalidatedIceCandidates', clientIds: [event.connection as ClientId], candidates: event.candidates }));
           break;
         case 'connectionFailed':
-          // The policy state stays: a client that connects again keeps its authorizations (1.6.0).
+          // The policy state stays: a client that connects again keeps its authorizations (1.6.0);
+          // only the candidates held for it are forgotten.
+          this.held?.delete(event.connection);
           break;
         case 'connectionEstablished':
           log.debug('WireGuard session established', { cid: event.connection });
@@ -531,6 +592,27 @@ export class GatewayEventLoop {
     this.o.sockets.v4?.flush();
     this.o.sockets.v6?.flush();
     this.armTimer(now);
+  }
+
+  /**
+   * Holds one connection's candidate changes while the portal is down: an added candidate cancels
+   * a held removal of it; a removed candidate that was only held as added is never announced.
+   */
+  private hold(connection: string, candidates: readonly string[], kind: 'added' | 'removed'): void {
+    const held = this.held!;
+    let changes = held.get(connection);
+    if (changes === undefined) {
+      changes = { added: new Set(), removed: new Set() };
+      held.set(connection, changes);
+    }
+    for (const candidate of candidates) {
+      if (kind === 'added') {
+        changes.removed.delete(candidate);
+        changes.added.add(candidate);
+      } else if (!changes.added.delete(candidate)) {
+        changes.removed.add(candidate);
+      }
+    }
   }
 
   private sendToClient(clientId: string, packet: Uint8Array, now: number): void {

@@ -105,7 +105,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     fail = reject;
   });
 
-  const channel = new PhoenixChannel<IngressMessage>({ topic: 'gateway', rng, decode: decodeIngress });
+  const channel = new PhoenixChannel<IngressMessage>({ topic: 'gateway', rng, decode: (event, payload) => decodeIngress(event, payload, 'v1') });
   const host = new URL(login.value.href).host;
   const portal = new PortalConnection<IngressMessage>({
     url: loginUrlWithPublicKey(login.value, node.publicKey),
@@ -119,6 +119,8 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
       if (event.kind === 'stateChanged') status.portalStateChanged(event.state);
       else if (event.kind === 'hiccup') status.portalHiccup();
       if (event.kind === 'message') loop?.handlePortalMessage(event.message);
+      else if (event.kind === 'joined') loop?.portalJoined('v1');
+      else if (event.kind === 'hiccup') loop?.portalDisconnected();
       else if (event.kind === 'fatal') fail(new Error(fatalExitMessage(event.error).replace(/^Failed to start Gateway: /, '')));
     },
   });

@@ -18,6 +18,7 @@ describe('ingress fixtures', () => {
       relays: [],
       accountSlug: undefined,
       authorizations: undefined,
+      flowLogs: undefined,
     });
   });
 
@@ -37,8 +38,8 @@ describe('ingress fixtures', () => {
   test('authorize_flow parses every field', () => {
     const message = ingress('portal/authorize_flow.json');
 
-    assert.equal(message.kind, 'authorizeFlow');
-    if (message.kind !== 'authorizeFlow') return;
+    assert.equal(message.kind, 'createAuthorization');
+    if (message.kind !== 'createAuthorization') return;
     assert.match(message.ref, /^SFMyNTY\.g2gDbQAAAkxn.*\.5-aLUjF4RiPoYASwWYfSmWuTEc4cT0u8J9cyBUiP9BY$/);
     assert.deepEqual(message.resource, {
       kind: 'cidr',
@@ -160,7 +161,7 @@ describe('ingress fixtures', () => {
 
   test('every ingress fixture decodes or fails as expected', () => {
     const expectations: Record<string, string> = {
-      'authorize_flow.json': 'authorizeFlow',
+      'authorize_flow.json': 'createAuthorization',
       'init.json': 'init',
       'invalidate_ice_candidates.json': 'invalidateIceCandidates',
       'relays_presence.json': 'relaysPresence',
@@ -252,7 +253,7 @@ describe('strict typing', () => {
     const withNull = decodeIngress('authorize_flow', { ...flow, expires_at: null });
     const { expires_at: _omitted, ...withoutKey } = flow;
 
-    assert.equal(withNull.ok && withNull.message.kind === 'authorizeFlow' && withNull.message.expiresAt, undefined);
+    assert.equal(withNull.ok && withNull.message.kind === 'createAuthorization' && withNull.message.expiresAt, undefined);
     assert.equal(codeOf('authorize_flow', withoutKey), 'invalidPayload');
   });
 
@@ -296,7 +297,7 @@ describe('strict typing', () => {
     assert.equal(result.message.relays.length, 2);
     assert.deepEqual(result.message.relays[1]?.addr, { address: '2001:db8::10', port: 3478, family: 6 });
     assert.deepEqual(result.message.interface.upstreamDns, [{ address: '1.1.1.1', port: 53, family: 4 }]);
-    assert.deepEqual(result.message.authorizations, [{ clientId: uuid(4), resourceId: uuid(5) }]);
+    assert.deepEqual(result.message.authorizations, [{ clientId: uuid(4), resourceId: uuid(5), expiresAt: undefined }]);
   });
 
   test('init without config is invalid', () => {

@@ -3,7 +3,7 @@ import { GatewayState } from '../../src/gateway/index.ts';
 import { parseIp } from '../../src/ip/index.ts';
 import { configureLogging, LogFilter } from '../../src/log/index.ts';
 import { decodeIngress, type IngressMessage } from '../../src/portal/index.ts';
-import { GatewayEventLoop, type PacketSink } from '../../src/runtime/event-loop.ts';
+import { GatewayEventLoop, type EventLoopOptions, type PacketSink } from '../../src/runtime/event-loop.ts';
 import type { FlowLogs } from '../../src/runtime/flow-logs.ts';
 import type { TunReadBatch } from '../../src/runtime/tun-device.ts';
 import { MemoryUdpSocket, type DatagramSocket } from '../../src/runtime/udp-socket.ts';
@@ -40,6 +40,8 @@ export interface GatewayHostOptions {
   readonly tun?: (recording: PacketSink) => PacketSink;
   /** Flow logs for the loop (test/flow-logs). */
   readonly flowLogs?: FlowLogs;
+  /** Extra loop options (capabilities). */
+  readonly loop?: Partial<Pick<EventLoopOptions, 'iceless'>>;
 }
 
 export class GatewayHost implements SimAgent {
@@ -74,6 +76,7 @@ export class GatewayHost implements SimAgent {
       setTimer: (_callback, delay) => (this.timerAt = net.now + delay),
       clearTimer: () => (this.timerAt = undefined),
       ...(options.flowLogs === undefined ? {} : { flowLogs: options.flowLogs }),
+      ...options.loop,
     });
   }
 

@@ -430,7 +430,7 @@ describe("dev portal with the gateway's portal client", () => {
 
       const init = await waitFor((e) => e.kind === 'message' && e.message?.kind === 'init');
       const pending = admin(portal, 'POST', '/admin/authorizations', { client_id: CLIENT_ID, resource_id: CIDR_RESOURCE.id, public_key: CLIENT_KEY });
-      const authorize = await waitFor((e) => e.kind === 'message' && e.message?.kind === 'authorizeFlow');
+      const authorize = await waitFor((e) => e.kind === 'message' && e.message?.kind === 'createAuthorization');
       connection.send('flow_authorized', { ref: authorize.message!.ref });
       const granted = await pending;
       await admin(portal, 'POST', '/admin/gateways/disconnect', { reason: 'token_expired' });
