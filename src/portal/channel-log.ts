@@ -24,6 +24,7 @@ export function logChannelEvent<M>(event: ChannelEvent<M>, host: string, logger:
         case 'reconnecting':
           logger.info('Waiting to reconnect to portal', { host });
           return;
+        case 'closing':
         case 'disconnected':
         case 'failed':
           logger.info(`Portal connection ${event.state}`, { host });
@@ -31,9 +32,9 @@ export function logChannelEvent<M>(event: ChannelEvent<M>, host: string, logger:
       }
       return;
     case 'hiccup':
-      logger.info(`Hiccup in portal connection: Reconnecting to portal on transient error: ${event.error}`, {
+      logger.info(`Hiccup in portal connection: Connection hiccup: ${event.error}`, {
         backoff: `${(event.delayMs / 1000).toFixed(3)}s`,
-        max_elapsed_time: 'None',
+        max_elapsed_time: event.maxElapsedMs === undefined ? 'None' : `${event.maxElapsedMs / 1000}s`,
       });
       return;
     case 'dropped':
@@ -44,6 +45,7 @@ export function logChannelEvent<M>(event: ChannelEvent<M>, host: string, logger:
       return;
     case 'connect':
     case 'closeSocket':
+    case 'closeGracefully':
     case 'joined':
     case 'message':
     case 'fatal':

@@ -73,3 +73,21 @@ export function statusWithReason(status: number): string {
 export function isClientError(status: number): boolean {
   return status >= 400 && status <= 499;
 }
+
+/**
+ * A Retry-After header as 1.6.0 reads it (spec gateway-1.6 §1.7): whole seconds, or an HTTP date
+ * (RFC 2822 / IMF-fixdate) whose distance from `nowWallMs` is the delay (zero when past).
+ * Undefined when absent or unreadable (the backoff step applies then). Milliseconds.
+ */
+export function parseRetryAfter(value: string | undefined, nowWallMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (/^\+?[0-9]+$/.test(value)) {
+    const seconds = Number(value);
+    return Number.isSafeInteger(seconds) ? seconds * 1000 : undefined;
+  }
+  const rfc2822 = /^\s*(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?\d{1,2}\s+(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d{2,4}\s+\d{2}:\d{2}(?::\d{2})?\s+(?:GMT|UT|UTC|[+-]\d{4}|[A-Z]{1,3})\s*$/i;
+  if (!rfc2822.test(value)) return undefined;
+  const at = Date.parse(value);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - nowWallMs);
+}

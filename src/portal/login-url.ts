@@ -1,6 +1,9 @@
 /**
- * The portal login URL (spec portal-protocol §1.2-§1.4):
- * `<ws|wss>://<host>[:<port>]<base-path>/gateway/websocket?token=…&external_id=…&name=…&public_key=…`.
+ * The portal login URL (spec gateway-1.6 §1.1-§1.2):
+ * v2 (1.6.0): `<ws|wss>://<host>[:<port>]<base-path>/gateway/v2/websocket?external_id=…&name=…&public_key=…`,
+ * the token in the `X-Authorization: Bearer` header only (`authorizationHeader`);
+ * v1 (1.4.13, the fallback for portals without the v2 path):
+ * `…/gateway/websocket?token=…&external_id=…&name=…&public_key=…`.
  *
  * The URL is built once at startup without the public key; `loginUrlWithPublicKey` appends the
  * key at connect time (the same key on every reconnect of the process).
@@ -8,7 +11,7 @@
 import { createHash } from 'node:crypto';
 
 export interface LoginUrl {
-  /** The URL up to and including `name`; never logged (it carries the token). */
+  /** The URL up to and including `name`; never logged (v1: it carries the token). */
   readonly href: string;
   /** As the URL shows it: IPv6 literals keep their brackets (this is also the Host header). */
   readonly host: string;
@@ -30,13 +33,15 @@ export type LoginUrlError =
 export type LoginUrlResult = { readonly ok: true; readonly value: LoginUrl } | { readonly ok: false; readonly error: LoginUrlError };
 
 export const GATEWAY_WEBSOCKET_PATH = '/gateway/websocket';
+export const GATEWAY_V2_WEBSOCKET_PATH = '/gateway/v2/websocket';
 
 /** The reference connects to 443 whenever the URL has no explicit port, even for `ws://` (§1.4). */
 export const PORTAL_DEFAULT_PORT = 443;
 
 const WEBSOCKET_SCHEMES: Readonly<Record<string, string>> = { http: 'ws', ws: 'ws', https: 'wss', wss: 'wss' };
 
-export function createLoginUrl(apiUrl: string, params: LoginParams): LoginUrlResult {
+/** `dialect` picks the path (and whether the token rides in the query: v1 only). */
+export function createLoginUrl(apiUrl: string, params: LoginParams, dialect: 'v1' | 'v2' = 'v2'): LoginUrlResult {
   let url: URL;
   try {
     url = new URL(apiUrl);
@@ -51,10 +56,10 @@ export function createLoginUrl(apiUrl: string, params: LoginParams): LoginUrlRes
   if (url.hostname === '') return fail('missingHost', 'the url is missing a host');
 
   url.protocol = `${websocketScheme}:`;
-  url.pathname = withoutTrailingEmptySegment(url.pathname) + GATEWAY_WEBSOCKET_PATH;
+  url.pathname = withoutTrailingEmptySegment(url.pathname) + (dialect === 'v2' ? GATEWAY_V2_WEBSOCKET_PATH : GATEWAY_WEBSOCKET_PATH);
   url.hash = '';
   const query = new URLSearchParams();
-  query.append('token', params.token);
+  if (dialect === 'v1') query.append('token', params.token);
   query.append('external_id', externalId(params.firezoneId));
   query.append('name', params.name);
   url.search = query.toString();
@@ -68,6 +73,11 @@ export function loginUrlWithPublicKey(login: LoginUrl, publicKey: Uint8Array): s
   const url = new URL(login.href);
   url.searchParams.append('public_key', Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('base64'));
   return url.href;
+}
+
+/** `Bearer <token>` with every whitespace character removed from the token (as 1.6.0: Unicode White_Space). */
+export function authorizationHeader(token: string): string {
+  return `Bearer ${token.replace(/[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/g, '')}`;
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
- * The User-Agent of the WebSocket upgrade (spec portal-protocol §1.5):
- * `<os_type>/<os_version> connlib/<version>[ (<arch>; <kernel>)]`, non-ASCII removed.
- * The portal takes the first space-separated token starting with `connlib/` as the gateway
- * version and gates features on it, so `GATEWAY_VERSION` must stay plain SemVer >= 1.4.0.
+ * The User-Agent of the WebSocket upgrade (spec gateway-1.6 §1.3):
+ * `<os_type>/<os_version> gateway/<version>[ (<arch>; <kernel>)]`, non-ASCII removed (1.4.13 said
+ * `connlib/`). The portal takes the first space-separated token starting with `gateway/` (or
+ * `connlib/`, …) as the gateway version and routes clients by it, so `GATEWAY_VERSION` (the one
+ * `--version` prints) must stay plain SemVer.
  */
 
 import { GATEWAY_VERSION } from '../cli/version.ts';
@@ -21,7 +22,7 @@ export interface OsFacts {
 }
 
 export function userAgent(os: OsFacts, version: string = GATEWAY_VERSION): string {
-  const text = `${os.osType}/${os.osVersion} connlib/${version}${additionalInfo(os.arch, os.kernel)}`;
+  const text = `${os.osType}/${os.osVersion} gateway/${version}${additionalInfo(os.arch, os.kernel)}`;
   return text.replace(/[^\x00-\x7f]/g, '');
 }
 

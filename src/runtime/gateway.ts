@@ -19,7 +19,6 @@ import {
   loginUrlWithPublicKey,
   PhoenixChannel,
   PortalConnection,
-  resolvePortalAddresses,
   userAgent,
   type IngressMessage,
 } from '../portal/index.ts';
@@ -46,8 +45,11 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   const rng = systemRandom();
   const name = options.firezoneName ?? (safeHostname() || randomUUID());
 
-  const login = createLoginUrl(options.apiUrl, { token: options.token, firezoneId, name });
+  const login = createLoginUrl(options.apiUrl, { token: options.token, firezoneId, name }, 'v2');
   if (!login.ok) throw new Error(`Failed to construct URL for logging into portal: ${login.error.message}`);
+  // Portals older than the v2 socket (2026-07-15) answer 404 there: the connection falls back to this one.
+  const loginV1 = createLoginUrl(options.apiUrl, { token: options.token, firezoneId, name }, 'v1');
+  if (!loginV1.ok) throw new Error(`Failed to construct URL for logging into portal: ${loginV1.error.message}`);
 
   const resolvConf = await readResolvConf();
   if (!resolvConf.ok) throw new Error(resolvConf.error);
@@ -74,14 +76,6 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     },
   });
 
-  let addresses: string[];
-  try {
-    addresses = await resolvePortalAddresses(login.value.href);
-  } catch (error) {
-    closeSockets();
-    throw new Error('Failed to resolve portal URL', { cause: error });
-  }
-
   let tun: TunDevice;
   try {
     tun = TunDevice.open(TUN_DEVICE_NAME, {
@@ -105,12 +99,20 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     fail = reject;
   });
 
-  const channel = new PhoenixChannel<IngressMessage>({ topic: 'gateway', rng, decode: (event, payload) => decodeIngress(event, payload, 'v1') });
+  // The dialect follows the socket path: v2 unless the portal has no v2 path (then v1 from then on).
+  const dialect = (): 'v1' | 'v2' => portal.dialect;
+  const channel = new PhoenixChannel<IngressMessage>({
+    topic: 'gateway',
+    rng,
+    decode: (event, payload) => decodeIngress(event, payload, dialect()),
+    maxPartitionMs: options.maxPartitionTimeMs,
+  });
   const host = new URL(login.value.href).host;
-  const portal = new PortalConnection<IngressMessage>({
+  const portal: PortalConnection<IngressMessage> = new PortalConnection<IngressMessage>({
     url: loginUrlWithPublicKey(login.value, node.publicKey),
+    v1Url: loginUrlWithPublicKey(loginV1.value, node.publicKey),
+    token: options.token,
     userAgent: userAgent(currentOsFacts()),
-    addresses,
     channel,
     // Our own sockets bypass the tunnel routes (the reference marks the portal connection too).
     createSocket: (address) => markedTcpSocket(isIPv6(address) ? 6 : 4, FIREZONE_MARK),
@@ -119,7 +121,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
       if (event.kind === 'stateChanged') status.portalStateChanged(event.state);
       else if (event.kind === 'hiccup') status.portalHiccup();
       if (event.kind === 'message') loop?.handlePortalMessage(event.message);
-      else if (event.kind === 'joined') loop?.portalJoined('v1');
+      else if (event.kind === 'joined') loop?.portalJoined(dialect());
       else if (event.kind === 'hiccup') loop?.portalDisconnected();
       else if (event.kind === 'fatal') fail(new Error(fatalExitMessage(event.error).replace(/^Failed to start Gateway: /, '')));
     },
@@ -148,6 +150,8 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     wallClock: () => Date.now(),
     rng,
     validateChecksums: options.validateChecksums,
+    // set_snownet_capabilities after every join (the ICE-less engineer's option; 1.6.0 says true).
+    iceless: options.iceless,
     onFatal: (error) => fail(error),
   });
 
@@ -167,8 +171,9 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       loop?.shutdown();
-      // Let the allocation deletions leave before the sockets close, and the last flow reports reach the spool.
-      await Promise.all([new Promise((resolve) => setTimeout(resolve, 50)), flowLogs.close()]);
+      // Let the allocation deletions leave before the sockets close, and the last flow reports reach the spool;
+      // meanwhile the portal's WebSocket is closed with a Close frame (1000), as 1.6.0 does on SIGINT/SIGTERM.
+      await Promise.all([new Promise((resolve) => setTimeout(resolve, 50)), flowLogs.close(), portal.close()]);
       await metrics.stop();
       portal.stop();
       closeSockets();

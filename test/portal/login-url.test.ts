@@ -2,6 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
+  authorizationHeader,
   createLoginUrl,
   externalId,
   loginUrlWithPublicKey,
@@ -16,8 +17,18 @@ const SPEC_ID = '4694E56C-7643-4A15-9DF3-638E5B05F570';
 const SPEC_EXTERNAL_ID = 'c9cc2a8a01f9d3d6b2c26719965709196ae2c79214a837e28f0a751af1e2f2ca';
 
 describe('login URL', () => {
-  test('matches the spec example byte for byte', () => {
+  test('v2 (1.6.0): the v2 path, external_id, name and public_key in that order, no token', () => {
     const login = build('wss://api.firezone.dev', { token: '.SFMyNTY.abc', firezoneId: SPEC_ID, name: 'gw 1' });
+
+    assert.equal(
+      loginUrlWithPublicKey(login, KEY_0_TO_31),
+      'wss://api.firezone.dev/gateway/v2/websocket?external_id=c9cc2a8a01f9d3d6b2c26719965709196ae2c79214a837e28f0a751af1e2f2ca&name=gw+1&public_key=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8%3D',
+    );
+    assert.ok(!loginUrlWithPublicKey(login, KEY_0_TO_31).includes('SFMyNTY'));
+  });
+
+  test('v1 (1.4.13, the fallback) matches the 1.4.13 example byte for byte', () => {
+    const login = build('wss://api.firezone.dev', { token: '.SFMyNTY.abc', firezoneId: SPEC_ID, name: 'gw 1' }, 'v1');
 
     assert.equal(
       loginUrlWithPublicKey(login, KEY_0_TO_31),
@@ -25,11 +36,18 @@ describe('login URL', () => {
     );
   });
 
+  test('the token header strips every whitespace character', () => {
+    assert.equal(authorizationHeader('valid-token-part\ninjected'), 'Bearer valid-token-partinjected');
+    assert.equal(authorizationHeader('valid-token-part\rinjected'), 'Bearer valid-token-partinjected');
+    assert.equal(authorizationHeader(' a\tb \u00a0c\u2028d\u3000 '), 'Bearer abcd');
+    assert.equal(authorizationHeader('a-perfectly-valid.token_123'), 'Bearer a-perfectly-valid.token_123');
+  });
+
   test('maps http to ws and https to wss and keeps ws and wss', () => {
-    assert.ok(href('http://a').startsWith('ws://a/gateway/websocket?'));
-    assert.ok(href('https://a').startsWith('wss://a/gateway/websocket?'));
-    assert.ok(href('ws://a:8081').startsWith('ws://a:8081/gateway/websocket?'));
-    assert.ok(href('wss://a').startsWith('wss://a/gateway/websocket?'));
+    assert.ok(href('http://a').startsWith('ws://a/gateway/v2/websocket?'));
+    assert.ok(href('https://a').startsWith('wss://a/gateway/v2/websocket?'));
+    assert.ok(href('ws://a:8081').startsWith('ws://a:8081/gateway/v2/websocket?'));
+    assert.ok(href('wss://a').startsWith('wss://a/gateway/v2/websocket?'));
   });
 
   test('rejects other schemes with the reference message', () => {
@@ -46,17 +64,17 @@ describe('login URL', () => {
     assert.equal(!result.ok && result.error.code, 'invalidUrl');
   });
 
-  test('removes one trailing empty path segment before appending gateway/websocket', () => {
-    assert.equal(path('https://x/foo/'), '/foo/gateway/websocket');
-    assert.equal(path('https://x/foo'), '/foo/gateway/websocket');
-    assert.equal(path('https://x/'), '/gateway/websocket');
-    assert.equal(path('https://x/foo//'), '/foo//gateway/websocket');
+  test('removes one trailing empty path segment before appending gateway/v2/websocket', () => {
+    assert.equal(path('https://x/foo/'), '/foo/gateway/v2/websocket');
+    assert.equal(path('https://x/foo'), '/foo/gateway/v2/websocket');
+    assert.equal(path('https://x/'), '/gateway/v2/websocket');
+    assert.equal(path('https://x/foo//'), '/foo//gateway/v2/websocket');
   });
 
   test('discards an existing query and fragment and orders the parameters', () => {
     const url = new URL(loginUrlWithPublicKey(build('https://x/?vsn=2.0.0&a=b#frag', params()), KEY_0_TO_31));
 
-    assert.deepEqual([...url.searchParams.keys()], ['token', 'external_id', 'name', 'public_key']);
+    assert.deepEqual([...url.searchParams.keys()], ['external_id', 'name', 'public_key']);
     assert.equal(url.hash, '');
   });
 
@@ -142,27 +160,27 @@ describe('user agent', () => {
   test('has the reference shape with arch and kernel', () => {
     const ua = userAgent({ osType: 'Ubuntu', osVersion: '22.04', arch: 'x86_64', kernel: '5.15.0-105-generic' });
 
-    assert.equal(ua, 'Ubuntu/22.04 connlib/1.6.0 (x86_64; 5.15.0-105-generic)');
+    assert.equal(ua, 'Ubuntu/22.04 gateway/1.6.0 (x86_64; 5.15.0-105-generic)');
   });
 
   test('falls back when arch or kernel are unknown', () => {
-    assert.equal(userAgent({ osType: 'Linux', osVersion: 'Unknown', arch: 'aarch64', kernel: undefined }), 'Linux/Unknown connlib/1.6.0 (aarch64)');
-    assert.equal(userAgent({ osType: 'Linux', osVersion: '1', arch: undefined, kernel: '6.1' }), 'Linux/1 connlib/1.6.0 (6.1)');
-    assert.equal(userAgent({ osType: 'Linux', osVersion: '1', arch: undefined, kernel: undefined }), 'Linux/1 connlib/1.6.0');
+    assert.equal(userAgent({ osType: 'Linux', osVersion: 'Unknown', arch: 'aarch64', kernel: undefined }), 'Linux/Unknown gateway/1.6.0 (aarch64)');
+    assert.equal(userAgent({ osType: 'Linux', osVersion: '1', arch: undefined, kernel: '6.1' }), 'Linux/1 gateway/1.6.0 (6.1)');
+    assert.equal(userAgent({ osType: 'Linux', osVersion: '1', arch: undefined, kernel: undefined }), 'Linux/1 gateway/1.6.0');
   });
 
   test('removes non-ASCII characters', () => {
     assert.equal(
       userAgent({ osType: 'Alpine Linüx', osVersion: '3.1✓', arch: 'x86_64', kernel: 'é6.1' }),
-      'Alpine Linx/3.1 connlib/1.6.0 (x86_64; 6.1)',
+      'Alpine Linx/3.1 gateway/1.6.0 (x86_64; 6.1)',
     );
   });
 
-  test('carries a connlib token the portal can parse as SemVer', () => {
+  test('carries a gateway/ token the portal can parse as SemVer', () => {
     const ua = userAgent({ osType: 'Alpine Linux', osVersion: '3.20.0', arch: 'x86_64', kernel: '6.1' });
-    const token = ua.split(' ').find((part) => part.startsWith('connlib/'));
+    const token = ua.split(' ').find((part) => part.startsWith('gateway/'));
 
-    assert.equal(token, 'connlib/1.6.0');
+    assert.equal(token, 'gateway/1.6.0');
   });
 });
 
@@ -170,8 +188,8 @@ function params(): { token: string; firezoneId: string; name: string } {
   return { token: 't', firezoneId: 'id', name: 'n' };
 }
 
-function build(apiUrl: string, loginParams: { token: string; firezoneId: string; name: string }): LoginUrl {
-  const result = createLoginUrl(apiUrl, loginParams);
+function build(apiUrl: string, loginParams: { token: string; firezoneId: string; name: string }, dialect: 'v1' | 'v2' = 'v2'): LoginUrl {
+  const result = createLoginUrl(apiUrl, loginParams, dialect);
   if (!result.ok) throw new Error(result.error.message);
   return result.value;
 }

@@ -21,7 +21,7 @@ describe('os facts', () => {
     const ua = userAgent(currentOsFacts());
 
     assert.match(ua, /^[\x20-\x7e]+$/);
-    assert.match(ua, / connlib\/1\.6\.0 \((x86_64|aarch64|[a-z0-9_]+); [^)]+\)$/);
+    assert.match(ua, / gateway\/1\.6\.0 \((x86_64|aarch64|[a-z0-9_]+); [^)]+\)$/);
     assert.doesNotMatch(ua, /\(x64[;)]/);
   });
 });
@@ -29,11 +29,12 @@ describe('os facts', () => {
 describe('channel log lines', () => {
   test('a hiccup is logged at INFO with the reference wording', () => {
     const lines = captureLogs(() =>
-      logChannelEvent({ kind: 'hiccup', delayMs: 750, error: 'http error: 503 Service Unavailable - x' }, 'api.firezone.dev'),
+      logChannelEvent({ kind: 'hiccup', delayMs: 750, maxElapsedMs: 86_400_000, error: 'websocket connection failed: HTTP error: 503 Service Unavailable - x' }, 'api.firezone.dev'),
     );
 
     assert.equal(lines.length, 1);
-    assert.match(lines[0]!, /INFO.*Hiccup in portal connection: Reconnecting to portal on transient error: http error: 503 Service Unavailable - x/);
+    assert.match(lines[0]!, /INFO.*Hiccup in portal connection: Connection hiccup: websocket connection failed: HTTP error: 503 Service Unavailable - x/);
+    assert.match(lines[0]!, /max_elapsed_time.*86400s/);
   });
 
   test('a dropped frame is a warning', () => {

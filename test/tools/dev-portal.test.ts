@@ -402,7 +402,8 @@ describe("dev portal with the gateway's portal client", () => {
     const connection = new PortalConnection({
       url: gatewayUrl(portal, {}),
       userAgent: USER_AGENT,
-      addresses: ['127.0.0.1'],
+      token: TOKEN,
+      resolve: async () => ['127.0.0.1'],
       channel,
       onEvent: (event) => {
         events.push(event as Event);
