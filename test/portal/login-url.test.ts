@@ -79,7 +79,7 @@ describe('login URL', () => {
   });
 
   test('form-urlencodes parameter values', () => {
-    const login = build('https://x', { token: 'a+b/c=d e*-._~!', firezoneId: 'id', name: 'n' });
+    const login = build('https://x', { token: 'a+b/c=d e*-._~!', firezoneId: 'id', name: 'n' }, 'v1');
 
     assert.ok(login.href.includes('token=a%2Bb%2Fc%3Dd+e*-._%7E%21&'), login.href);
   });
