@@ -62,6 +62,19 @@ async function run(stack: GatewayStack): Promise<void> {
 
   console.log('\n6. The flows the gateway reported to the portal (flow logs)');
   await printFlowLogs(stack);
+
+  console.log('\n7. A second client that can do ICE-less connections (spec 1.6 §3.9): no STUN checks, handshakes over the relays, probes inside WireGuard');
+  await stack.client.command({ cmd: 'disconnect' });
+  const iceless = await stack.addClient(lab.ns.client, { tun: 'tun-fzicl', args: ['--iceless'] });
+  const started = performance.now();
+  const reply = await iceless.client.command({ cmd: 'connect', resource_id: stack.resourceIds['corp'], routes: [RESOURCE_NET] }, 40_000);
+  const upMs = performance.now() - started;
+  record('ICE-less connection', reply['ok'] === true && reply['iceless'] === true, reply['ok'] === true ? `${reply['iceless'] === true ? 'ICE-less' : 'ICE (the portal did not choose ICE-less)'}, up in ${upMs.toFixed(0)} ms` : String(reply['error']));
+  const icelessEcho = udpEcho(lab, server, 'hello without ICE');
+  record('UDP echo, ICE-less', icelessEcho.reply === 'hello without ICE', icelessEcho.reply ?? String(icelessEcho.error));
+  let path: unknown;
+  await waitFor(async () => (path = ((await iceless.client.command({ cmd: 'state' }))['connections'] as { path?: string }[] | undefined)?.[0]?.path) === 'direct', 10_000, 'the probes to find the direct path').catch(() => undefined);
+  record('ICE-less path after probing', path === 'direct', `${String(path)} (bootstrapped through the relay, promoted by the probes)`);
 }
 
 const lab = labUp({ prefix: 'fzd' });
