@@ -58,6 +58,10 @@ export interface PortalConnectionOptions<M> {
   readonly wallClock?: () => number;
   /** An unconnected TCP socket for one address (the runtime marks it with SO_MARK); `new Socket()` by default. */
   readonly createSocket?: (address: string) => Socket;
+  /** Whether a text frame may be parsed (a size cap, src/portal/input-limits.ts); every frame by default. */
+  readonly acceptsFrame?: (text: string) => boolean;
+  /** The WebSocket refuses frames longer than this (ws's default, 100 MiB, otherwise). */
+  readonly maxFrameBytes?: number;
 }
 
 interface Attempt {
@@ -247,6 +251,7 @@ export class PortalConnection<M> {
       headers,
       perMessageDeflate: false,
       followRedirects: false,
+      ...(this.options.maxFrameBytes === undefined ? {} : { maxPayload: this.options.maxFrameBytes }),
     });
     attempt.socket = socket;
     socket.on('open', () => {
@@ -273,7 +278,9 @@ export class PortalConnection<M> {
         log.warn('Received unexpected binary message from portal');
         return;
       }
-      this.channel.handleFrame(messageText(data), this.clock());
+      const text = messageText(data);
+      if (this.options.acceptsFrame?.(text) === false) return;
+      this.channel.handleFrame(text, this.clock());
       this.pump();
     });
     socket.on('error', (error: Error) => {

@@ -22,6 +22,7 @@ import {
   userAgent,
   type IngressMessage,
 } from '../portal/index.ts';
+import { MAX_PORTAL_FRAME_BYTES, PortalInputLimits } from '../portal/input-limits.ts';
 import { Node } from '../snownet/index.ts';
 import { systemRandom } from '../util/random.ts';
 import { dataPathMode, logDataPath, offloadsFor, transportCipherFor } from './data-path.ts';
@@ -101,10 +102,11 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
 
   // The dialect follows the socket path: v2 unless the portal has no v2 path (then v1 from then on).
   const dialect = (): 'v1' | 'v2' => portal.dialect;
+  const inputLimits = new PortalInputLimits();
   const channel = new PhoenixChannel<IngressMessage>({
     topic: 'gateway',
     rng,
-    decode: (event, payload) => decodeIngress(event, payload, dialect()),
+    decode: inputLimits.decoder((event, payload) => decodeIngress(event, payload, dialect())),
     maxPartitionMs: options.maxPartitionTimeMs,
   });
   const host = new URL(login.value.href).host;
@@ -116,6 +118,8 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     channel,
     // Our own sockets bypass the tunnel routes (the reference marks the portal connection too).
     createSocket: (address) => markedTcpSocket(isIPv6(address) ? 6 : 4, FIREZONE_MARK),
+    acceptsFrame: (text) => inputLimits.acceptsFrame(text),
+    maxFrameBytes: MAX_PORTAL_FRAME_BYTES,
     onEvent: (event) => {
       logChannelEvent(event, host);
       if (event.kind === 'stateChanged') status.portalStateChanged(event.state);

@@ -51,10 +51,6 @@ const LOG_DIR = process.env['FZ_REDTEAM_LOG_DIR'] ?? '/tmp';
 const SCALE = Number(process.env['FZ_REDTEAM_SCALE'] ?? '1');
 /** Runs the cases still marked todo as real tests (to check a fix before turning its case on). */
 const ALL = process.env['FZ_REDTEAM_ALL'] === '1';
-/** Fixes a case waits for; the case runs and reports, but as `todo`, until they land. */
-const PENDING = {
-  portalCaps: 'the portal input caps wired into the runtime (src/portal/input-limits.ts)',
-} as const;
 /** How long each case watches after the gateway drained its receive queues (longer to measure a whole outage). */
 const OBSERVE_MS = Math.max(2_200, Number(process.env['FZ_REDTEAM_OBSERVE_MS'] ?? '2200'));
 /**
@@ -259,7 +255,7 @@ describe('red team: an authorized client attacks the gateway while another keeps
 
   redteamCase(
     'portal: relays_presence with 10,000 relays',
-    { victimLost: 0, rssGrowthMb: 32, cpuAfterPercent: 30, todo: PENDING.portalCaps },
+    { victimLost: 0, rssGrowthMb: 32, cpuAfterPercent: 30 },
     async () => {
       const logBefore = rt.stack.gatewayLog().length;
       const connected = [];
