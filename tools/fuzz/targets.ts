@@ -332,7 +332,7 @@ export async function makeTargets(context: TargetContext): Promise<FuzzTarget[]>
     seeds: frameSeeds,
     maxLength: 64 * 1024,
     mutateJson: true,
-    run(input) {
+    run(input, index) {
       let value: unknown;
       try {
         value = JSON.parse(decoder.decode(input));
@@ -342,7 +342,8 @@ export async function makeTargets(context: TargetContext): Promise<FuzzTarget[]>
       if (typeof value !== 'object' || value === null) return false;
       const frame = value as { event?: unknown; payload?: unknown };
       const event = typeof frame.event === 'string' ? frame.event : 'init';
-      const decoded = messages.decodeIngress(event, frame.payload);
+      // Both dialects (1.4.13's /gateway/websocket, 1.6.0's v2) and their union.
+      const decoded = messages.decodeIngress(event, frame.payload, DIALECTS[index % DIALECTS.length]);
       if (!decoded.ok) {
         messages.describeMessageDecodeError(decoded.error);
         return false;
@@ -368,6 +369,8 @@ export async function makeTargets(context: TargetContext): Promise<FuzzTarget[]>
 
   return [ip, p2pControl, stunTarget, turnTarget, wgTarget, dnsTarget, frameTarget, portalTarget, candidateTarget];
 }
+
+const DIALECTS = ['any', 'v1', 'v2'] as const;
 
 const FAKE_TARGETS: AttackTargets = {
   self: { ipv4: '100.64.0.9', ipv6: 'fd00:2021:1111::9' },
