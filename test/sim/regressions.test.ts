@@ -80,7 +80,37 @@ describe('regressions found by the simulation', () => {
     ];
     for (const command of history) world.apply(command);
 
-    assert.ok(world.stats.goodbyesReceived >= 2, 'the race happened: the expiry GOODBYE reached the client');
     assert.deepEqual(world.violations, [], world.describeClients());
+  });
+  test('a last grant that comes due before the WireGuard session is confirmed closes the connection silently; the client starts over', () => {
+    const resources = [{ ...RESOURCE, type: 'dns' as const, address: '*.example.com' }, { ...RESOURCE, id: 'c7793628-8579-465b-83e3-1a5d4af4db31' }];
+    const world = new World({ seed: 0, clientNats: ['none'], relays: 1, latencyMs: 1, jitterMs: 16, loss: 0, resources });
+    const send = { kind: 'send', client: 0, packets: [packet] } as const;
+    const history: SimCommand[] = [
+      { kind: 'step', ms: 6 },
+      send,
+      send,
+      { kind: 'partition' },
+      { kind: 'send', client: 0, packets: [{ ...packet, proxy: true }] },
+      { kind: 'step', ms: 9_198 },
+      { kind: 'reject', client: 0, resource: 0 },
+      { kind: 'step', ms: 234 },
+      { kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null },
+      { kind: 'update', resource: 0, filters: [] },
+      send,
+      send,
+      { kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null },
+      { kind: 'reinit', withAuthorizations: false },
+      send,
+      // Expires at t = 10 s, before the client has sent anything on the new connection (SIM_SEED=-2025245993).
+      { kind: 'authorize', client: 0, resource: 0, expiresInSeconds: 1 },
+      { kind: 'inbound', client: 0, packets: [{ family: 4, host: 0, protocol: 'tcp', port: 22, stranger: false }] },
+      { kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null },
+      { kind: 'resolve', client: 0, resource: 0, domain: 0, renumber: false },
+    ];
+    for (const command of history) world.apply(command);
+
+    assert.deepEqual(world.violations, [], world.describeClients());
+    assert.ok(world.stats.dnsActive >= 1, 'the new connection answers AssignedIps');
   });
 });

@@ -377,7 +377,11 @@ export class World {
     }
     this.model.expire(this.net.now);
     // A client the gateway forgot (its last resource went) had its connection closed there, GOODBYE or not.
-    for (const client of this.clients) if (this.model.clientPresence(client.id, this.net.now, this.net.now) === 'absent') client.gatewayHasConnection = false;
+    // So did one whose last grant came due before its WireGuard session was confirmed there (no GOODBYE could go):
+    // the client notices by its WireGuard timeouts and starts over.
+    for (const client of this.clients) {
+      if (this.model.clientPresence(client.id, this.net.now, this.net.now) === 'absent' || !this.gateway.node.hasConnection(client.id)) client.gatewayHasConnection = false;
+    }
     this.checkState();
   }
 
@@ -614,7 +618,8 @@ export class World {
     const resolved = DNS_RECORDS[domain];
     const packet = makeAssignedIpsPacket({ resource: resource.def.id, domain, proxyIps: proxies.map((p) => parseIp(p)!) })!;
     const expected = this.model.domainStatus(client.id, resource.def.id, domain, resolved, now);
-    const live = client.gatewayHasConnection && !client.stalled && this.config.loss === 0;
+    const goodbyesBefore = client.goodbyes;
+    const connected = client.gatewayHasConnection && !client.stalled && this.config.loss === 0;
     this.resolveRequests = this.resolveRequests.filter((r) => r.answers.length === 0 && now - r.at < RESOLVE_REQUEST_MEMORY_MS);
     // An older identical request still unanswered: its answer cannot be told from this one's.
     const ambiguous = this.resolveRequests.some((r) => r.client === client.index && r.resource === resource.def.id && r.domain === domain);
@@ -624,7 +629,9 @@ export class World {
     this.net.wake(clientHostName(client));
     if (renumber) this.stats.renumbered++;
     this.net.runUntil(this.net.now + SETTLE_MS);
-    if (expected !== 'none' && live) this.net.runUntilCondition(() => request.answers.length > 0, MAX_TRANSIT_MS - SETTLE_MS, 10);
+    if (expected !== 'none' && connected) this.net.runUntilCondition(() => request.answers.length > 0, MAX_TRANSIT_MS - SETTLE_MS, 10);
+    // A GOODBYE for grants that came due as they were re-authorized may close the connection under the request.
+    const live = connected && client.goodbyes === goodbyesBefore;
     const status = request.answers[0];
     if (status === 'Active') this.stats.dnsActive++;
     if (ambiguous) {
