@@ -6,6 +6,7 @@ import {
   INTERNET_PROBES,
   PORTS,
   RELAY_COUNT,
+  SIM_MAX_PARTITION_MS,
   V4_HOSTS,
   V4_NETWORKS,
   V6_HOSTS,
@@ -88,6 +89,13 @@ export const commandArb: fc.Arbitrary<SimCommand> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ client: clientArb, resource: resourceIndexArb }).map((c): SimCommand => ({ kind: 'reject', ...c })) },
   { weight: 2, arbitrary: fc.record({ resource: resourceIndexArb, filters: filtersArb }).map((c): SimCommand => ({ kind: 'update', ...c })) },
   { weight: 1, arbitrary: fc.constant<SimCommand>({ kind: 'partition' }) },
+  // Portal outages shorter than the partition budget (the gateway joins again) and, rarely, longer (it gives up).
+  {
+    weight: 1,
+    arbitrary: fc
+      .oneof({ weight: 4, arbitrary: fc.integer({ min: 1_000, max: 50_000 }) }, { weight: 1, arbitrary: fc.integer({ min: SIM_MAX_PARTITION_MS + 1, max: SIM_MAX_PARTITION_MS + 30_000 }) })
+      .map((ms): SimCommand => ({ kind: 'portalOutage', ms })),
+  },
   { weight: 1, arbitrary: fc.boolean().map((withAuthorizations): SimCommand => ({ kind: 'reinit', withAuthorizations })) },
   { weight: 1, arbitrary: fc.nat(RELAY_COUNT - 1).map((relay): SimCommand => ({ kind: 'relayDown', relay })) },
   { weight: 1, arbitrary: fc.nat(RELAY_COUNT - 1).map((relay): SimCommand => ({ kind: 'relayUp', relay })) },

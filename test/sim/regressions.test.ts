@@ -7,7 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Scenario } from '../snownet/harness.ts';
-import { World, type SimCommand } from './world.ts';
+import { SIM_MAX_PARTITION_MS, World, type SimCommand } from './world.ts';
 
 const RESOURCE = { id: 'c7793628-8579-465b-83e3-1a5d4af4db30', type: 'cidr' as const, address: '10.0.0.0/8', filters: [] };
 const packet = { family: 4 as const, host: 0, protocol: 'tcp' as const, port: 22, spoof: 0 as const, proxy: false };
@@ -112,5 +112,37 @@ describe('regressions found by the simulation', () => {
 
     assert.deepEqual(world.violations, [], world.describeClients());
     assert.ok(world.stats.dnsActive >= 1, 'the new connection answers AssignedIps');
+  });
+
+  test('a portal outage shorter than the partition budget: candidates held, the gateway joins again, traffic flows before, during and after', () => {
+    const world = new World({ seed: 3, clientNats: ['none'], relays: 1, latencyMs: 5, jitterMs: 0, loss: 0, resources: [RESOURCE] });
+    const history: SimCommand[] = [
+      { kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null },
+      { kind: 'send', client: 0, packets: [packet] },
+      { kind: 'portalOutage', ms: 45_000 },
+      { kind: 'send', client: 0, packets: [packet] },
+      { kind: 'authorize', client: 1, resource: 0, expiresInSeconds: null },
+      { kind: 'send', client: 1, packets: [packet] },
+      { kind: 'portalOutage', ms: 55_000 },
+      { kind: 'send', client: 0, packets: [packet] },
+    ];
+    for (const command of history) {
+      world.apply(command);
+      world.assertInvariants();
+    }
+    assert.equal(world.gatewayExited, false);
+    assert.equal(world.stats.portalOutagesSurvived, 2);
+    assert.ok(world.stats.delivered >= 4, JSON.stringify(world.stats));
+  });
+
+  test('a portal outage longer than the partition budget: the gateway gives up (exits) near the budget, not before', () => {
+    const world = new World({ seed: 4, clientNats: ['none'], relays: 1, latencyMs: 5, jitterMs: 0, loss: 0, resources: [RESOURCE] });
+    world.apply({ kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null });
+    world.apply({ kind: 'send', client: 0, packets: [packet] });
+    const start = world.net.now;
+    world.apply({ kind: 'portalOutage', ms: SIM_MAX_PARTITION_MS + 1 });
+    world.assertInvariants();
+    assert.equal(world.gatewayExited, true);
+    assert.ok(world.net.now - start <= SIM_MAX_PARTITION_MS && world.net.now - start > SIM_MAX_PARTITION_MS - 60_500, String(world.net.now - start));
   });
 });

@@ -7,7 +7,7 @@
 import { GatewayState } from '../../src/gateway/index.ts';
 import { decodeDomainStatus, makeAssignedIpsPacket, makeGoodbyePacket, parseIp } from '../../src/ip/index.ts';
 import { configureLogging, LogFilter } from '../../src/log/index.ts';
-import { decodeIngress } from '../../src/portal/index.ts';
+import { decodeIngress, PhoenixChannel } from '../../src/portal/index.ts';
 import { Node, type NodeEvent } from '../../src/snownet/index.ts';
 import { seededRandom, type RandomSource } from '../../src/util/random.ts';
 import { socketAddr } from '../../src/util/socket-addr.ts';
@@ -109,12 +109,24 @@ export interface InboundSpec {
   readonly stranger: boolean;
 }
 
+/** The partition budget of the simulated gateway (FIREZONE_MAX_PARTITION_TIME; 24 h in production, short here). */
+export const SIM_MAX_PARTITION_MS = 120_000;
+/** The longest reconnect step (60 s plus jitter below 500 ms): the gateway may give up this much before the budget. */
+const SIM_LAST_STEP_MS = 60_500;
+const JOIN_ACK = '{"topic":"gateway","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":0}';
+
 export type SimCommand =
   | { readonly kind: 'step'; readonly ms: number }
   | { readonly kind: 'authorize'; readonly client: number; readonly resource: number; readonly expiresInSeconds: number | null }
   | { readonly kind: 'reject'; readonly client: number; readonly resource: number }
   | { readonly kind: 'update'; readonly resource: number; readonly filters: readonly ModelFilter[] }
   | { readonly kind: 'partition' }
+  /**
+   * The portal is unreachable for `ms` (both ways, signalling too). The gateway's channel retries on 1.6.0's
+   * reconnect schedule in virtual time; within the partition budget (SIM_MAX_PARTITION_MS) it joins again and
+   * gets a fresh `init`, beyond it the gateway gives up (exits) and the history ends there.
+   */
+  | { readonly kind: 'portalOutage'; readonly ms: number }
   | { readonly kind: 'reinit'; readonly withAuthorizations: boolean }
   | { readonly kind: 'relayDown'; readonly relay: number }
   | { readonly kind: 'relayUp'; readonly relay: number }
@@ -227,6 +239,12 @@ export class World {
   /** What the portal believes: client/resource -> expiry (monotonic ms or undefined). */
   private readonly portalGrants = new Map<string, number | undefined>();
   private partitioned = false;
+  /** The portal's WebSocket is down (a `portalOutage`): nothing passes either way. */
+  private portalDown = false;
+  /** The gateway gave up on the portal (the partition budget ran out): the process would have exited. */
+  gatewayExited = false;
+  /** The gateway's channel state machine, driven in virtual time during outages (joined at the start). */
+  private readonly channel: PhoenixChannel<never>;
   private readonly flowsAuthorized = new Set<string>();
   /** What the model learns when the gateway answers an authorize_flow. */
   private readonly pendingFlows = new Map<string, () => void>();
@@ -254,12 +272,23 @@ export class World {
     goodbyesSent: 0,
     goodbyesReceived: 0,
     reconnectedAfterFailure: 0,
+    portalOutagesSurvived: 0,
   };
 
   constructor(readonly config: WorldConfig, hooks: WorldHooks = {}) {
     capturedLogProblems = [];
     this.strictRelayLoss = hooks.strictRelayLoss ?? process.env['SIM_LENIENT_RELAYS'] !== '1';
     this.rng = seededRandom(config.seed);
+    this.channel = new PhoenixChannel<never>({
+      topic: 'gateway',
+      rng: seededRandom(config.seed ^ 0x5eed),
+      decode: (event) => ({ ok: false, error: { code: 'unknownEvent', event } }),
+      maxPartitionMs: SIM_MAX_PARTITION_MS,
+    });
+    this.channel.connect(0);
+    this.channel.handleConnected(0);
+    this.channel.handleFrame(JOIN_ACK, 0);
+    while (this.channel.pollFrame() !== undefined || this.channel.pollEvent() !== undefined);
     this.net = new SimNetwork(this.rng, { latencyMs: config.latencyMs, loss: config.loss });
     this.resources = [...config.resources, INTERNET_RESOURCE].map((r) => ({ def: { id: r.id, type: r.type, address: r.address }, filters: r.filters }));
     this.model = new ReferenceModel(new Map(this.resources.map((r) => [r.def.id, r.def])), GATEWAY_TUN);
@@ -328,7 +357,11 @@ export class World {
   // ---- commands --------------------------------------------------------------------------------------------
 
   apply(command: SimCommand): void {
+    if (this.gatewayExited) return;
     switch (command.kind) {
+      case 'portalOutage':
+        this.portalOutage(command.ms);
+        break;
       case 'step':
         this.net.runUntil(this.net.now + command.ms);
         break;
@@ -498,6 +531,51 @@ export class World {
     this.net.runUntilCondition(() => client.goodbyes > before, MAX_TRANSIT_MS, 10);
     if (client.goodbyes === before) this.violations.push(`client ${client.index} ${why}: no GOODBYE came`);
     else if (this.clientReady(client)) this.violations.push(`client ${client.index}: its connection is still up after GOODBYE`);
+  }
+
+  /**
+   * The portal is unreachable for `ms`: every attempt of the gateway's channel fails until then. Invariants: the
+   * gateway sends no ICE candidates meanwhile (they would be lost; it holds them); it gives up exactly when the
+   * outage outlasts the budget (cumulative backoff delay, so never before the budget minus the last step); within
+   * it, it joins again, advertises its capabilities and takes the fresh `init` (policy as in `reinit`), and the
+   * data plane keeps working throughout (the histories' later sends judge that).
+   */
+  private portalOutage(ms: number): void {
+    this.net.runUntil(this.net.now); // what the portal already queued is delivered before the cut
+    const end = this.net.now + ms;
+    this.portalDown = true;
+    this.gateway.loop.portalDisconnected();
+    this.channel.handleDisconnected('portal unreachable', this.net.now);
+    for (;;) {
+      let fatal = false;
+      for (let event = this.channel.pollEvent(); event !== undefined; event = this.channel.pollEvent()) if (event.kind === 'fatal') fatal = true;
+      while (this.channel.pollFrame() !== undefined);
+      if (fatal) {
+        this.gatewayExited = true;
+        if (this.net.now < end - ms + SIM_MAX_PARTITION_MS - SIM_LAST_STEP_MS) {
+          this.violations.push(`the gateway gave up on the portal after ${this.net.now - (end - ms)}ms of a ${ms}ms outage, within the ${SIM_MAX_PARTITION_MS}ms budget`);
+        }
+        return;
+      }
+      const at = this.channel.pollTimeout();
+      if (at === undefined) throw new Error('the channel neither retries nor gives up');
+      if (at >= end) this.net.runUntil(end);
+      if (this.net.now >= end) this.portalDown = false;
+      this.net.runUntil(at);
+      this.channel.handleTimeout(at);
+      if (this.portalDown) {
+        this.channel.handleDisconnected('failed to connect socket', at);
+        continue;
+      }
+      this.channel.handleConnected(at);
+      this.channel.handleFrame(JOIN_ACK, at);
+      break;
+    }
+    while (this.channel.pollFrame() !== undefined || this.channel.pollEvent() !== undefined);
+    if (ms > SIM_MAX_PARTITION_MS) this.violations.push(`the gateway outlived a ${ms}ms outage, beyond the ${SIM_MAX_PARTITION_MS}ms budget`);
+    this.stats.portalOutagesSurvived++;
+    this.gateway.loop.portalJoined('v2');
+    this.reinit(true);
   }
 
   /** The portal comes back with `init`: a client whose every authorization is unlisted is closed with GOODBYE. */
@@ -800,7 +878,14 @@ export class World {
   }
 
   private fromGateway(event: string, payload: Readonly<Record<string, unknown>>): void {
+    if (this.portalDown) {
+      // A real channel drops what it cannot send; candidates would be lost, so the gateway must hold them.
+      if (event.startsWith('broadcast_')) this.violations.push(`the gateway sent ${event} while the portal was unreachable`);
+      return;
+    }
     switch (event) {
+      case 'set_snownet_capabilities':
+        return;
       case 'flow_authorized': {
         const ref = String(payload['ref']);
         this.flowsAuthorized.add(ref);
@@ -840,7 +925,7 @@ export class World {
 
   /** Signalling goes through even while the policy channel is partitioned (a simplification). */
   private toGateway(event: string, payload: unknown, signalling = false): void {
-    if (this.partitioned && !signalling) return;
+    if (this.portalDown || (this.partitioned && !signalling)) return;
     const decoded = decodeIngress(event, payload);
     if (!decoded.ok) throw new Error(`the simulated portal built an invalid ${event}: ${JSON.stringify(decoded.error)}`);
     this.portal.enqueue(() => {
