@@ -10,6 +10,7 @@ import type { StartedGateway } from '../cli/main.ts';
 import type { GatewayOptions } from '../cli/options.ts';
 import { GatewayState } from '../gateway/index.ts';
 import { createLogger, errorChain } from '../log/index.ts';
+import { OperatorHints } from '../portal/operator-hints.ts';
 import {
   createLoginUrl,
   currentOsFacts,
@@ -110,6 +111,7 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     maxPartitionMs: options.maxPartitionTimeMs,
   });
   const host = new URL(login.value.href).host;
+  const operatorHints = new OperatorHints();
   const portal: PortalConnection<IngressMessage> = new PortalConnection<IngressMessage>({
     url: loginUrlWithPublicKey(login.value, node.publicKey),
     v1Url: loginUrlWithPublicKey(loginV1.value, node.publicKey),
@@ -122,6 +124,8 @@ export async function startGateway(options: GatewayOptions, firezoneId: string):
     maxFrameBytes: MAX_PORTAL_FRAME_BYTES,
     onEvent: (event) => {
       logChannelEvent(event, host);
+      const hint = operatorHints.forEvent(event);
+      if (hint !== undefined) log.warn(hint);
       if (event.kind === 'stateChanged') status.portalStateChanged(event.state);
       else if (event.kind === 'hiccup') status.portalHiccup();
       if (event.kind === 'message') loop?.handlePortalMessage(event.message);
