@@ -29,7 +29,15 @@ function nftCount(lab: Lab, ns: string): number {
   return Number(match?.[1] ?? 0);
 }
 
-function scenario(name: string, options: { clientNat?: NatMode; gatewayNat?: NatMode; stack: StackOptions }, body: (stack: GatewayStack) => Promise<void>): void {
+/**
+ * One lab, one stack, one test. The dev portal plays today's portal unless the stack's `portalArgs` say otherwise,
+ * and the gateway joins on the v2 path; `dialect: 'v1'` is for the scenario run against a 1.4.13-era portal.
+ */
+function scenario(
+  name: string,
+  options: { clientNat?: NatMode; gatewayNat?: NatMode; dialect?: 'v1' | 'v2'; stack: StackOptions },
+  body: (stack: GatewayStack) => Promise<void>,
+): void {
   describe(name, { skip }, () => {
     let lab: Lab | undefined;
     let stack: GatewayStack | undefined;
@@ -41,7 +49,10 @@ function scenario(name: string, options: { clientNat?: NatMode; gatewayNat?: Nat
       await stack?.stop().catch(() => undefined);
       lab?.down();
     });
-    test(name, async () => body(stack!));
+    test(name, async () => {
+      assert.equal(await stack!.portalDialect(), options.dialect ?? 'v2', 'the path the gateway joined on');
+      await body(stack!);
+    });
   });
 }
 
@@ -126,17 +137,23 @@ scenario(
   },
 );
 
+// The one scenario on the v1 path: a portal of the 1.4.13 days answers 404 on /gateway/v2/websocket and reads the
+// token from the query only; the gateway falls back to /gateway/websocket and speaks authorize_flow / flow_authorized.
 scenario(
-  'DNS resource: the client resolves the name to a proxy IP and reaches it over HTTP, UDP and ping',
+  'DNS resource through a 1.4.13-era portal (v1 path): the client resolves the name to a proxy IP and reaches it over HTTP, UDP and ping',
   {
+    dialect: 'v1',
     stack: {
       resources: [{ name: 'app', type: 'dns', address: '*.lab.test' }],
       dnsNames: { 'app.lab.test': '10.78.0.3' },
+      portalArgs: ['--era', 'legacy'],
     },
   },
   async (stack) => {
     const { lab } = stack;
     await stack.connectClient('app', { domain: 'app.lab.test' });
+    const acks = await stack.admin('GET', '/admin/received?event=flow_authorized');
+    assert.ok(Array.isArray(acks) && acks.length > 0, 'the gateway acknowledged with the v1 name');
     const proxies = await stack.client.command({ cmd: 'proxy_ips', resource_id: stack.resourceIds['app'], domain: 'app.lab.test' });
     const proxy = (proxies['proxy_ips'] as string[] | undefined)?.find((ip) => !ip.includes(':'));
     assert.ok(proxy !== undefined && proxy.startsWith('100.9'), `a proxy IP: ${JSON.stringify(proxies)}`);

@@ -160,6 +160,7 @@ describe('one gateway, many portal events: DNS with two clients, resource_update
   test('two clients reach one DNS resource through the same proxy IP and each gets only its own replies', async () => {
     const { lab } = stack!;
     addBridgeHost(lab, SECOND_CLIENT_NS, SECOND_CLIENT_ADDRESS);
+    assert.equal(await stack!.portalDialect(), 'v2', 'the gateway joined on /gateway/v2/websocket');
     const second = await stack!.addClient(SECOND_CLIENT_NS);
     await stack!.connectClient('app', { domain: 'app.lab.test' });
     await second.connect('app', { domain: 'app.lab.test' });

@@ -40,7 +40,11 @@ export interface StackOptions {
   /** Names served by the resources' DNS server: name -> address. */
   readonly dnsNames?: Readonly<Record<string, string>>;
   readonly logDir?: string;
-  /** Extra command-line flags for the dev portal (e.g. `--send-init-authorizations`). */
+  /**
+   * Extra command-line flags for the dev portal. By default it plays today's portal, which serves both paths, so the
+   * gateway joins on `/gateway/v2/websocket`; `['--era', 'legacy']` plays a 1.4.13-era portal (404 on v2, so the
+   * gateway falls back to `/gateway/websocket` and the v1 dialect).
+   */
   readonly portalArgs?: readonly string[];
   /** The caller runs the gateway itself (a package in a container): it is neither started nor awaited. */
   readonly externalGateway?: boolean;
@@ -128,6 +132,8 @@ export interface GatewayStack {
   startPortal(): Promise<void>;
   stopPortal(): Promise<void>;
   gatewayLog(): string;
+  /** The path the joined gateway's socket is on, as the portal saw it: `v2`, `v1`, or null when none is joined. */
+  portalDialect(): Promise<string | null>;
   /** The running gateway's process id (benchmarks read its CPU time from /proc). */
   gatewayPid(): number | undefined;
   stop(): Promise<void>;
@@ -279,6 +285,11 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
     startPortal,
     stopPortal,
     gatewayLog,
+    async portalDialect() {
+      const gateways = (await admin('GET', '/admin/state'))['gateways'] as Json[];
+      const joined = gateways.find((g) => g['joined'] === true);
+      return joined === undefined ? null : String(joined['dialect']);
+    },
     gatewayPid: () => (gateway !== undefined && gateway.exitCode === null ? gateway.pid : undefined),
     async stop() {
       for (const handle of [client, ...extraClients]) await handle.command({ cmd: 'quit' }, 2_000).catch(() => undefined);

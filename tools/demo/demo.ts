@@ -2,6 +2,8 @@
  * The demo: a development portal, coturn, the real gateway and the headless test client in
  * network namespaces, with real traffic through the gateway. Prints what happens and a summary,
  * then removes everything it created. Run through `npm run demo` (tools/demo/demo.sh).
+ * The portal plays today's portal, so the gateway joins on /gateway/v2/websocket; `--legacy-portal`
+ * plays one of the 1.4.13 days instead (404 on v2), and the gateway falls back to /gateway/websocket.
  */
 import { labUp } from '../lab/lab.ts';
 import { http, tcpConnect, udpEcho } from '../../test/e2e/probes.ts';
@@ -27,9 +29,19 @@ function record(step: string, ok: boolean, outcome: string): void {
   console.log(`${ok ? '  ✔' : '  ✘'} ${step}: ${outcome}`);
 }
 
+const legacyPortal = process.argv.includes('--legacy-portal');
+
 async function run(stack: GatewayStack): Promise<void> {
   const { lab } = stack;
   const server = lab.addresses.resources[0]!;
+
+  const dialect = await stack.portalDialect();
+  const expected = legacyPortal ? 'v1' : 'v2';
+  const paths: Record<string, string> = {
+    v2: '/gateway/v2/websocket (create_authorization / authorization_created)',
+    v1: '/gateway/websocket (authorize_flow / flow_authorized)',
+  };
+  record(`gateway joined the ${legacyPortal ? '1.4.13-era ' : ''}portal`, dialect === expected, `on ${paths[dialect ?? ''] ?? 'no path'}`);
 
   console.log('\n1. The client asks the portal for the CIDR resource 10.78.0.0/24 (TCP 80, UDP 7 and ICMP allowed)');
   const setupMs = await stack.connectClient('corp', { routes: [RESOURCE_NET] });
@@ -97,7 +109,7 @@ try {
       { name: 'app', type: 'dns', address: '*.lab.test' },
     ],
     dnsNames: { 'app.lab.test': '10.78.0.3' },
-    portalArgs: ['--flow-logs-interval', '1'],
+    portalArgs: ['--flow-logs-interval', '1', ...(legacyPortal ? ['--era', 'legacy'] : [])],
     gatewayEnv: { FZ_FLOW_LOGS_DIR: `/tmp/${lab.prefix}-flow_logs` },
   });
   await run(stack);
