@@ -541,3 +541,65 @@ describe('dev portal: restarts', () => {
     }
   });
 });
+
+describe("dev portal with the gateway's portal client (both eras)", () => {
+  type Event = { kind: string; message?: { kind: string; ref?: string; ingestToken?: unknown }; error?: { code: string } };
+
+  async function run(era: 'head' | 'legacy'): Promise<{ dialect: string; pushed: string; acked: string; granted: number; kinds: string[] }> {
+    const { PhoenixChannel, PortalConnection, decodeIngress } = await import('../../src/portal/index.ts');
+    const portal = await startDevPortal(options({ era }));
+    const events: Event[] = [];
+    // The decoder follows the path in use, as the gateway's runtime does.
+    let dialect = (): 'v1' | 'v2' => 'v2';
+    const channel = new PhoenixChannel({ topic: 'gateway', rng: seededRandom(1), decode: (event, payload) => decodeIngress(event, payload, dialect()) });
+    const base = `${portal.apiUrl}/gateway`;
+    const query = new URLSearchParams({ external_id: `client-${era}`, name: 'gw', public_key: GATEWAY_KEY });
+    const connection = new PortalConnection({
+      url: `${base}/v2/websocket?${query.toString()}`,
+      v1Url: `${base}/websocket?token=${TOKEN}&${query.toString()}`,
+      token: TOKEN,
+      userAgent: UA_16,
+      resolve: async () => ['127.0.0.1'],
+      channel,
+      onEvent: (event) => events.push(event as Event),
+    });
+    dialect = () => connection.dialect;
+    const waitFor = async (matches: (e: Event) => boolean): Promise<Event> => {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const found = events.find(matches);
+        if (found !== undefined) return found;
+        if (Date.now() > deadline) throw new Error(`no matching event; got ${events.map((e) => e.kind).join(', ')}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    try {
+      await api(portal, 'POST', '/admin/resources', RESOURCE);
+      connection.start();
+      await waitFor((e) => e.kind === 'message' && e.message?.kind === 'init');
+      const pending = api(portal, 'POST', '/admin/authorizations', { client_id: CLIENT_ID, resource_id: RESOURCE.id, public_key: CLIENT_KEY });
+      const authorization = await waitFor((e) => e.kind === 'message' && e.message?.kind === 'createAuthorization');
+      const acked = connection.dialect === 'v2' ? 'authorization_created' : 'flow_authorized';
+      connection.send(acked, { ref: authorization.message!.ref });
+      const granted = await pending;
+      const pushed = portal.received(acked).length === 1 ? authorization.message!.kind : 'no acknowledgement received';
+      return { dialect: connection.dialect, pushed, acked, granted: granted.status, kinds: events.filter((e) => e.kind === 'dropped').map((e) => JSON.stringify(e)) };
+    } finally {
+      connection.stop();
+      await portal.close();
+    }
+  }
+
+  test("today's portal: the client joins on v2 with the header, decodes create_authorization with its ingest token, answers authorization_created", async () => {
+    const result = await run('head');
+
+    assert.deepEqual(result, { dialect: 'v2', pushed: 'createAuthorization', acked: 'authorization_created', granted: 200, kinds: [] });
+  });
+
+  test('a 1.4.13-era portal: 404 on v2, the client falls back to v1 and answers flow_authorized', async () => {
+    const result = await run('legacy');
+
+    // The gateway decodes authorize_flow into the same message as create_authorization.
+    assert.deepEqual(result, { dialect: 'v1', pushed: 'createAuthorization', acked: 'flow_authorized', granted: 200, kinds: [] });
+  });
+});
