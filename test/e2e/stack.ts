@@ -171,12 +171,13 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   // A restarted portal remembers its records, as the real one keeps them in its database.
   const portalState = `${logDir}/${lab.prefix}-portal-state.json`;
   rmSync(portalState, { force: true });
+  // Generous start-up waits: they end as soon as the process is up, and tsx starts slowly on 2 loaded cores.
   const startPortal = async (): Promise<void> => {
     portalProcess = lab.spawn(lab.ns.wan, [
       'node', '--import', 'tsx', `${REPO_ROOT}tools/dev-portal/main.ts`, '--listen', `${lab.addresses.portal}:8081`, '--token', PORTAL_TOKEN,
       '--relay', `${lab.addresses.relay}:3478`, '--relay-secret', RELAY_SECRET, '--state', portalState, ...(options.portalArgs ?? []),
     ], { log: `${logDir}/${lab.prefix}-portal.log` });
-    await waitFor(() => curl(lab, 'GET', `${portal}/admin/state`).ok, 15_000 * (options.startWaitScale ?? 1), 'dev portal');
+    await waitFor(() => curl(lab, 'GET', `${portal}/admin/state`).ok, 60_000 * (options.startWaitScale ?? 1), 'dev portal');
   };
   const stopPortal = async (): Promise<void> => {
     portalProcess?.kill('SIGTERM');
@@ -232,7 +233,7 @@ export async function startGatewayStack(lab: Lab, options: StackOptions): Promis
   };
   if (options.externalGateway !== true) {
     startGateway();
-    await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 20_000 * (options.startWaitScale ?? 1), 'gateway joining the portal');
+    await waitFor(() => gatewayLog().includes('Joined gateway room on portal'), 60_000 * (options.startWaitScale ?? 1), 'gateway joining the portal');
   }
 
   const extraClients: ClientHandle[] = [];
