@@ -469,6 +469,8 @@ export interface Sample {
   readonly rssMb: number;
   /** The longest receive queue among the gateway namespace's UDP sockets, bytes. */
   readonly rxQueueBytes: number;
+  /** Packets the kernel dropped on their way to the gateway through its TUN device (its queue full), so far. */
+  readonly tunDrops: number;
 }
 
 /**
@@ -521,21 +523,37 @@ export class GatewayMonitor {
   }
 
   /**
-   * Whether a receive queue of the gateway's namespace was full (within 64 KB, one GRO-merged
-   * datagram, of `bufferBytes`) around `at`: in a sample within 250 ms, or in the last sample
-   * before or the first after it (the sampler runs late on a busy machine). A datagram arriving
-   * then could have been dropped by the kernel for want of room, whoever sent it.
+   * Whether the kernel was dropping what came to the gateway around `at`: a UDP receive queue of
+   * its namespace was full (within 64 KB, one GRO-merged datagram, of `bufferBytes`), or its TUN
+   * device dropped packets (the victim's echoes come back through it), in a sample within 250 ms,
+   * or in the last sample before or the first after `at` (the sampler runs late on a busy machine).
+   * A datagram or packet arriving then could have been dropped for want of room, whoever sent it.
    */
   bufferFullNear(at: number, bufferBytes: number): boolean {
     const full = (s: Sample | undefined): boolean => s !== undefined && s.rxQueueBytes >= bufferBytes - 65_536;
     let before: Sample | undefined;
     let after: Sample | undefined;
+    let firstNear: Sample | undefined;
+    let lastNear: Sample | undefined;
     for (const s of this.samples) {
-      if (Math.abs(s.at - at) <= 250 && full(s)) return true;
+      const near = Math.abs(s.at - at) <= 250;
+      if (near && full(s)) return true;
       if (s.at <= at) before = s;
       else if (after === undefined) after = s;
+      if (s.at <= at - 250) firstNear = s;
+      if (s.at >= at + 250 && lastNear === undefined) lastNear = s;
     }
-    return full(before) || full(after);
+    if (full(before) || full(after)) return true;
+    // TUN drops are a counter: any rise over the samples bracketing [at - 250 ms, at + 250 ms].
+    const from = firstNear ?? before;
+    const to = lastNear ?? after;
+    return from !== undefined && to !== undefined && to.tunDrops > from.tunDrops;
+  }
+
+  /** Packets the gateway's TUN device dropped in [from, to]. */
+  tunDrops(from: number, to: number): number {
+    const inside = this.samples.filter((s) => s.at >= from && s.at <= to);
+    return inside.length < 2 ? 0 : inside.at(-1)!.tunDrops - inside[0]!.tunDrops;
   }
 
   /** The longest receive queue sampled in [from, to], bytes, and the longest gap between samples there, ms. */
@@ -575,7 +593,10 @@ export class GatewayMonitor {
           if (queues !== undefined && /^[0-9A-F]+:[0-9A-F]+$/i.test(queues)) rxQueueBytes = Math.max(rxQueueBytes, parseInt(queues.split(':')[1]!, 16));
         }
       }
-      this.samples.push({ at: Date.now(), cpuMs: (ticks * 1000) / CLK_TCK, rssMb: Math.round(rssKb / 102.4) / 10, rxQueueBytes });
+      // `tun-firezone: rx bytes packets errs drop fifo frame compressed multicast tx bytes packets errs drop ...`
+      const tun = /^\s*tun-firezone:\s*(.*)$/m.exec(readFileSync(`/proc/${this.pid}/net/dev`, 'utf8'))?.[1]?.split(/\s+/);
+      const tunDrops = Number(tun?.[11] ?? 0);
+      this.samples.push({ at: Date.now(), cpuMs: (ticks * 1000) / CLK_TCK, rssMb: Math.round(rssKb / 102.4) / 10, rxQueueBytes, tunDrops });
     } catch {
       // The process is gone; alive() says so.
     }
