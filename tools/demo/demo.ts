@@ -72,6 +72,12 @@ async function run(stack: GatewayStack): Promise<void> {
   await waitFor(() => (after = tcpConnect(lab, server, 80)) !== 'connected', 10_000, 'the revocation to take effect').catch(() => undefined);
   record('access after reject_access', after !== 'connected', after === 'connected' ? 'still reachable' : `gone (${after})`);
 
+  if (legacyPortal) {
+    // A portal of the 1.4.13 days mints no ingest tokens and knows no ICE-less connections.
+    console.log('\n(Steps 6 and 7, flow logs and ICE-less connections, need today\'s portal: skipped with --legacy-portal)');
+    return;
+  }
+
   console.log('\n6. The flows the gateway reported to the portal (flow logs)');
   await printFlowLogs(stack);
 
