@@ -6,7 +6,7 @@
  * gateway process's RSS and CPU from /proc. Needs root (namespaces), coturn, dnsmasq. Never fails
  * on a figure.
  *
- * Usage: npm run bench:load [-- --clients 2000 --rate 2000 --seconds 30 --concurrency 100]
+ * Usage: npm run bench:load [-- --clients 2000 --rate 1000 --seconds 30 --concurrency 100]
  *   --rate: packets per second in total, from the clients in turn (0: idle only).
  */
 import { readFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ const { values } = parseArgs({
   options: {
     worker: { type: 'boolean', default: false },
     clients: { type: 'string', default: '2000' },
-    rate: { type: 'string', default: '2000' },
+    rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '30' },
     concurrency: { type: 'string', default: '100' },
     'connect-timeout': { type: 'string', default: '60000' },
@@ -97,13 +97,21 @@ async function orchestrate(): Promise<void> {
   const clients = Number(values.clients);
   const rate = Number(values.rate);
   const seconds = Number(values.seconds);
-  const lab = labUp({ prefix: 'fzld' });
+  let lab = labUp({ prefix: 'fzld' });
   let stack: GatewayStack | undefined;
   try {
     const target = lab.addresses.resources[0]!;
-    stack = await startGatewayStack(lab, {
-      resources: [{ name: 'load', type: 'cidr', address: `${target}/32` }],
-    });
+    // On a loaded machine the dev portal (through tsx) can miss the stack's 15 s start-up wait: try again.
+    for (let attempt = 1; stack === undefined; attempt++) {
+      try {
+        stack = await startGatewayStack(lab, { resources: [{ name: 'load', type: 'cidr', address: `${target}/32` }] });
+      } catch (error) {
+        if (attempt === 3) throw error;
+        console.log(`lab start-up failed (${error instanceof Error ? error.message : String(error)}); again`);
+        lab.down();
+        lab = labUp({ prefix: 'fzld' });
+      }
+    }
     const pid = stack.gatewayPid();
     if (pid === undefined) throw new Error('the gateway is not running');
     console.log(`bench:load: ${clients} clients, then ${rate} packets/s in total, ${seconds} s windows; real gateway (dist/), ${os.cpus().length} cores, load ${load()}`);
@@ -122,7 +130,7 @@ async function orchestrate(): Promise<void> {
     const connected = await worker.next('connected', 30 * 60_000);
     const afterSetup = sample(pid);
     const established = Number(connected['established']);
-    console.log(`connected ${established} of ${clients} in ${(Number(connected['ms']) / 1000).toFixed(1)} s; failures ${JSON.stringify(connected['errors'])}`);
+    console.log(`connected ${established} of ${clients} in ${(Number(connected['ms']) / 1000).toFixed(1)} s (${String(connected['retries'])} attempts again); failed attempts: ${JSON.stringify(connected['errors'])}`);
 
     // Connections go idle after 20 s without packets.
     await sleep(25_000);
@@ -133,17 +141,17 @@ async function orchestrate(): Promise<void> {
     let busy: { start: ProcSample; end: ProcSample; sent: number; received: number } | undefined;
     if (rate > 0) {
       worker.command({ cmd: 'rate', pps: rate });
-      await worker.next('rate', 10_000);
+      await worker.next('rate', 60_000);
       await sleep(3_000);
       worker.command({ cmd: 'stats' });
-      const before = await worker.next('stats', 10_000);
+      const before = await worker.next('stats', 60_000);
       const start = sample(pid);
       await sleep(seconds * 1000);
       const end = sample(pid);
       worker.command({ cmd: 'stats' });
-      const after = await worker.next('stats', 10_000);
+      const after = await worker.next('stats', 60_000);
       worker.command({ cmd: 'rate', pps: 0 });
-      await worker.next('rate', 10_000);
+      await worker.next('rate', 60_000);
       busy = { start, end, sent: Number(after['sent']) - Number(before['sent']), received: Number(after['received']) - Number(before['received']) };
     }
     worker.command({ cmd: 'quit' });

@@ -35,6 +35,7 @@ export interface WorkerOptions {
 }
 
 const CANDIDATE_POLL_WAIT_MS = 2_000;
+const CONNECT_ATTEMPTS = 3;
 const ECHO_PORT = 7;
 const PAYLOAD = new Uint8Array(100).fill(0x6c);
 
@@ -204,15 +205,24 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   let next = 0;
   let done = 0;
   const errors = new Map<string, number>();
+  let retries = 0;
   const connectOne = async (): Promise<void> => {
     for (let index = next++; index < clients.length; index = next++) {
-      const client = clients[index]!;
-      try {
-        await client.connect();
-      } catch (error) {
-        client.failed = error instanceof Error ? error.message : String(error);
+      // A client whose attempt failed (the portal busy, a flow unanswered) starts over, as a person would.
+      for (let attempt = 1; attempt <= CONNECT_ATTEMPTS; attempt++) {
+        const client = attempt === 1 ? clients[index]! : (clients[index] = new LoadClient(options));
+        try {
+          await client.connect();
+        } catch (error) {
+          client.failed = error instanceof Error ? error.message : String(error);
+        }
+        if (client.established) break;
+        client.close();
+        // Ids vary; the rest of a message says what went wrong.
+        const reason = (client.failed ?? 'unknown').replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, '<id>');
+        errors.set(reason, (errors.get(reason) ?? 0) + 1);
+        if (attempt < CONNECT_ATTEMPTS) retries++;
       }
-      if (client.failed !== undefined) errors.set(client.failed, (errors.get(client.failed) ?? 0) + 1);
       if (++done % 100 === 0) emit({ event: 'progress', done, established: clients.filter((c) => c.established).length });
     }
   };
@@ -221,6 +231,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     event: 'connected',
     established: clients.filter((c) => c.established).length,
     failed: clients.filter((c) => !c.established).length,
+    retries,
     errors: Object.fromEntries([...errors].slice(0, 5)),
     ms: Math.round(performance.now() - started),
   });
@@ -236,13 +247,16 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         const pps = command.pps ?? 0;
         const live = clients.filter((c) => c.established);
         if (pps > 0 && live.length > 0) {
-          // Every 10 ms, the packets due since the start, each from the next client in turn.
-          const begin = performance.now();
-          let sent = 0;
+          // Every 10 ms, the packets due since the last tick, each from the next client in turn; a
+          // tick late by more than 50 ms sends only 50 ms worth (a starved process does not spin).
+          let last = performance.now();
+          let owed = 0;
           let turn = 0;
           pacer = setInterval(() => {
-            const due = Math.floor(((performance.now() - begin) / 1000) * pps);
-            for (; sent < due; sent++) live[turn++ % live.length]!.sendPacket();
+            const now = performance.now();
+            owed += (Math.min(now - last, 50) / 1000) * pps;
+            last = now;
+            for (; owed >= 1; owed--) live[turn++ % live.length]!.sendPacket();
           }, 10);
         }
         emit({ event: 'rate', pps });
