@@ -147,6 +147,11 @@ export function historyArb(options: HistoryOptions): fc.Arbitrary<{ config: Worl
   });
 }
 
+/** Commands made elsewhere (not by `historyArb`) as a history `runHistory` takes. */
+export function historyOf(commands: readonly SimCommand[]): WorldCommand[] {
+  return commands.map((command) => new WorldCommand(command));
+}
+
 /** Runs one history against a fresh world; throws on the first violated invariant. */
 export function runHistory(config: WorldConfig, commands: Iterable<WorldCommand>, hooks: WorldHooks = {}): World {
   const world = new World(config, hooks);

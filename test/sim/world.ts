@@ -118,6 +118,8 @@ const JOIN_ACK = '{"topic":"gateway","event":"phx_reply","payload":{"status":"ok
 export type SimCommand =
   | { readonly kind: 'step'; readonly ms: number }
   | { readonly kind: 'authorize'; readonly client: number; readonly resource: number; readonly expiresInSeconds: number | null }
+  /** Clients `from`..`to - 1` authorized at once (a burst, as people arrive in the morning), each for resource `client`; no expiry. */
+  | { readonly kind: 'authorizeBurst'; readonly from: number; readonly to: number }
   | { readonly kind: 'reject'; readonly client: number; readonly resource: number }
   | { readonly kind: 'update'; readonly resource: number; readonly filters: readonly ModelFilter[] }
   | { readonly kind: 'partition' }
@@ -368,6 +370,9 @@ export class World {
       case 'authorize':
         this.authorize(this.client(command.client), this.resource(command.resource), command.expiresInSeconds);
         break;
+      case 'authorizeBurst':
+        this.authorizeBurst(command.from, command.to);
+        break;
       case 'reject':
         this.reject(this.client(command.client), this.resource(command.resource));
         break;
@@ -438,6 +443,32 @@ export class World {
 
   private authorize(client: SimClient, resource: { def: ResourceDef; filters: readonly ModelFilter[] }, expiresInSeconds: number | null, retried = false): void {
     if (this.partitioned) return;
+    const flow = this.startAuthorization(client, resource, expiresInSeconds);
+    if (flow.expectAccepted) this.net.runUntilCondition(flow.connected, CONNECT_TIMEOUT_MS, 10);
+    else this.settle();
+    if (flow.finish(!retried) === 'retry') this.authorize(client, resource, expiresInSeconds, true);
+  }
+
+  private authorizeBurst(from: number, to: number): void {
+    if (this.partitioned) return;
+    const flows: ReturnType<World['startAuthorization']>[] = [];
+    for (let index = from; index < to; index++) flows.push(this.startAuthorization(this.client(index), this.resource(index), null));
+    const expected = flows.filter((flow) => flow.expectAccepted);
+    // All at once: a connection's set-up takes a few round trips, whatever the burst's size.
+    if (expected.length > 0) this.net.runUntilCondition(() => expected.every((flow) => flow.connected()), CONNECT_TIMEOUT_MS, 50);
+    else this.settle();
+    for (const flow of flows) flow.finish(false);
+  }
+
+  /**
+   * Sends `authorize_flow` and starts the client's side; the caller runs the network, then `finish` checks what
+   * came back, or (`mayRetry`) says the client must ask again (a stale GOODBYE dropped the new connection).
+   */
+  private startAuthorization(
+    client: SimClient,
+    resource: { def: ResourceDef; filters: readonly ModelFilter[] },
+    expiresInSeconds: number | null,
+  ): { expectAccepted: boolean; connected: () => boolean; finish: (mayRetry: boolean) => 'done' | 'retry' } {
     const now = this.net.now;
     const goodbyesBefore = client.goodbyes;
     // A client whose gateway side is gone or stalled notices (WireGuard timeouts) and starts over.
@@ -490,24 +521,23 @@ export class World {
     }
     this.net.wake(clientHostName(client));
     const connected = (): boolean => this.flowsAuthorized.has(ref) && this.clientReady(client) && this.gatewayReady(client);
-    if (expectAccepted) this.net.runUntilCondition(connected, CONNECT_TIMEOUT_MS, 10);
-    else this.settle();
-    this.pendingFlows.delete(ref);
-    const accepted = this.flowsAuthorized.has(ref);
-    // A GOODBYE for the connection's previous life (its last resource expired as this flow was asked for) can
-    // arrive after the new authorization: the client drops the connection and, as the reference's client does on
-    // its next packet, asks again.
-    if (accepted && !retried && client.goodbyes > goodbyesBefore && !(this.clientReady(client) && this.gatewayReady(client))) {
-      this.authorize(client, resource, expiresInSeconds, true);
-      return;
-    }
-    // With loss a relay allocation can fail and the node drop the relay: then nothing is certain.
-    if (accepted !== expectAccepted && this.config.loss === 0) {
-      this.violations.push(`authorize_flow ${ref} for client ${client.index}: expected ${expectAccepted ? 'flow_authorized' : 'no answer (no relays)'}, got ${accepted ? 'flow_authorized' : 'nothing'}`);
-    }
-    if (accepted && this.config.loss === 0 && !client.stalled && !(this.clientReady(client) && this.gatewayReady(client))) {
-      this.violations.push(`client ${client.index} not connected ${CONNECT_TIMEOUT_MS}ms after flow ${ref} was authorized`);
-    }
+    const finish = (mayRetry: boolean): 'done' | 'retry' => {
+      this.pendingFlows.delete(ref);
+      const accepted = this.flowsAuthorized.has(ref);
+      // A GOODBYE for the connection's previous life (its last resource expired as this flow was asked for) can
+      // arrive after the new authorization: the client drops the connection and, as the reference's client does on
+      // its next packet, asks again.
+      if (accepted && mayRetry && client.goodbyes > goodbyesBefore && !(this.clientReady(client) && this.gatewayReady(client))) return 'retry';
+      // With loss a relay allocation can fail and the node drop the relay: then nothing is certain.
+      if (accepted !== expectAccepted && this.config.loss === 0) {
+        this.violations.push(`authorize_flow ${ref} for client ${client.index}: expected ${expectAccepted ? 'flow_authorized' : 'no answer (no relays)'}, got ${accepted ? 'flow_authorized' : 'nothing'}`);
+      }
+      if (accepted && this.config.loss === 0 && !client.stalled && !(this.clientReady(client) && this.gatewayReady(client))) {
+        this.violations.push(`client ${client.index} not connected ${CONNECT_TIMEOUT_MS}ms after flow ${ref} was authorized`);
+      }
+      return 'done';
+    };
+    return { expectAccepted, connected, finish };
   }
 
   private reject(client: SimClient, resource: { def: ResourceDef }): void {
