@@ -116,8 +116,6 @@ async function startOnce(prefix: string, logDir: string): Promise<RedteamLab> {
       ],
       // Every name under lab.test resolves (so each AssignedIps of a flood costs a resolution and NAT state).
       dnsNames: { 'lab.test': DNS_REAL },
-      // The dev portal's first compile alone has taken over 15 s at load 17 on 2 cores.
-      startWaitScale: 4,
     });
     const victim = stack.client;
     const victimIps = await victim.waitForEvent('ready');
