@@ -5,7 +5,7 @@
  */
 import type { ChannelState } from '../portal/phoenix-channel.ts';
 
-export const PORTAL_STATES: readonly ChannelState[] = ['disconnected', 'connecting', 'joining', 'joined', 'reconnecting', 'failed'];
+export const PORTAL_STATES: readonly ChannelState[] = ['disconnected', 'connecting', 'joining', 'joined', 'reconnecting', 'closing', 'failed'];
 
 export class GatewayStatus {
   portalState: ChannelState = 'disconnected';
