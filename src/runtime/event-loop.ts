@@ -158,6 +158,8 @@ export class GatewayEventLoop {
    * undefined while it is up. Starts up (as the reference): before the first join nothing is held.
    */
   private held: Map<string, { added: Set<string>; removed: Set<string> }> | undefined;
+  /** The dialect of the last join (the socket path it was made on). */
+  private portalDialect: 'v1' | 'v2' = 'v2';
 
   constructor(options: EventLoopOptions) {
     this.o = options;
@@ -333,6 +335,7 @@ export class GatewayEventLoop {
    */
   portalJoined(dialect: 'v1' | 'v2' = 'v2'): void {
     if (this.stopped) return;
+    this.portalDialect = dialect;
     const now = this.o.clock();
     if (dialect === 'v2') this.sendToPortal(encodeEgress({ kind: 'setSnownetCapabilities', iceless: this.o.iceless ?? false }));
     const held = this.held;
@@ -584,6 +587,10 @@ export class GatewayEventLoop {
           break;
         case 'connectionEstablished':
           log.debug('WireGuard session established', { cid: event.connection });
+          break;
+        case 'noRelays':
+          // 1.6.0 asks for a new set (the portal answers `relays_presence`); a 1.4.13 portal has no such message.
+          if (this.portalDialect === 'v2') this.sendToPortal(encodeEgress({ kind: 'noRelays' }));
           break;
       }
     }

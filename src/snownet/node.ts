@@ -147,7 +147,9 @@ export type NodeEvent =
   | { readonly kind: 'newIceCandidates'; readonly connection: string; readonly candidates: readonly string[] }
   | { readonly kind: 'invalidatedIceCandidates'; readonly connection: string; readonly candidates: readonly string[] }
   | { readonly kind: 'connectionEstablished'; readonly connection: string }
-  | { readonly kind: 'connectionFailed'; readonly connection: string; readonly reason: FailureReason };
+  | { readonly kind: 'connectionFailed'; readonly connection: string; readonly reason: FailureReason }
+  /** The last relay's allocation failed or ended: ask the portal for a new set (1.6.0 `no_relays`). */
+  | { readonly kind: 'noRelays' };
 
 /** A decrypted IP packet and the peer it came from. `packet` is only valid until the next call. */
 export interface DecryptedPacket {
@@ -904,6 +906,10 @@ export class Node {
     if (freed !== undefined && this.relays.get(relay.server.id) === relay) {
       log.info('Disconnecting from relay', { relay: relay.server.id, reason: freed });
       this.removeRelay(relay.server.id, now, false);
+      if (this.relays.size === 0) {
+        log.info('Removed last relay; requesting a new set');
+        this.events.push({ kind: 'noRelays' });
+      }
       return;
     }
     this.scheduleRelay(relay);

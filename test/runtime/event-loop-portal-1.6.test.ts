@@ -109,6 +109,18 @@ describe('event loop: 1.6.0 portal messages', () => {
     assert.equal(env.gateway.reconnects, 0);
   });
 
+  test('the last relay failing sends no_relays on the v2 path only (1.6.0 asks for a new set; 1.4.13 portals know no such message)', () => {
+    const refused = [{ ...RELAYS[0], password: 'not-the-password' }];
+    for (const dialect of ['v2', 'v1'] as const) {
+      const env = setUp();
+      env.gateway.loop.portalJoined(dialect);
+      env.gateway.loop.handlePortalMessage(init(refused));
+      env.net.runUntil(env.net.now + 10_000);
+      assert.equal(events(env.gateway).filter((e) => e === 'no_relays').length, dialect === 'v2' ? 1 : 0, dialect);
+      assert.equal(env.gateway.reconnects, 0);
+    }
+  });
+
   test('init hands flow_logs to the flow-log module', () => {
     const env = setUp();
     env.gateway.loop.handlePortalMessage(init([]));

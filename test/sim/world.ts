@@ -272,6 +272,7 @@ export class World {
     translated: 0,
     renumbered: 0,
     goodbyesSent: 0,
+    noRelaysSent: 0,
     goodbyesReceived: 0,
     reconnectedAfterFailure: 0,
     portalOutagesSurvived: 0,
@@ -915,6 +916,10 @@ export class World {
     }
     switch (event) {
       case 'set_snownet_capabilities':
+        return;
+      case 'no_relays':
+        // The last relay failed (1.6.0 asks for a new set): the simulated portal's relays come back on their own.
+        this.stats.noRelaysSent++;
         return;
       case 'flow_authorized': {
         const ref = String(payload['ref']);

@@ -76,7 +76,7 @@ export interface Topology {
   readonly gatewayNat?: SimNat['kind'];
   readonly seed?: number;
   readonly loss?: number;
-  readonly relay?: Pick<TestTurnServerOptions, 'deniedPeer' | 'signErrors'>;
+  readonly relay?: Partial<Pick<TestTurnServerOptions, 'deniedPeer' | 'signErrors' | 'password'>>;
 }
 
 export const RELAY_ADDR = socketAddr('192.0.2.100', 3478);

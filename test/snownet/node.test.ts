@@ -159,6 +159,18 @@ describe('connectivity node', () => {
     assert.deepEqual(s.gateway.node.relayIds(), []);
   });
 
+  test('the last relay failing asks the portal for a new set (noRelays), once; working relays never do', () => {
+    const noRelays = (s: Scenario) => s.gateway.events.filter((e) => e.kind === 'noRelays').length;
+    const working = new Scenario();
+    working.net.runUntil(10_000);
+    assert.equal(noRelays(working), 0);
+
+    const refusing = new Scenario({ relay: { password: () => 'not-the-password' } });
+    refusing.net.runUntil(10_000);
+    assert.deepEqual(refusing.gateway.node.relayIds(), [], 'the relay that refused us is gone');
+    assert.equal(noRelays(refusing), 1);
+  });
+
   test('without relays, a connection cannot be created', () => {
     const s = new Scenario();
     s.gateway.node.updateRelays(['relay-1'], [], 0);
