@@ -260,11 +260,14 @@ describe('one gateway, many portal events: DNS with two clients, resource_update
     const restartAddress = '10.77.0.6';
     lab.exec(lab.ns.gateway, ['ip', 'addr', 'add', `${restartAddress}/24`, 'dev', 'eth0']);
     lab.exec(lab.ns.gateway, ['ip', 'route', 'replace', '10.77.0.0/24', 'dev', 'eth0', 'src', restartAddress]);
-    stack!.startGateway();
+    stack!.startGateway(); // a new log
     await waitFor(async () => {
       const record = await gatewayRecord(stack!);
       return record['joined'] === true && record['publicKey'] !== keyBefore;
     }, 20_000, 'the restarted gateway to join with a new key');
+    // coturn has been seen to leave the restarted gateway's first allocations unanswered for up to half a minute;
+    // the gateway asks for its relays again each time (no_relays) until one is made. Connect once it has one.
+    await waitFor(async () => allocationsCreated(stack!.gatewayLog()) > 0, 60_000, 'the restarted gateway to hold a relay allocation');
     await stack!.connectClient('web');
     assert.equal(udpEcho(lab, WEB, 'restarted').reply, 'restarted');
     assert.equal(tcpConnect(lab, WEB, 80), 'unreachable', 'the updated filters still apply after the restart');
@@ -375,3 +378,7 @@ describe('relay loss announced by relays_presence: a relayed connection through 
     },
   );
 });
+
+function allocationsCreated(log: string): number {
+  return log.split('Allocation created').length - 1;
+}
