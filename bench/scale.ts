@@ -13,13 +13,16 @@
  * Gateway CPU is the main thread's CPU time (process.threadCpuUsage) inside the gateway's calls,
  * without the clients' work. Each figure is min / median / max of the runs; then the ratio of the
  * largest N to the smallest (medians), and the issue's targets beside. Never fails.
- * Usage: npm run bench:scale [-- --sizes 10,100,1000,10000 --runs 3 --packets 20000]
+ * Usage: npm run bench:scale [-- --sizes 10,100,1000,10000 --runs 3 --packets 20000 --profile DIR]
  */
 import os from 'node:os';
 import v8 from 'node:v8';
 import { parseArgs } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { configureLogging, LogFilter } from '../src/log/index.ts';
 import { Fleet } from '../test/support/fleet.ts';
+import { dataPathMode, transportCipherFor } from '../src/runtime/data-path.ts';
 import { ipv4UdpPacket } from '../test/snownet/harness.ts';
 
 const { values } = parseArgs({
@@ -28,6 +31,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     packets: { type: 'string', default: '20000' },
     'idle-seconds': { type: 'string', default: '60' },
+    profile: { type: 'string' },
   },
 });
 const SIZES = values.sizes.split(',').map(Number);
@@ -35,6 +39,8 @@ const RUNS = Number(values.runs);
 const PACKETS = Number(values.packets);
 const IDLE_SECONDS = Number(values['idle-seconds']);
 const RESOURCES = 1_000;
+/** Where to write a CPU profile of each phase of the last run of the largest N (for finding what costs). */
+const PROFILE_DIR = values.profile;
 
 const gc = globalThis.gc;
 if (gc === undefined) throw new Error('run with node --expose-gc (npm run bench:scale does)');
@@ -75,6 +81,28 @@ function threadMicros(): number {
   return usage.user + usage.system;
 }
 
+/**
+ * The cost of one read of the thread's CPU clock (a system call, about 1.5 us here): the fleet's
+ * meter reads it twice around every gateway input, and each pair of reads adds about one read to
+ * what it measures, which at 10,000 idle clients is more than the gateway's own work.
+ */
+function clockReadMicros(): number {
+  const costs: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const reads = 20_000;
+    const start = performance.now();
+    for (let i = 0; i < reads; i++) threadMicros();
+    costs.push(((performance.now() - start) * 1_000) / reads);
+  }
+  return costs.sort((a, b) => a - b)[2]!;
+}
+const CLOCK_READ_MICROS = clockReadMicros();
+
+/** The gateway's CPU the fleet metered so far, less the meter's own clock reads. */
+function gatewayMicros(fleet: Fleet): number {
+  return fleet.gatewayCpuMicros - fleet.meterReadPairs * CLOCK_READ_MICROS;
+}
+
 interface Memory {
   heap: number;
   external: number;
@@ -98,34 +126,49 @@ async function gatewayMemory(fleet: Fleet): Promise<Memory> {
 }
 
 async function emptyGatewayMemory(): Promise<Memory> {
-  const fleet = new Fleet({ clients: 0, gateway: 'loop', record: false });
+  const fleet = new Fleet({ clients: 0, gateway: 'loop', record: false, transportCipher: transportCipherFor(dataPathMode()) });
   fleet.net.runUntil(1_000);
   return gatewayMemory(fleet);
 }
 
-async function measure(n: number, seed: number): Promise<Figures> {
+async function measure(n: number, seed: number, profile: boolean): Promise<Figures> {
+  const phase = <T>(name: string, work: () => T): Promise<T> => (profile ? profiled(`N${n}-${name}`, work) : Promise.resolve(work()));
   const base = await emptyGatewayMemory();
-  const fleet = new Fleet({ clients: n, gateway: 'loop', seed, record: false });
+  const fleet = new Fleet({ clients: n, gateway: 'loop', seed, record: false, transportCipher: transportCipherFor(dataPathMode()) });
   fleet.meterGateway = true;
 
-  const setupStart = fleet.gatewayCpuMicros;
-  if (!fleet.connectAll(120_000)) throw new Error(`N=${n}: only ${fleet.connectedCount()} clients connected`);
-  const setupMillisPerClient = (fleet.gatewayCpuMicros - setupStart) / 1_000 / n;
+  const setupStart = gatewayMicros(fleet);
+  if (!(await phase('setup', () => fleet.connectAll(120_000)))) throw new Error(`N=${n}: only ${fleet.connectedCount()} clients connected`);
+  const setupMillisPerClient = (gatewayMicros(fleet) - setupStart) / 1_000 / n;
 
   // Idle after 20 s without packets; then the gateway's CPU over IDLE_SECONDS of simulated time.
   fleet.net.runUntil(fleet.net.now + 25_000);
-  const idleStart = fleet.gatewayCpuMicros;
-  fleet.net.runUntil(fleet.net.now + IDLE_SECONDS * 1_000);
-  const idleCpuPercent = ((fleet.gatewayCpuMicros - idleStart) / (IDLE_SECONDS * 1e6)) * 100;
+  const idleStart = gatewayMicros(fleet);
+  await phase('idle', () => fleet.net.runUntil(fleet.net.now + IDLE_SECONDS * 1_000));
+  const idleCpuPercent = ((gatewayMicros(fleet) - idleStart) / (IDLE_SECONDS * 1e6)) * 100;
 
-  const packetMicros = perPacket(fleet, seed);
+  const packetMicros = await phase('packet', () => perPacket(fleet, seed));
   // Heap of the gateway as it is now (sessions warm, one resource each); the drop comes last.
   const withClients = await memoryUsed();
 
-  const resourcesMillis = authorizeResources(fleet);
+  const resourcesMillis = await phase('resources', () => authorizeResources(fleet));
   const afterResources = await memoryUsed();
   const held = minus(minus(await gatewayMemory(fleet), minus(afterResources, withClients)), base);
   return { heapBytesPerClient: held.heap / n, externalBytesPerClient: held.external / n, idleCpuPercent, packetMicros, setupMillisPerClient, resourcesMillis };
+}
+
+/** Runs `work` under the V8 sampling profiler and writes `<PROFILE_DIR>/<name>.cpuprofile` (open it in Chrome's DevTools). */
+async function profiled<T>(name: string, work: () => T): Promise<T> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+  const result = work();
+  const { profile } = await session.post('Profiler.stop');
+  session.disconnect();
+  writeFileSync(`${PROFILE_DIR}/${name}.cpuprofile`, JSON.stringify(profile));
+  return result;
 }
 
 /** One datagram from each client (untimed), then PACKETS from random clients, timed together. */
@@ -163,9 +206,9 @@ function perPacket(fleet: Fleet, seed: number): number {
 
 function authorizeResources(fleet: Fleet): number {
   const client = fleet.client(0);
-  const start = fleet.gatewayCpuMicros;
+  const start = gatewayMicros(fleet);
   for (let r = 0; r < RESOURCES; r++) fleet.authorizeResource(client, { id: `5ca1ab1e-0000-4000-8000-${r.toString(16).padStart(12, '0')}`, address: `172.${16 + (r >> 8)}.${r & 0xff}.0/24` });
-  return (fleet.gatewayCpuMicros - start) / 1_000;
+  return (gatewayMicros(fleet) - start) / 1_000;
 }
 
 function fmt(value: number, digits: number): string {
@@ -173,13 +216,13 @@ function fmt(value: number, digits: number): string {
 }
 
 const load = (): string => os.loadavg().map((l) => l.toFixed(2)).join(' ');
-console.log(`bench:scale: N = ${SIZES.join(', ')}; ${RUNS} runs; ${PACKETS} packets per run; idle over ${IDLE_SECONDS} s; ${os.cpus().length} cores; node ${process.version}; load ${load()}`);
+console.log(`bench:scale: N = ${SIZES.join(', ')}; ${RUNS} runs; ${PACKETS} packets per run; idle over ${IDLE_SECONDS} s; CPU clock read ${CLOCK_READ_MICROS.toFixed(2)} us (subtracted per metered input); transport cipher ${transportCipherFor(dataPathMode()).kind}; ${os.cpus().length} cores; node ${process.version}; load ${load()}`);
 const results = new Map<number, Figures[]>();
 for (const n of SIZES) {
   const runs: Figures[] = [];
   for (let run = 0; run < RUNS; run++) {
     const started = performance.now();
-    runs.push(await measure(n, 1 + run));
+    runs.push(await measure(n, 1 + run, PROFILE_DIR !== undefined && n === SIZES[SIZES.length - 1] && run === RUNS - 1));
     console.log(`  N=${n} run ${run + 1}: ${JSON.stringify(runs[runs.length - 1], (_k, v: unknown) => (typeof v === 'number' ? Number(v.toPrecision(4)) : v))} (${((performance.now() - started) / 1_000).toFixed(1)} s, load ${load()})`);
   }
   results.set(n, runs);

@@ -36,8 +36,14 @@ export const PRFLX_FOUNDATION = 'tmp_prflx';
 /** Pacing between checks (RFC 8445 Ta). The reference uses none. */
 export const DEFAULT_CHECK_PACING: Millis = 0;
 
-/** Attempts remembered per pair for matching late responses; older ones are forgotten. */
-export const MAX_REMEMBERED_ATTEMPTS = 16;
+/**
+ * Unanswered attempts remembered per pair for matching late responses; older ones are forgotten.
+ * With retransmissions doubling from 250 ms, the last four span at least 3.75 s of round trip while
+ * a pair is being checked and 75 s once it is idle (25 s apart). Each remembered attempt costs about
+ * 200 bytes (three map entries and its key) per connection: sixteen were a quarter of a connected
+ * client's memory, held mostly by pairs that never answer until they fail minutes later.
+ */
+export const MAX_REMEMBERED_ATTEMPTS = 4;
 
 /** str0m's string limit when parsing STUN (USERNAME). */
 export const MAX_STUN_STRING_BYTES = 128;

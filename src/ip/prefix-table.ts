@@ -13,10 +13,12 @@ import type { IpPacket } from './packet.ts';
  * IPv6 keys are a 32-bit hash of the masked address (int32 words) with a bucket compared word by word.
  */
 export class PrefixTable<T> {
-  private readonly v4ByLength: (Map<number, Entry<T>> | undefined)[] = new Array(33);
-  private readonly v6ByLength: (Map<number, V6Entry<T>[]> | undefined)[] = new Array(129);
-  private v4Lengths: number[] = [];
-  private v6Lengths: number[] = [];
+  // The prefix lengths in use, longest first, and each one's map at the same index: a table holds a
+  // few lengths, and thousands of tables (one per client) must not each carry 162 empty slots.
+  private readonly v4Lengths: number[] = [];
+  private readonly v4Maps: Map<number, Entry<T>>[] = [];
+  private readonly v6Lengths: number[] = [];
+  private readonly v6Maps: Map<number, V6Entry<T>[]>[] = [];
   private count = 0;
 
   get size(): number {
@@ -27,22 +29,20 @@ export class PrefixTable<T> {
   insert(cidr: Cidr, value: T): void {
     const length = cidr.prefixLength;
     if (cidr.address.family === 4) {
-      let map = this.v4ByLength[length];
+      let map = mapOf(this.v4Lengths, this.v4Maps, length);
       if (map === undefined) {
         map = new Map();
-        this.v4ByLength[length] = map;
-        this.v4Lengths = insertDescending(this.v4Lengths, length);
+        insertDescending(this.v4Lengths, this.v4Maps, length, map);
       }
       const key = cidr.address.value | 0;
       if (!map.has(key)) this.count++;
       map.set(key, { cidr, value });
       return;
     }
-    let map = this.v6ByLength[length];
+    let map = mapOf(this.v6Lengths, this.v6Maps, length);
     if (map === undefined) {
       map = new Map();
-      this.v6ByLength[length] = map;
-      this.v6Lengths = insertDescending(this.v6Lengths, length);
+      insertDescending(this.v6Lengths, this.v6Maps, length, map);
     }
     const bytes = cidr.address.bytes;
     const w0 = readI32(bytes, 0);
@@ -74,16 +74,13 @@ export class PrefixTable<T> {
   remove(cidr: Cidr): boolean {
     const length = cidr.prefixLength;
     if (cidr.address.family === 4) {
-      const map = this.v4ByLength[length];
+      const map = mapOf(this.v4Lengths, this.v4Maps, length);
       if (map === undefined || !map.delete(cidr.address.value | 0)) return false;
       this.count--;
-      if (map.size === 0) {
-        this.v4ByLength[length] = undefined;
-        this.v4Lengths = this.v4Lengths.filter((l) => l !== length);
-      }
+      if (map.size === 0) removeLength(this.v4Lengths, this.v4Maps, length);
       return true;
     }
-    const map = this.v6ByLength[length];
+    const map = mapOf(this.v6Lengths, this.v6Maps, length);
     if (map === undefined) return false;
     const bytes = cidr.address.bytes;
     const w0 = readI32(bytes, 0);
@@ -98,18 +95,15 @@ export class PrefixTable<T> {
     bucket.splice(index, 1);
     this.count--;
     if (bucket.length === 0) map.delete(hash);
-    if (map.size === 0) {
-      this.v6ByLength[length] = undefined;
-      this.v6Lengths = this.v6Lengths.filter((l) => l !== length);
-    }
+    if (map.size === 0) removeLength(this.v6Lengths, this.v6Maps, length);
     return true;
   }
 
   clear(): void {
-    this.v4ByLength.fill(undefined);
-    this.v6ByLength.fill(undefined);
-    this.v4Lengths = [];
-    this.v6Lengths = [];
+    this.v4Lengths.length = 0;
+    this.v4Maps.length = 0;
+    this.v6Lengths.length = 0;
+    this.v6Maps.length = 0;
     this.count = 0;
   }
 
@@ -157,11 +151,11 @@ export class PrefixTable<T> {
 
   /** Every (network, value), IPv4 first, longer prefixes first. */
   *entries(): IterableIterator<[Cidr, T]> {
-    for (const length of this.v4Lengths) {
-      for (const entry of this.v4ByLength[length]!.values()) yield [entry.cidr, entry.value];
+    for (const map of this.v4Maps) {
+      for (const entry of map.values()) yield [entry.cidr, entry.value];
     }
-    for (const length of this.v6Lengths) {
-      for (const bucket of this.v6ByLength[length]!.values()) {
+    for (const map of this.v6Maps) {
+      for (const bucket of map.values()) {
         for (const entry of bucket) yield [entry.cidr, entry.value];
       }
     }
@@ -180,7 +174,7 @@ export class PrefixTable<T> {
     const lengths = this.v4Lengths;
     for (let i = 0; i < lengths.length; i++) {
       const length = lengths[i]!;
-      const entry = this.v4ByLength[length]!.get(address & maskV4(length));
+      const entry = this.v4Maps[i]!.get(address & maskV4(length));
       if (entry !== undefined && accept(entry.value, context)) return entry;
     }
     return undefined;
@@ -199,7 +193,7 @@ export class PrefixTable<T> {
       const w1 = a1 & wordMask(length, 1);
       const w2 = a2 & wordMask(length, 2);
       const w3 = a3 & wordMask(length, 3);
-      const bucket = this.v6ByLength[length]!.get(hashWords(w0, w1, w2, w3));
+      const bucket = this.v6Maps[i]!.get(hashWords(w0, w1, w2, w3));
       if (bucket === undefined) continue;
       for (let j = 0; j < bucket.length; j++) {
         const entry = bucket[j]!;
@@ -212,8 +206,8 @@ export class PrefixTable<T> {
   }
 
   private findExact(cidr: Cidr): Entry<T> | undefined {
-    if (cidr.address.family === 4) return this.v4ByLength[cidr.prefixLength]?.get(cidr.address.value | 0);
-    const map = this.v6ByLength[cidr.prefixLength];
+    if (cidr.address.family === 4) return mapOf(this.v4Lengths, this.v4Maps, cidr.prefixLength)?.get(cidr.address.value | 0);
+    const map = mapOf(this.v6Lengths, this.v6Maps, cidr.prefixLength);
     if (map === undefined || cidr.address.family !== 6) return undefined;
     const bytes = cidr.address.bytes;
     const w0 = readI32(bytes, 0);
@@ -253,6 +247,20 @@ function readI32(bytes: Uint8Array, offset: number): number {
   return (bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
 }
 
-function insertDescending(lengths: number[], length: number): number[] {
-  return [...lengths, length].sort((a, b) => b - a);
+function mapOf<M>(lengths: readonly number[], maps: readonly M[], length: number): M | undefined {
+  const index = lengths.indexOf(length);
+  return index < 0 ? undefined : maps[index];
+}
+
+function insertDescending<M>(lengths: number[], maps: M[], length: number, map: M): void {
+  let index = 0;
+  while (index < lengths.length && lengths[index]! > length) index++;
+  lengths.splice(index, 0, length);
+  maps.splice(index, 0, map);
+}
+
+function removeLength<M>(lengths: number[], maps: M[], length: number): void {
+  const index = lengths.indexOf(length);
+  lengths.splice(index, 1);
+  maps.splice(index, 1);
 }

@@ -12,6 +12,7 @@ import { Node, type ConnectionParams, type NodeEvent, type NodeObserver, type Re
 import { seededRandom, type RandomSource } from '../../src/util/random.ts';
 import { socketAddr, type SocketAddr } from '../../src/util/socket-addr.ts';
 import type { Transmit } from '../../src/util/transmit.ts';
+import type { TransportCipher } from '../../src/wireguard/index.ts';
 import { SimNetwork, type SimAgent } from './sim-network.ts';
 import { TestTurnServer } from './turn-server.ts';
 
@@ -36,6 +37,8 @@ export interface FleetOptions {
   readonly resource?: { readonly id: string; readonly address: string };
   /** Keeps the network's datagram log (default true). */
   readonly record?: boolean;
+  /** The gateway node's transport AEAD (default the node's own, node:crypto); benches pass the shipped one. */
+  readonly transportCipher?: TransportCipher;
 }
 
 export interface FleetClient {
@@ -64,6 +67,11 @@ export class Fleet {
    */
   meterGateway = false;
   gatewayCpuMicros = 0;
+  /**
+   * How many times the meter read the thread's CPU clock, in pairs (start and end of one metered
+   * stretch): each pair adds about one read's own cost to `gatewayCpuMicros`, which a bench subtracts.
+   */
+  meterReadPairs = 0;
   private metering = false;
   private meterStart = 0;
   private readonly rng: RandomSource;
@@ -80,7 +88,14 @@ export class Fleet {
     this.net.addHost('relay', [FLEET_RELAY.address], this.relay, { port: 3478 });
     const privateKey = this.key();
     const gatewayRng = seededRandom((options.seed ?? 1) ^ 0x5eed);
-    const nodeOptions = { role: 'server' as const, privateKey, rng: gatewayRng, now: 0, ...(options.observer ? { observer: options.observer } : {}) };
+    const nodeOptions = {
+      role: 'server' as const,
+      privateKey,
+      rng: gatewayRng,
+      now: 0,
+      ...(options.observer ? { observer: options.observer } : {}),
+      ...(options.transportCipher ? { transportCipher: options.transportCipher } : {}),
+    };
     if (options.gateway === 'node') {
       const agent = new GatewayNodeAgent(new Node(nodeOptions), (event) => this.fromGateway(event));
       this.gateway = agent.node;
@@ -214,6 +229,7 @@ export class Fleet {
   private gatewayWork(run: () => void): void {
     if (!this.meterGateway || this.metering) return run();
     this.metering = true;
+    this.meterReadPairs++;
     this.meterStart = threadMicros();
     try {
       run();
@@ -231,6 +247,7 @@ export class Fleet {
       run();
     } finally {
       this.metering = true;
+      this.meterReadPairs++;
       this.meterStart = threadMicros();
     }
   }
