@@ -18,7 +18,7 @@ import {
 } from './constants.ts';
 import type { StunClass } from './constants.ts';
 import { crc32 } from './fingerprint.ts';
-import { constantTimeEqual, integrityHmac } from './integrity.ts';
+import { stunHmacSha1, stunHmacSha1Matches } from './hmac-sha1.ts';
 
 export interface StunMessage {
   readonly method: number;
@@ -150,9 +150,7 @@ export function verifyIntegrity(message: StunMessage, key: Uint8Array): boolean 
   const offset = message.integrityOffset;
   if (offset === undefined) return false;
   const lengthField = offset + ATTRIBUTE_HEADER_LENGTH + MESSAGE_INTEGRITY_LENGTH - HEADER_LENGTH;
-  const expected = integrityHmac(key, message.bytes, offset, lengthField);
-  const valueStart = offset + ATTRIBUTE_HEADER_LENGTH;
-  return constantTimeEqual(expected, message.bytes.subarray(valueStart, valueStart + MESSAGE_INTEGRITY_LENGTH));
+  return stunHmacSha1Matches(key, message.bytes, offset, lengthField, message.bytes, offset + ATTRIBUTE_HEADER_LENGTH);
 }
 
 /** True when the message carries FINGERPRINT and it matches. */
@@ -199,9 +197,8 @@ export function encodeStunMessage(message: StunMessageInit, options: StunEncodeO
   }
   if (integrityKey !== undefined) {
     const lengthField = offset + ATTRIBUTE_HEADER_LENGTH + MESSAGE_INTEGRITY_LENGTH - HEADER_LENGTH;
-    const mac = integrityHmac(integrityKey, out, offset, lengthField);
+    stunHmacSha1(integrityKey, out, offset, lengthField, out, offset + ATTRIBUTE_HEADER_LENGTH);
     writeAttributeHeader(out, offset, StunAttributeType.MessageIntegrity, MESSAGE_INTEGRITY_LENGTH);
-    out.set(mac, offset + ATTRIBUTE_HEADER_LENGTH);
     offset += ATTRIBUTE_HEADER_LENGTH + MESSAGE_INTEGRITY_LENGTH;
   }
   if (options.fingerprint === true) {
