@@ -200,6 +200,88 @@ export function encodeAttributeValue(attribute: StunAttribute, transactionId: Ui
   }
 }
 
+/**
+ * The value length of an attribute the encoder writes in place (the ones every ICE check and
+ * answer carries), or undefined for the others, which take `encodeAttributeValue`.
+ */
+export function inPlaceValueLength(attribute: StunAttribute): number | undefined {
+  switch (attribute.kind) {
+    case 'username':
+    case 'realm':
+    case 'nonce':
+    case 'software':
+      return asciiLength(attribute.value);
+    case 'priority':
+    case 'lifetime':
+      return 4;
+    case 'iceControlling':
+    case 'iceControlled':
+      return 8;
+    case 'useCandidate':
+      return 0;
+    case 'xorMappedAddress':
+    case 'xorPeerAddress':
+    case 'xorRelayedAddress':
+    case 'mappedAddress':
+      return attribute.address.family === 4 ? 8 : 20;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Writes the value of an attribute `inPlaceValueLength` sized at `out[at]`. False when it cannot
+ * be encoded (an address that is not an IP, a port out of range).
+ */
+export function writeValueInPlace(attribute: StunAttribute, transactionId: Uint8Array, out: Uint8Array, at: number): boolean {
+  switch (attribute.kind) {
+    case 'username':
+    case 'realm':
+    case 'nonce':
+    case 'software': {
+      const text = attribute.value;
+      for (let i = 0; i < text.length; i++) out[at + i] = text.charCodeAt(i);
+      return true;
+    }
+    case 'priority':
+      writeU32At(out, at, attribute.priority);
+      return true;
+    case 'lifetime':
+      writeU32At(out, at, attribute.seconds);
+      return true;
+    case 'iceControlling':
+    case 'iceControlled': {
+      const tieBreaker = BigInt.asUintN(64, attribute.tieBreaker);
+      writeU32At(out, at, Number(tieBreaker >> 32n));
+      writeU32At(out, at + 4, Number(tieBreaker & 0xffffffffn));
+      return true;
+    }
+    case 'useCandidate':
+      return true;
+    case 'xorMappedAddress':
+    case 'xorPeerAddress':
+    case 'xorRelayedAddress':
+      return writeAddress(attribute.address, transactionId, out, at);
+    case 'mappedAddress':
+      return writeAddress(attribute.address, undefined, out, at);
+    default:
+      return false;
+  }
+}
+
+/** The length of an all-ASCII string (its UTF-8 length), or undefined if any character is not ASCII. */
+function asciiLength(text: string): number | undefined {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return undefined;
+  return text.length;
+}
+
+function writeU32At(out: Uint8Array, at: number, value: number): void {
+  out[at] = value >>> 24;
+  out[at + 1] = (value >>> 16) & 0xff;
+  out[at + 2] = (value >>> 8) & 0xff;
+  out[at + 3] = value & 0xff;
+}
+
 function decodeAddress(
   kind: AddressAttributeKind,
   value: Uint8Array,
@@ -225,17 +307,22 @@ function decodeAddress(
 }
 
 function encodeAddress(address: SocketAddr, transactionId: Uint8Array | undefined): Uint8Array | undefined {
+  const out = new Uint8Array(address.family === 4 ? 8 : 20);
+  return writeAddress(address, transactionId, out, 0) ? out : undefined;
+}
+
+function writeAddress(address: SocketAddr, transactionId: Uint8Array | undefined, out: Uint8Array, at: number): boolean {
   const length = address.family === 4 ? 4 : 16;
-  const out = new Uint8Array(4 + length);
-  if (!writeIpAddress(address.address, address.family, out, 4)) return undefined;
-  if (!Number.isInteger(address.port) || address.port < 0 || address.port > 0xffff) return undefined;
+  if (!writeIpAddress(address.address, address.family, out, at + 4)) return false;
+  if (!Number.isInteger(address.port) || address.port < 0 || address.port > 0xffff) return false;
   const xor = transactionId !== undefined;
   const port = address.port ^ (xor ? MAGIC_COOKIE >>> 16 : 0);
-  out[1] = address.family === 4 ? FAMILY_IPV4 : FAMILY_IPV6;
-  out[2] = port >>> 8;
-  out[3] = port & 0xff;
-  if (transactionId !== undefined) for (let i = 0; i < length; i++) out[4 + i]! ^= xorPadByte(i, transactionId);
-  return out;
+  out[at] = 0;
+  out[at + 1] = address.family === 4 ? FAMILY_IPV4 : FAMILY_IPV6;
+  out[at + 2] = port >>> 8;
+  out[at + 3] = port & 0xff;
+  if (transactionId !== undefined) for (let i = 0; i < length; i++) out[at + 4 + i]! ^= xorPadByte(i, transactionId);
+  return true;
 }
 
 function cookieByte(i: number): number {

@@ -4,7 +4,7 @@
 // attribute must fit with its padding, and a known attribute with a bad length or value
 // rejects the whole message. Attributes after MESSAGE-INTEGRITY are ignored, except a
 // FINGERPRINT, which must be last. Unknown attributes are kept raw.
-import { attributeType, decodeAttribute, encodeAttributeValue } from './attributes.ts';
+import { attributeType, decodeAttribute, encodeAttributeValue, inPlaceValueLength, writeValueInPlace } from './attributes.ts';
 import type { AttributeOf, StunAttribute, StunAttributeKind } from './attributes.ts';
 import {
   ATTRIBUTE_HEADER_LENGTH,
@@ -168,13 +168,21 @@ export function verifyFingerprint(message: StunMessage): boolean {
  */
 export function encodeStunMessage(message: StunMessageInit, options: StunEncodeOptions = {}): Uint8Array {
   if (message.transactionId.length !== TRANSACTION_ID_LENGTH) throw new RangeError('transaction id must be 12 bytes');
-  const values: Uint8Array[] = [];
+  const attributes = message.attributes;
+  // Values of the rare attributes not written in place (error codes, data, ...), by index.
+  let encoded: (Uint8Array | undefined)[] | undefined;
   let length = 0;
-  for (const attribute of message.attributes) {
-    const value = encodeAttributeValue(attribute, message.transactionId);
-    if (value === undefined || value.length > 0xffff) throw new TypeError(`cannot encode STUN attribute ${attribute.kind}`);
-    values.push(value);
-    length += ATTRIBUTE_HEADER_LENGTH + ((value.length + 3) & ~3);
+  for (let i = 0; i < attributes.length; i++) {
+    const attribute = attributes[i]!;
+    let valueLength = inPlaceValueLength(attribute);
+    if (valueLength === undefined) {
+      const value = encodeAttributeValue(attribute, message.transactionId);
+      if (value === undefined || value.length > 0xffff) throw new TypeError(`cannot encode STUN attribute ${attribute.kind}`);
+      encoded ??= new Array<Uint8Array | undefined>(attributes.length);
+      encoded[i] = value;
+      valueLength = value.length;
+    }
+    length += ATTRIBUTE_HEADER_LENGTH + ((valueLength + 3) & ~3);
   }
   const integrityKey = options.integrityKey;
   if (integrityKey !== undefined) length += ATTRIBUTE_HEADER_LENGTH + MESSAGE_INTEGRITY_LENGTH;
@@ -187,12 +195,15 @@ export function encodeStunMessage(message: StunMessageInit, options: StunEncodeO
   out.set(message.transactionId, 8);
   let offset = HEADER_LENGTH;
   const padding = options.padding ?? 0;
-  for (let i = 0; i < values.length; i++) {
-    const value = values[i]!;
-    writeAttributeHeader(out, offset, attributeType(message.attributes[i]!), value.length);
-    out.set(value, offset + ATTRIBUTE_HEADER_LENGTH);
-    const end = offset + ATTRIBUTE_HEADER_LENGTH + value.length;
-    offset = offset + ATTRIBUTE_HEADER_LENGTH + ((value.length + 3) & ~3);
+  for (let i = 0; i < attributes.length; i++) {
+    const attribute = attributes[i]!;
+    const value = encoded?.[i];
+    const valueLength = value === undefined ? inPlaceValueLength(attribute)! : value.length;
+    writeAttributeHeader(out, offset, attributeType(attribute), valueLength);
+    if (value !== undefined) out.set(value, offset + ATTRIBUTE_HEADER_LENGTH);
+    else if (!writeValueInPlace(attribute, message.transactionId, out, offset + ATTRIBUTE_HEADER_LENGTH)) throw new TypeError(`cannot encode STUN attribute ${attribute.kind}`);
+    const end = offset + ATTRIBUTE_HEADER_LENGTH + valueLength;
+    offset = offset + ATTRIBUTE_HEADER_LENGTH + ((valueLength + 3) & ~3);
     if (padding !== 0) out.fill(padding, end, offset);
   }
   if (integrityKey !== undefined) {
