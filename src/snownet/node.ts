@@ -207,6 +207,8 @@ interface ConnectionBase {
   established: boolean;
   /** Where the connection sits in the node's deadline queue (Infinity: not queued). */
   scheduledAt: number;
+  /** Removed from the node (a field, so the data path need not look the connection up again by id). */
+  dropped: boolean;
 }
 
 interface IceConnection extends ConnectionBase {
@@ -492,6 +494,7 @@ export class Node {
       failure: undefined,
       established: false,
       scheduledAt: Infinity,
+      dropped: false,
     };
   }
 
@@ -1552,7 +1555,7 @@ export class Node {
    * which keeps the data path to a comparison in the common case.
    */
   private touch(connection: Connection, now: number): void {
-    if (!this.connections.has(connection.id) || this.connections.get(connection.id) !== connection) return;
+    if (connection.dropped) return;
     const at = this.deadlineOf(connection, now);
     if (at < connection.scheduledAt) {
       connection.scheduledAt = at;
@@ -1579,6 +1582,7 @@ export class Node {
   private dropConnection(connection: Connection): void {
     if (this.connections.get(connection.id) !== connection) return;
     connection.tunnel.close();
+    connection.dropped = true;
     this.connections.delete(connection.id);
     this.deadlines.delete(connection);
     connection.scheduledAt = Infinity;

@@ -27,6 +27,8 @@ const RELAY_USERNAME = '1999999999:salt';
 export const STRANGER_TUN = { v4: '100.64.0.250', v6: 'fd00:2021:1111::fa' };
 /** Long enough for ICE, the WireGuard handshake and a relay allocation. */
 const CONNECT_TIMEOUT_MS = 5_000;
+/** Two handshake retransmissions (REKEY_TIMEOUT 5 s plus jitter) after a cookie reply. */
+const BURST_HANDSHAKE_TIMEOUT_MS = 12_000;
 /** Every packet's fate is known after this long, except for rekeys (then up to MAX_TRANSIT_MS). */
 const SETTLE_MS = 100;
 /** How long an unanswered AssignedIps may still be answered (the client may hold it for a handshake). */
@@ -171,6 +173,8 @@ interface SimClient {
   goodbyes: number;
   /** When an answer last came back through the tunnel (the gateway's WireGuard session is fresh). */
   lastReplyAt: number;
+  /** The client's node has a WireGuard session on its current connection (its `connectionEstablished`). */
+  sessionUp: boolean;
 }
 
 interface ResolveRequest {
@@ -347,6 +351,7 @@ export class World {
         stalled: false,
         goodbyes: 0,
         lastReplyAt: -Infinity,
+        sessionUp: false,
       };
       client.host = this.newClientHost(client);
       this.clients.push(client);
@@ -455,9 +460,15 @@ export class World {
     const flows: ReturnType<World['startAuthorization']>[] = [];
     for (let index = from; index < to; index++) flows.push(this.startAuthorization(this.client(index), this.resource(index), null));
     const expected = flows.filter((flow) => flow.expectAccepted);
-    // All at once: a connection's set-up takes a few round trips, whatever the burst's size.
-    if (expected.length > 0) this.net.runUntilCondition(() => expected.every((flow) => flow.connected()), CONNECT_TIMEOUT_MS, 50);
-    else this.settle();
+    const clients = expected.map((flow) => flow.client);
+    // All at once: a connection's set-up takes a few round trips, whatever the burst's size. Its WireGuard
+    // handshakes may take longer: past the gateway's handshake rate limit (whitepaper §5.4.7, 100 a second)
+    // an initiator gets a cookie reply and tries again, with MAC2, after REKEY_TIMEOUT (5 s). Until then its
+    // packets wait for the session, so the burst is over when every session is up.
+    if (expected.length > 0) {
+      this.net.runUntilCondition(() => expected.every((flow) => flow.connected()), CONNECT_TIMEOUT_MS, 50);
+      this.net.runUntilCondition(() => clients.every((client) => client.sessionUp), BURST_HANDSHAKE_TIMEOUT_MS, 50);
+    } else this.settle();
     for (const flow of flows) flow.finish(false);
   }
 
@@ -469,7 +480,7 @@ export class World {
     client: SimClient,
     resource: { def: ResourceDef; filters: readonly ModelFilter[] },
     expiresInSeconds: number | null,
-  ): { expectAccepted: boolean; connected: () => boolean; finish: (mayRetry: boolean) => 'done' | 'retry' } {
+  ): { client: SimClient; expectAccepted: boolean; connected: () => boolean; finish: (mayRetry: boolean) => 'done' | 'retry' } {
     const now = this.net.now;
     const goodbyesBefore = client.goodbyes;
     // A client whose gateway side is gone or stalled notices (WireGuard timeouts) and starts over.
@@ -480,6 +491,7 @@ export class World {
       client.gatewayHasConnection = false;
       client.stalled = false;
       client.lastReplyAt = -Infinity;
+      client.sessionUp = false;
     }
     const expectAccepted = (!newConnection && client.gatewayHasConnection) || this.gatewayRelays.size > 0;
     const ref = `flow-${++this.nextRef}`;
@@ -538,7 +550,7 @@ export class World {
       }
       return 'done';
     };
-    return { expectAccepted, connected, finish };
+    return { client, expectAccepted, connected, finish };
   }
 
   private reject(client: SimClient, resource: { def: ResourceDef }): void {
@@ -954,6 +966,7 @@ export class World {
 
   private fromClient(client: SimClient, event: NodeEvent): void {
     if (process.env['SIM_TRACE'] && event.kind === 'connectionFailed') console.log(this.net.now, 'client connection failed', client.index, event.reason);
+    if (event.kind === 'connectionEstablished') client.sessionUp = true;
     if (event.kind === 'newIceCandidates') this.toGateway('ice_candidates', { client_id: client.id, candidates: event.candidates }, true);
     if (event.kind === 'invalidatedIceCandidates') this.toGateway('invalidate_ice_candidates', { client_id: client.id, candidates: event.candidates }, true);
   }
