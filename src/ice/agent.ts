@@ -24,7 +24,6 @@ import {
   encodeStunMessage,
   getAttribute,
   shortTermKey,
-  transactionIdKey,
   verifyIntegrity,
 } from '../stun/index.ts';
 import type { StunAttribute, StunMessage } from '../stun/index.ts';
@@ -47,6 +46,7 @@ import {
   PRFLX_FOUNDATION,
 } from './constants.ts';
 import { ACTIVE_TIMING, failsAt, nextAttemptAt } from './stun-timing.ts';
+import { TransactionIds, transactionWord } from './transaction-id.ts';
 import type { Millis, StunTiming } from './stun-timing.ts';
 
 export type IceRole = 'controlling' | 'controlled';
@@ -111,14 +111,12 @@ export interface IceAgentOptions {
   readonly checkPacing?: Millis | undefined;
   /** Apply RFC 8445 §7.3.1.1 (487 Role Conflict). The reference does not. */
   readonly resolveRoleConflicts?: boolean | undefined;
-  /** Told of every transaction id this agent may receive a response for (a node routes responses by it). */
-  readonly transactions?: IceTransactionRegistry | undefined;
-}
-
-/** Keys are `transactionIdKey` strings. */
-export interface IceTransactionRegistry {
-  add(transactionKey: string): void;
-  remove(transactionKey: string): void;
+  /**
+   * Writes `transactionTag` into the transaction id of every check, so that a node holding many agents
+   * routes a response by `transactionIds.tagOf(id)`. Shared by the node's agents; one of its own otherwise.
+   */
+  readonly transactionIds?: TransactionIds | undefined;
+  readonly transactionTag?: number | undefined;
 }
 
 export class IceAgent {
@@ -137,8 +135,8 @@ export class IceAgent {
   private readonly localCounts = new Map<string, number>();
   private readonly remotes = new Map<string, RemoteEntry>();
   private pairs: Pair[] = [];
-  private readonly transactions = new Map<string, Attempt>();
-  private readonly registry: IceTransactionRegistry | undefined;
+  private readonly transactionIds: TransactionIds;
+  private readonly transactionTag: number;
   private readonly discoveredSources = new Set<string>();
   /** The earliest raw deadline of all pairs, valid unless `deadlineStale`: polls do not rescan the pairs. */
   private deadline: Millis = Infinity;
@@ -161,7 +159,8 @@ export class IceAgent {
     this.timing = options.timing ?? ACTIVE_TIMING;
     this.checkPacing = options.checkPacing ?? DEFAULT_CHECK_PACING;
     this.resolveRoleConflicts = options.resolveRoleConflicts ?? false;
-    this.registry = options.transactions;
+    this.transactionIds = options.transactionIds ?? new TransactionIds(options.rng);
+    this.transactionTag = (options.transactionTag ?? 0) >>> 0;
     if (options.remote !== undefined) this.setRemoteCredentials(options.remote);
   }
 
@@ -202,8 +201,7 @@ export class IceAgent {
 
   /** Forgets every outstanding transaction (the agent is being dropped). */
   close(): void {
-    for (const pair of this.pairs) this.forgetTransactions(pair);
-    this.transactions.clear();
+    for (const pair of this.pairs) pair.forgetAttempts();
   }
 
   /**
@@ -480,22 +478,7 @@ export class IceAgent {
       existing.priority = priority;
       return existing;
     }
-    const pair: Pair = {
-      key,
-      local,
-      remote,
-      priority,
-      attempts: 0,
-      trailingUnanswered: 0,
-      lastSentAt: -Infinity,
-      firstUnansweredAt: -Infinity,
-      recentTransactions: [],
-      succeeded: false,
-      triggered: false,
-      nominated: false,
-      dueAt: -Infinity,
-      failAt: Infinity,
-    };
+    const pair = new Pair(key, local, remote, priority);
     this.pairs.push(pair);
     this.deadlineStale = true;
     return pair;
@@ -518,7 +501,6 @@ export class IceAgent {
     if (this.pairs.length > MAX_CANDIDATE_PAIRS) {
       const dropped = this.pairs.slice(MAX_CANDIDATE_PAIRS);
       this.pairs.length = MAX_CANDIDATE_PAIRS;
-      for (const pair of dropped) this.forgetTransactions(pair);
       if (this.selected !== undefined && dropped.includes(this.selected)) {
         this.selected = undefined;
         this.evaluateNomination('selected pair trimmed');
@@ -534,7 +516,6 @@ export class IceAgent {
         kept.push(pair);
         continue;
       }
-      this.forgetTransactions(pair);
       if (pair === this.selected) selectedDropped = true;
     }
     this.pairs = kept;
@@ -543,13 +524,15 @@ export class IceAgent {
     this.evaluateNomination('pairs dropped');
   }
 
-  private forgetTransactions(pair: Pair): void {
-    for (const id of pair.recentTransactions) this.forgetTransaction(id);
-    pair.recentTransactions.length = 0;
+  /** The live pair with an outstanding check under this transaction id. */
+  private pairAwaiting(transactionId: Uint8Array): Pair | undefined {
+    if (this.transactionIds.tagOf(transactionId) !== this.transactionTag) return undefined;
+    return this.pairAwaitingWord(transactionWord(transactionId));
   }
 
-  private forgetTransaction(id: string): void {
-    if (this.transactions.delete(id)) this.registry?.remove(id);
+  private pairAwaitingWord(word: number): Pair | undefined {
+    for (const pair of this.pairs) if (pair.attemptIndex(word) >= 0) return pair;
+    return undefined;
   }
 
   private pruneFailedPairs(now: Millis): void {
@@ -589,7 +572,11 @@ export class IceAgent {
   private sendCheck(pair: Pair, now: Millis): void {
     const remoteCredentials = this.remoteCredentials!;
     const transactionId = new Uint8Array(12);
-    this.rng.fill(transactionId);
+    let word: number;
+    do {
+      this.transactionIds.fill(transactionId, this.transactionTag, this.rng);
+      word = transactionWord(transactionId);
+    } while (word === 0 || this.pairAwaitingWord(word) !== undefined);
     const useCandidate = this.role === 'controlling' && pair.nominated;
     const attributes: StunAttribute[] = [
       { kind: 'username', value: `${remoteCredentials.ufrag}:${this.ownCredentials.ufrag}` },
@@ -603,11 +590,7 @@ export class IceAgent {
       { method: StunMethod.Binding, class: 'request', transactionId, attributes },
       { integrityKey: this.remoteKey, fingerprint: true },
     );
-    const id = transactionIdKey(transactionId);
-    this.transactions.set(id, { pair, role: this.role });
-    this.registry?.add(id);
-    pair.recentTransactions.push(id);
-    if (pair.recentTransactions.length > MAX_REMEMBERED_ATTEMPTS) this.forgetTransaction(pair.recentTransactions.shift()!);
+    pair.rememberAttempt(word, this.role === 'controlling');
     if (pair.trailingUnanswered === 0) pair.firstUnansweredAt = now;
     pair.attempts += 1;
     pair.trailingUnanswered += 1;
@@ -664,15 +647,11 @@ export class IceAgent {
   }
 
   private handleSuccess(message: StunMessage, from: SocketAddr): boolean {
-    const id = transactionIdKey(message.transactionId);
-    const attempt = this.transactions.get(id);
-    if (attempt === undefined || this.remoteKey === undefined) return false;
+    const pair = this.pairAwaiting(message.transactionId);
+    if (pair === undefined || this.remoteKey === undefined) return false;
     if (!verifyIntegrity(message, this.remoteKey)) return false;
     if (getAttribute(message, 'xorMappedAddress') === undefined) return false;
-    const pair = attempt.pair;
-    this.forgetTransaction(id);
-    const index = pair.recentTransactions.indexOf(id);
-    if (index >= 0) pair.recentTransactions.splice(index, 1);
+    pair.forgetAttempt(pair.attemptIndex(transactionWord(message.transactionId)));
     this.noteDiscovered(from);
     pair.trailingUnanswered = 0;
     pair.succeeded = true;
@@ -682,17 +661,18 @@ export class IceAgent {
   }
 
   private handleErrorResponse(message: StunMessage): boolean {
-    const id = transactionIdKey(message.transactionId);
-    const attempt = this.transactions.get(id);
-    if (attempt === undefined || this.remoteKey === undefined) return false;
+    const pair = this.pairAwaiting(message.transactionId);
+    if (pair === undefined || this.remoteKey === undefined) return false;
     if (!verifyIntegrity(message, this.remoteKey)) return false;
     const code = getAttribute(message, 'errorCode')?.code;
     if (code !== ROLE_CONFLICT || !this.resolveRoleConflicts) return true;
-    this.forgetTransaction(id);
-    if (attempt.role === this.role) {
+    const index = pair.attemptIndex(transactionWord(message.transactionId));
+    const sentControlling = pair.attemptSentControlling(index);
+    pair.forgetAttempt(index);
+    if (sentControlling === (this.role === 'controlling')) {
       this.switchRole(this.role === 'controlling' ? 'controlled' : 'controlling', 'peer reported a role conflict');
     }
-    attempt.pair.triggered = true;
+    pair.triggered = true;
     return true;
   }
 
@@ -868,29 +848,78 @@ interface RemoteEntry {
   readonly signalled: Map<CandidateKind, Candidate>;
 }
 
-interface Pair {
-  readonly key: string;
-  local: LocalEntry;
-  remote: RemoteEntry;
-  priority: bigint;
-  attempts: number;
-  trailingUnanswered: number;
-  lastSentAt: Millis;
-  firstUnansweredAt: Millis;
-  /** Transaction keys of attempts that may still be answered, oldest first. */
-  readonly recentTransactions: string[];
-  succeeded: boolean;
-  triggered: boolean;
-  /** Controlling: we nominated it, so every check on it carries USE-CANDIDATE. Controlled: the peer sent USE-CANDIDATE on it. */
-  nominated: boolean;
-  /** `nextAttemptAt` and `failsAt` of the current timing, kept up to date whenever the history or the timing changes. */
-  dueAt: Millis;
-  failAt: Millis;
-}
+/** `Pair` has this many slots for outstanding attempts (a compile error if the constant changes). */
+const REMEMBERED_ATTEMPT_SLOTS: 4 = MAX_REMEMBERED_ATTEMPTS;
 
-interface Attempt {
-  readonly pair: Pair;
-  readonly role: IceRole;
+class Pair {
+  attempts = 0;
+  trailingUnanswered = 0;
+  lastSentAt: Millis = -Infinity;
+  firstUnansweredAt: Millis = -Infinity;
+  succeeded = false;
+  triggered = false;
+  /** Controlling: we nominated it, so every check on it carries USE-CANDIDATE. Controlled: the peer sent USE-CANDIDATE on it. */
+  nominated = false;
+  /** `nextAttemptAt` and `failsAt` of the current timing, kept up to date whenever the history or the timing changes. */
+  dueAt: Millis = -Infinity;
+  failAt: Millis = Infinity;
+  /**
+   * The `transactionWord`s of the last REMEMBERED_ATTEMPT_SLOTS attempts that may still be answered,
+   * oldest first, 0 past the last: fields rather than an array, as every pair of every connection has them.
+   */
+  private attempt0 = 0;
+  private attempt1 = 0;
+  private attempt2 = 0;
+  private attempt3 = 0;
+  /** Bit i: attempt i was sent while controlling. */
+  private controllingAttempts = 0;
+
+  constructor(
+    readonly key: string,
+    public local: LocalEntry,
+    public remote: RemoteEntry,
+    public priority: bigint,
+  ) {}
+
+  /** Remembers an attempt (`word` not 0), forgetting the oldest when all slots are taken. */
+  rememberAttempt(word: number, controlling: boolean): void {
+    if (this.attempt3 !== 0) this.forgetAttempt(0);
+    const index = this.attempt0 === 0 ? 0 : this.attempt1 === 0 ? 1 : this.attempt2 === 0 ? 2 : 3;
+    if (index === 0) this.attempt0 = word;
+    else if (index === 1) this.attempt1 = word;
+    else if (index === 2) this.attempt2 = word;
+    else this.attempt3 = word;
+    if (controlling) this.controllingAttempts |= 1 << index;
+  }
+
+  /** The slot of an outstanding attempt, or -1. */
+  attemptIndex(word: number): number {
+    if (word === 0) return -1;
+    if (word === this.attempt0) return 0;
+    if (word === this.attempt1) return 1;
+    if (word === this.attempt2) return 2;
+    if (word === this.attempt3) return 3;
+    return -1;
+  }
+
+  attemptSentControlling(index: number): boolean {
+    return ((this.controllingAttempts >>> index) & 1) === 1;
+  }
+
+  forgetAttempt(index: number): void {
+    if (index < 0 || index >= REMEMBERED_ATTEMPT_SLOTS) return;
+    if (index <= 0) this.attempt0 = this.attempt1;
+    if (index <= 1) this.attempt1 = this.attempt2;
+    if (index <= 2) this.attempt2 = this.attempt3;
+    this.attempt3 = 0;
+    const below = this.controllingAttempts & ((1 << index) - 1);
+    this.controllingAttempts = below | ((this.controllingAttempts >>> (index + 1)) << index);
+  }
+
+  forgetAttempts(): void {
+    this.attempt0 = this.attempt1 = this.attempt2 = this.attempt3 = 0;
+    this.controllingAttempts = 0;
+  }
 }
 
 const ROLE_CONFLICT = 487;

@@ -26,6 +26,7 @@ import {
   type IcePath,
   type IceTransmit,
   type StunTiming,
+  TransactionIds,
 } from '../ice/index.ts';
 import { createLogger, Level } from '../log/index.ts';
 import {
@@ -34,7 +35,6 @@ import {
   getAttribute,
   looksLikeStun,
   StunMethod,
-  transactionIdKey,
   writeChannelDataHeader,
   type StunMessage,
 } from '../stun/index.ts';
@@ -260,8 +260,8 @@ export class Node {
   private readonly byIndex = new Map<number, Connection>();
   /** Connectivity checks by USERNAME (more than one connection only when credentials collide). */
   private readonly byCheckUsername = new Map<string, IceConnection[]>();
-  /** Responses to our connectivity checks by transaction id. */
-  private readonly byTransaction = new Map<string, IceConnection>();
+  /** Tags the transaction ids of our connectivity checks with the connection's index, to route responses by `byIndex`. */
+  private readonly transactionIds: TransactionIds;
   /** ICE-less connections by the peer's static key: initiations arriving from an unregistered source. */
   private readonly byPeerKey = new Map<string, IcelessConnection>();
   /** The last initiation found by its sender's key: its fanned-out copies skip the Diffie-Hellman. */
@@ -320,6 +320,7 @@ export class Node {
     this.sendIndications = options.turnSendIndications ?? false;
     this.rateLimiter = new RateLimiter(this.identity, options.rng, options.now);
     this.indices = new SessionIndexAllocator(options.rng);
+    this.transactionIds = new TransactionIds(options.rng);
     this.observer = options.observer;
     this.cipher = options.transportCipher ?? new NodeCryptoTransportCipher();
     this.openBatch = new OpenBatch(this.cipher, options.transportBatchCapacity);
@@ -429,7 +430,6 @@ export class Node {
   }
 
   private createIceConnection(id: string, index: number, relay: RelayEntry, params: ConnectionParams, now: number): IceConnection {
-    const registry = { add: (key: string) => this.byTransaction.set(key, connection), remove: (key: string) => this.forgetTransaction(key, connection) };
     const connection: IceConnection = {
       kind: 'ice',
       id,
@@ -439,7 +439,8 @@ export class Node {
         local: params.localCredentials,
         remote: params.remoteCredentials,
         rng: this.rng,
-        transactions: registry,
+        transactionIds: this.transactionIds,
+        transactionTag: index,
         timing: this.activeTiming,
       }),
       tunnel: this.createTunnel(index, params, now, { rekeyAttemptTime: WG_REKEY_ATTEMPT_TIME }),
@@ -1322,8 +1323,8 @@ export class Node {
       return;
     }
     if (message.class === 'indication') return;
-    const connection = this.byTransaction.get(transactionIdKey(message.transactionId));
-    if (connection === undefined) return;
+    const connection = this.byIndex.get(this.transactionIds.tagOf(message.transactionId));
+    if (connection === undefined || connection.kind !== 'ice') return;
     this.visit(connection);
     if (!connection.agent.handleStunMessage(message, source, destination, now)) return;
     this.drainAgent(connection, now);
@@ -1573,10 +1574,6 @@ export class Node {
 
   private visit(connection: Connection): void {
     this.observer?.connectionVisited(connection.id);
-  }
-
-  private forgetTransaction(key: string, connection: IceConnection): void {
-    if (this.byTransaction.get(key) === connection) this.byTransaction.delete(key);
   }
 
   private dropConnection(connection: Connection): void {

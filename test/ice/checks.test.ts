@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ACTIVE_TIMING, IceAgent, iceTimeout, parseCandidate } from '../../src/ice/index.ts';
+import { ACTIVE_TIMING, IceAgent, iceTimeout, parseCandidate, TransactionIds } from '../../src/ice/index.ts';
 import type { Candidate, IceEvent, IceRole, IceTransmit } from '../../src/ice/index.ts';
 import {
   StunMethod,
@@ -198,6 +198,43 @@ describe('sending connectivity checks', () => {
     assert.equal(agent.handleInput(unknown, GATEWAY, CLIENT, 10), false);
     assert.equal(agent.handleInput(noMapped, GATEWAY, CLIENT, 10), false);
     assert.equal(drainEvents(agent).filter((e) => e.kind === 'nominated').length, 0);
+  });
+
+  test('a late answer counts while it is among the last four unanswered checks of its pair, and only once', () => {
+    const agent = pairAgent('controlling');
+    const checks = runFor(agent, 0, 4_000).map((s) => s.transmit);
+    assert.ok(checks.length >= 5, `only ${checks.length} checks`);
+    const [oldest, ...recent] = checks.slice(-5);
+    assert.equal(agent.handleInput(answer(oldest!, 'gateway-password-0123456'), GATEWAY, CLIENT, 4_000), false, 'fifth-last is forgotten');
+    assert.equal(agent.handleInput(answer(recent[0]!, 'gateway-password-0123456'), GATEWAY, CLIENT, 4_000), true, 'fourth-last still counts');
+    assert.equal(agent.handleInput(answer(recent[0]!, 'gateway-password-0123456'), GATEWAY, CLIENT, 4_000), false, 'answered once');
+    assert.equal(agent.handleInput(answer(recent[2]!, 'gateway-password-0123456'), GATEWAY, CLIENT, 4_000), true);
+    assert.equal(agent.handleInput(answer(recent[1]!, 'gateway-password-0123456'), GATEWAY, CLIENT, 4_000), true, 'out of order');
+  });
+
+  test('agents sharing transaction ids tag their checks: each accepts only answers to its own', () => {
+    const rng = seededRandom(9);
+    const transactionIds = new TransactionIds(rng);
+    const make = (tag: number): IceAgent => {
+      const agent = new IceAgent({
+        role: 'controlling',
+        local: { ufrag: 'cluf', password: 'client-password-01234567' },
+        remote: { ufrag: 'gwuf', password: 'gateway-password-0123456' },
+        rng,
+        transactionIds,
+        transactionTag: tag,
+      });
+      agent.addLocalHostCandidate(CLIENT);
+      agent.addRemoteCandidate(candidate(`candidate:1 1 udp 2130706175 ${GATEWAY.address} ${GATEWAY.port} typ host`));
+      agent.handleTimeout(0);
+      return agent;
+    };
+    const [first, second] = [make(0xabcdef), make(7)];
+    const [firstCheck, secondCheck] = [onlyTransmit(first), onlyTransmit(second)];
+    assert.equal(transactionIds.tagOf(decode(firstCheck.payload).transactionId), 0xabcdef);
+    assert.equal(transactionIds.tagOf(decode(secondCheck.payload).transactionId), 7);
+    assert.equal(second.handleInput(answer(firstCheck, 'gateway-password-0123456'), GATEWAY, CLIENT, 10), false);
+    assert.equal(first.handleInput(answer(firstCheck, 'gateway-password-0123456'), GATEWAY, CLIENT, 10), true);
   });
 
   test('no checks go out before the remote credentials are known', () => {
