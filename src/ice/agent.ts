@@ -17,7 +17,7 @@ import { createLogger, Level } from '../log/index.ts';
 import type { RandomSource } from '../util/random.ts';
 import { RingQueue } from '../util/ring-queue.ts';
 import type { SocketAddr } from '../util/socket-addr.ts';
-import { socketAddrKey } from '../util/socket-addr.ts';
+import { sameSocketAddr, socketAddrKey } from '../util/socket-addr.ts';
 import {
   StunMethod,
   decodeStunMessage,
@@ -122,7 +122,8 @@ export interface IceAgentOptions {
 export class IceAgent {
   private role: IceRole;
   private readonly ownCredentials: IceCredentials;
-  private readonly localKey: Uint8Array;
+  /** `localKey` and `remoteKey` are views of one buffer. */
+  private localKey: Uint8Array;
   private remoteCredentials: IceCredentials | undefined;
   private remoteKey: Uint8Array | undefined;
   private readonly rng: RandomSource;
@@ -132,12 +133,18 @@ export class IceAgent {
   private timing: StunTiming;
 
   private readonly locals: LocalEntry[] = [];
-  private readonly localCounts = new Map<string, number>();
-  private readonly remotes = new Map<string, RemoteEntry>();
+  /** Host and relay candidates added so far per family: each takes 2 less local preference than the one before. */
+  private hostCandidatesV4 = 0;
+  private hostCandidatesV6 = 0;
+  private relayCandidatesV4 = 0;
+  private relayCandidatesV6 = 0;
+  /** By address, in the order learnt; an agent has a handful, so a scan beats a map of address strings. */
+  private readonly remotes: RemoteEntry[] = [];
   private pairs: Pair[] = [];
   private readonly transactionIds: TransactionIds;
   private readonly transactionTag: number;
-  private readonly discoveredSources = new Set<string>();
+  /** Sources of authenticated messages that are no remote candidate's address (those are flagged on their entry). */
+  private otherDiscoveredSources: SocketAddr[] | undefined;
   /** The earliest raw deadline of all pairs, valid unless `deadlineStale`: polls do not rescan the pairs. */
   private deadline: Millis = Infinity;
   private deadlineStale = true;
@@ -187,7 +194,13 @@ export class IceAgent {
 
   setRemoteCredentials(credentials: IceCredentials): void {
     this.remoteCredentials = credentials;
-    this.remoteKey = shortTermKey(credentials.password);
+    const local = this.localKey;
+    const remote = shortTermKey(credentials.password);
+    const keys = new Uint8Array(local.length + remote.length);
+    keys.set(local);
+    keys.set(remote, local.length);
+    this.localKey = keys.subarray(0, local.length);
+    this.remoteKey = keys.subarray(local.length);
     this.deadlineStale = true;
   }
 
@@ -195,7 +208,6 @@ export class IceAgent {
   setTiming(timing: StunTiming): void {
     if (timing === this.timing) return;
     this.timing = timing;
-    for (const pair of this.pairs) scheduleOf(timing, pair);
     this.deadlineStale = true;
   }
 
@@ -271,8 +283,7 @@ export class IceAgent {
 
   /** Stops using a local candidate (its relay went away, say); its pairs are dropped. */
   removeLocalCandidate(address: SocketAddr): boolean {
-    const key = socketAddrKey(address);
-    const entry = this.locals.find((l) => !l.discarded && socketAddrKey(l.candidate.address) === key);
+    const entry = this.locals.find((l) => !l.discarded && sameSocketAddr(l.candidate.address, address));
     if (entry === undefined) return false;
     entry.discarded = true;
     this.dropPairs((pair) => pair.local === entry);
@@ -288,26 +299,24 @@ export class IceAgent {
     if (candidate.component !== COMPONENT_ID) return false;
     const remoteUfrag = this.remoteCredentials?.ufrag;
     if (candidate.ufrag !== undefined && remoteUfrag !== undefined && candidate.ufrag !== remoteUfrag) return false;
-    const key = socketAddrKey(candidate.address);
-    const existing = this.remotes.get(key);
+    const existing = this.remoteAt(candidate.address);
     if (existing !== undefined) {
       if (existing.discarded) {
         existing.discarded = false;
         existing.candidate = candidate;
-        existing.signalled.clear();
-        if (candidate.kind !== 'prflx') existing.signalled.set(candidate.kind, candidate);
+        existing.host = existing.srflx = existing.relay = undefined;
+        existing.setSignalled(candidate.kind, candidate);
         this.pairWithLocals(existing);
         this.updateState('remote candidate enabled again');
         return true;
       }
-      if (candidate.kind === 'prflx' || existing.signalled.has(candidate.kind)) return false;
-      existing.signalled.set(candidate.kind, candidate);
+      if (candidate.kind === 'prflx' || existing.signalled(candidate.kind) !== undefined) return false;
+      existing.setSignalled(candidate.kind, candidate);
       if (existing.candidate.kind === 'prflx' || candidate.priority > existing.candidate.priority) this.replaceRemote(existing, candidate);
       return true;
     }
-    const entry: RemoteEntry = { candidate, discarded: false, signalled: new Map() };
-    if (candidate.kind !== 'prflx') entry.signalled.set(candidate.kind, candidate);
-    this.remotes.set(key, entry);
+    const entry = this.newRemote(candidate);
+    entry.setSignalled(candidate.kind, candidate);
     this.pairWithLocals(entry);
     this.updateState('remote candidate added');
     return true;
@@ -315,12 +324,11 @@ export class IceAgent {
 
   /** Invalidates a remote candidate: its pairs go, and its address no longer becomes peer-reflexive. */
   removeRemoteCandidate(candidate: Candidate): boolean {
-    const entry = this.remotes.get(socketAddrKey(candidate.address));
+    const entry = this.remoteAt(candidate.address);
     if (entry === undefined || entry.discarded) return false;
-    if (entry.candidate.kind !== 'prflx' && !entry.signalled.has(candidate.kind)) return false;
-    entry.signalled.delete(candidate.kind);
-    let best: Candidate | undefined;
-    for (const other of entry.signalled.values()) if (best === undefined || other.priority > best.priority) best = other;
+    if (entry.candidate.kind !== 'prflx' && entry.signalled(candidate.kind) === undefined) return false;
+    entry.setSignalled(candidate.kind, undefined);
+    const best = entry.bestSignalled();
     if (best !== undefined) {
       // Another candidate at the same address stays valid: its pairs live on.
       if (best !== entry.candidate) this.replaceRemote(entry, best);
@@ -333,7 +341,6 @@ export class IceAgent {
 
   private replaceRemote(entry: RemoteEntry, candidate: Candidate): void {
     entry.candidate = candidate;
-    for (const pair of this.pairs) if (pair.remote === entry) pair.priority = this.pairPriority(pair.local, entry);
     this.sortAndTrimPairs();
   }
 
@@ -345,7 +352,7 @@ export class IceAgent {
 
   /** Whether any remote candidate (signalled or peer-reflexive) is known; allocates nothing. */
   hasRemoteCandidates(): boolean {
-    for (const entry of this.remotes.values()) if (!entry.discarded) return true;
+    for (const entry of this.remotes) if (!entry.discarded) return true;
     return false;
   }
 
@@ -356,7 +363,7 @@ export class IceAgent {
 
   remoteCandidates(): Candidate[] {
     const out: Candidate[] = [];
-    for (const entry of this.remotes.values()) if (!entry.discarded) out.push(entry.candidate);
+    for (const entry of this.remotes) if (!entry.discarded) out.push(entry.candidate);
     return out;
   }
 
@@ -422,29 +429,27 @@ export class IceAgent {
     const pacedFrom = this.lastCheckAt + this.checkPacing;
     for (const pair of this.pairs) {
       if (canCheck) {
-        const due = pair.triggered ? -Infinity : pair.dueAt;
+        const due = pair.triggered ? -Infinity : nextAttemptAt(this.timing, pair);
         const paced = due > pacedFrom ? due : pacedFrom;
         if (paced < earliest) earliest = paced;
       }
-      if (pair.failAt < earliest) earliest = pair.failAt;
+      const failAt = failsAt(this.timing, pair);
+      if (failAt < earliest) earliest = failAt;
     }
     return earliest;
   }
 
   // ---- local candidates ----
 
-  private nextLocalPreference(kind: CandidateKind, family: 4 | 6): number {
-    const key = `${kind}${family}`;
-    const count = this.localCounts.get(key) ?? 0;
-    this.localCounts.set(key, count + 1);
-    return LOCAL_PREFERENCE_START[kind === 'host' ? 'host' : kind === 'relay' ? 'relay' : kind === 'prflx' ? 'prflx' : 'srflx'][
-      family
-    ] - 2 * count;
+  private nextLocalPreference(kind: 'host' | 'relay', family: 4 | 6): number {
+    let count: number;
+    if (kind === 'host') count = family === 4 ? this.hostCandidatesV4++ : this.hostCandidatesV6++;
+    else count = family === 4 ? this.relayCandidatesV4++ : this.relayCandidatesV6++;
+    return LOCAL_PREFERENCE_START[kind][family] - 2 * count;
   }
 
   private addLocal(candidate: Candidate, relay: SocketAddr | undefined): Candidate | undefined {
-    const key = socketAddrKey(candidate.address);
-    const existing = this.locals.find((l) => !l.discarded && socketAddrKey(l.candidate.address) === key);
+    const existing = this.locals.find((l) => !l.discarded && sameSocketAddr(l.candidate.address, candidate.address));
     if (existing !== undefined) {
       if (existing.candidate.priority >= candidate.priority) return undefined;
       existing.discarded = true;
@@ -452,7 +457,7 @@ export class IceAgent {
     }
     const entry: LocalEntry = { candidate, relay, discarded: false };
     this.locals.push(entry);
-    for (const remote of this.remotes.values()) if (!remote.discarded) this.addPair(entry, remote);
+    for (const remote of this.remotes) if (!remote.discarded) this.addPair(entry, remote);
     this.sortAndTrimPairs();
     this.updateState('local candidate added');
     return candidate;
@@ -468,36 +473,52 @@ export class IceAgent {
   private addPair(local: LocalEntry, remote: RemoteEntry): Pair | undefined {
     if (local.candidate.address.family !== remote.candidate.address.family) return undefined;
     if (remote.candidate.protocol !== 'udp') return undefined;
-    const key = pairKey(local.candidate.base, remote.candidate.address);
-    const priority = this.pairPriority(local, remote);
-    const existing = this.pairs.find((p) => p.key === key);
+    const existing = this.pairBetween(local.candidate.base, remote.candidate.address);
     if (existing !== undefined) {
-      if (existing.priority >= priority) return existing;
+      if (this.comparePriority(existing.local, existing.remote, local, remote) >= 0) return existing;
       existing.local = local;
       existing.remote = remote;
-      existing.priority = priority;
       return existing;
     }
-    const pair = new Pair(key, local, remote, priority);
+    const pair = new Pair(local, remote);
     this.pairs.push(pair);
     this.deadlineStale = true;
     return pair;
   }
 
-  /** RFC 8445 §6.1.2.3: 2^32·min(G,D) + 2·max(G,D) + (G>D ? 1 : 0), G the controlling side's priority. */
-  private pairPriority(local: LocalEntry, remote: RemoteEntry): bigint {
-    const ours = local.candidate.priority;
-    const theirs = remote.candidate.priority;
-    const g = this.role === 'controlling' ? ours : theirs;
-    const d = this.role === 'controlling' ? theirs : ours;
-    const min = BigInt(Math.min(g, d));
-    const max = BigInt(Math.max(g, d));
-    return (min << 32n) + 2n * max + (g > d ? 1n : 0n);
+  /** The pair from this local base to this remote address (a pair is known by these two). */
+  private pairBetween(localBase: SocketAddr, remote: SocketAddr): Pair | undefined {
+    for (const pair of this.pairs) {
+      if (sameSocketAddr(pair.local.candidate.base, localBase) && sameSocketAddr(pair.remote.candidate.address, remote)) return pair;
+    }
+    return undefined;
+  }
+
+  /**
+   * Orders two pairs by RFC 8445 §6.1.2.3 priority 2^32·min(G,D) + 2·max(G,D) + (G>D ? 1 : 0), G the
+   * controlling side's candidate priority, without building that 64-bit number: candidate priorities
+   * are below 2^31, so it orders as (min, max, G>D). Negative: a is lower; 0: equal.
+   */
+  private comparePriority(aLocal: LocalEntry, aRemote: RemoteEntry, bLocal: LocalEntry, bRemote: RemoteEntry): number {
+    const controlling = this.role === 'controlling';
+    const aG = controlling ? aLocal.candidate.priority : aRemote.candidate.priority;
+    const aD = controlling ? aRemote.candidate.priority : aLocal.candidate.priority;
+    const bG = controlling ? bLocal.candidate.priority : bRemote.candidate.priority;
+    const bD = controlling ? bRemote.candidate.priority : bLocal.candidate.priority;
+    const byMin = Math.min(aG, aD) - Math.min(bG, bD);
+    if (byMin !== 0) return byMin;
+    const byMax = Math.max(aG, aD) - Math.max(bG, bD);
+    if (byMax !== 0) return byMax;
+    return (aG > aD ? 1 : 0) - (bG > bD ? 1 : 0);
+  }
+
+  private comparePairs(a: Pair, b: Pair): number {
+    return this.comparePriority(a.local, a.remote, b.local, b.remote);
   }
 
   private sortAndTrimPairs(): void {
     this.deadlineStale = true;
-    this.pairs.sort((a, b) => (a.priority > b.priority ? -1 : a.priority < b.priority ? 1 : 0));
+    this.pairs.sort((a, b) => this.comparePairs(b, a));
     if (this.pairs.length > MAX_CANDIDATE_PAIRS) {
       const dropped = this.pairs.slice(MAX_CANDIDATE_PAIRS);
       this.pairs.length = MAX_CANDIDATE_PAIRS;
@@ -537,9 +558,9 @@ export class IceAgent {
 
   private pruneFailedPairs(now: Millis): void {
     let anyFailed = false;
-    for (const pair of this.pairs) if (pair.failAt <= now) anyFailed = true;
+    for (const pair of this.pairs) if (failsAt(this.timing, pair) <= now) anyFailed = true;
     if (!anyFailed) return;
-    this.dropPairs((pair) => pair.failAt <= now);
+    this.dropPairs((pair) => failsAt(this.timing, pair) <= now);
   }
 
   // ---- checks ----
@@ -559,7 +580,7 @@ export class IceAgent {
     let best: Pair | undefined;
     let bestDue = Infinity;
     for (const pair of this.pairs) {
-      const due = pair.triggered ? -Infinity : pair.dueAt;
+      const due = pair.triggered ? -Infinity : nextAttemptAt(this.timing, pair);
       if (due > now) continue;
       if (due < bestDue) {
         best = pair;
@@ -596,7 +617,6 @@ export class IceAgent {
     pair.trailingUnanswered += 1;
     pair.lastSentAt = now;
     pair.triggered = false;
-    scheduleOf(this.timing, pair);
     this.lastCheckAt = now;
     this.transmits.push(transmitOf(pair.local, pair.remote.candidate.address, payload));
   }
@@ -618,8 +638,8 @@ export class IceAgent {
     const useCandidate = getAttribute(message, 'useCandidate') !== undefined;
     if (useCandidate && this.role === 'controlling') return false;
 
-    this.noteDiscovered(from);
     const remote = this.findOrLearnRemote(from, priority);
+    this.noteDiscovered(from);
     if (remote === undefined) return true;
     const local = this.findLocal(to);
     if (local === undefined) {
@@ -627,7 +647,7 @@ export class IceAgent {
       return true;
     }
     this.transmits.push(transmitOf(local, from, this.bindingSuccess(message.transactionId, from)));
-    let pair = this.pairs.find((p) => p.key === pairKey(local.candidate.base, from));
+    let pair = this.pairBetween(local.candidate.base, from);
     if (pair === undefined) {
       pair = this.addPair(local, remote);
       this.sortAndTrimPairs();
@@ -655,7 +675,6 @@ export class IceAgent {
     this.noteDiscovered(from);
     pair.trailingUnanswered = 0;
     pair.succeeded = true;
-    scheduleOf(this.timing, pair);
     this.evaluateNomination('check succeeded');
     return true;
   }
@@ -708,10 +727,7 @@ export class IceAgent {
     if (this.role === role) return;
     this.role = role;
     if (logger.enabled(Level.Debug)) logger.debug('ICE role changed', { role, reason });
-    for (const pair of this.pairs) {
-      pair.priority = this.pairPriority(pair.local, pair.remote);
-      pair.nominated = false;
-    }
+    for (const pair of this.pairs) pair.nominated = false;
     this.selected = undefined;
     this.sortAndTrimPairs();
     this.events.push({ kind: 'roleChanged', role });
@@ -739,9 +755,26 @@ export class IceAgent {
     return undefined;
   }
 
+  private remoteAt(address: SocketAddr): RemoteEntry | undefined {
+    for (const entry of this.remotes) if (sameSocketAddr(entry.candidate.address, address)) return entry;
+    return undefined;
+  }
+
+  private newRemote(candidate: Candidate): RemoteEntry {
+    const entry = new RemoteEntry(candidate);
+    const others = this.otherDiscoveredSources;
+    const index = others === undefined ? -1 : others.findIndex((source) => sameSocketAddr(source, candidate.address));
+    if (index >= 0) {
+      entry.discovered = true;
+      others!.splice(index, 1);
+      if (others!.length === 0) this.otherDiscoveredSources = undefined;
+    }
+    this.remotes.push(entry);
+    return entry;
+  }
+
   private findOrLearnRemote(from: SocketAddr, priority: number): RemoteEntry | undefined {
-    const key = socketAddrKey(from);
-    const existing = this.remotes.get(key);
+    const existing = this.remoteAt(from);
     if (existing !== undefined) return existing.discarded ? undefined : existing;
     const candidate: Candidate = {
       kind: 'prflx',
@@ -754,15 +787,19 @@ export class IceAgent {
       related: undefined,
       ufrag: undefined,
     };
-    const entry: RemoteEntry = { candidate, discarded: false, signalled: new Map() };
-    this.remotes.set(key, entry);
-    return entry;
+    return this.newRemote(candidate);
   }
 
   private noteDiscovered(source: SocketAddr): void {
-    const key = socketAddrKey(source);
-    if (this.discoveredSources.has(key)) return;
-    this.discoveredSources.add(key);
+    const entry = this.remoteAt(source);
+    if (entry !== undefined) {
+      if (entry.discovered) return;
+      entry.discovered = true;
+    } else {
+      const others = (this.otherDiscoveredSources ??= []);
+      if (others.some((known) => sameSocketAddr(known, source))) return;
+      others.push(source);
+    }
     this.events.push({ kind: 'discoveredRecv', source });
   }
 
@@ -776,9 +813,9 @@ export class IceAgent {
     let best: Pair | undefined;
     for (const pair of this.pairs) {
       const eligible = this.role === 'controlling' ? pair.succeeded : pair.nominated;
-      if (eligible && (best === undefined || pair.priority > best.priority)) best = pair;
+      if (eligible && (best === undefined || this.comparePairs(pair, best) > 0)) best = pair;
     }
-    if (best !== undefined && (this.selected === undefined || this.selected.priority !== best.priority)) {
+    if (best !== undefined && (this.selected === undefined || this.comparePairs(this.selected, best) !== 0)) {
       if (this.role === 'controlling' && !best.nominated) {
         best.nominated = true;
         best.triggered = true;
@@ -813,7 +850,7 @@ export class IceAgent {
     if (this.pairs.length > 0) return 'checking';
     const hasLocal = this.locals.some((l) => !l.discarded);
     let hasRemote = false;
-    for (const remote of this.remotes.values()) if (!remote.discarded) hasRemote = true;
+    for (const remote of this.remotes) if (!remote.discarded) hasRemote = true;
     return hasLocal && hasRemote ? 'disconnected' : 'checking';
   }
 
@@ -837,15 +874,38 @@ interface LocalEntry {
   discarded: boolean;
 }
 
-interface RemoteEntry {
-  /** The highest-priority signalled candidate at this address (or a peer-reflexive one). */
-  candidate: Candidate;
-  discarded: boolean;
+class RemoteEntry {
+  discarded = false;
+  /** An authenticated message came from this address (`discoveredRecv` was told). */
+  discovered = false;
   /**
    * Every signalled candidate at this address by kind: a peer without NAT signals the same
    * address as host and srflx, and invalidating one of them must not drop the other's pairs.
    */
-  readonly signalled: Map<CandidateKind, Candidate>;
+  host: Candidate | undefined = undefined;
+  srflx: Candidate | undefined = undefined;
+  relay: Candidate | undefined = undefined;
+
+  /** The highest-priority signalled candidate at this address (or a peer-reflexive one). */
+  constructor(public candidate: Candidate) {}
+
+  signalled(kind: CandidateKind): Candidate | undefined {
+    return kind === 'host' ? this.host : kind === 'srflx' ? this.srflx : kind === 'relay' ? this.relay : undefined;
+  }
+
+  /** Peer-reflexive candidates are never signalled: setting one does nothing. */
+  setSignalled(kind: CandidateKind, candidate: Candidate | undefined): void {
+    if (kind === 'host') this.host = candidate;
+    else if (kind === 'srflx') this.srflx = candidate;
+    else if (kind === 'relay') this.relay = candidate;
+  }
+
+  bestSignalled(): Candidate | undefined {
+    let best = this.host;
+    if (this.srflx !== undefined && (best === undefined || this.srflx.priority > best.priority)) best = this.srflx;
+    if (this.relay !== undefined && (best === undefined || this.relay.priority > best.priority)) best = this.relay;
+    return best;
+  }
 }
 
 /** `Pair` has this many slots for outstanding attempts (a compile error if the constant changes). */
@@ -860,9 +920,6 @@ class Pair {
   triggered = false;
   /** Controlling: we nominated it, so every check on it carries USE-CANDIDATE. Controlled: the peer sent USE-CANDIDATE on it. */
   nominated = false;
-  /** `nextAttemptAt` and `failsAt` of the current timing, kept up to date whenever the history or the timing changes. */
-  dueAt: Millis = -Infinity;
-  failAt: Millis = Infinity;
   /**
    * The `transactionWord`s of the last REMEMBERED_ATTEMPT_SLOTS attempts that may still be answered,
    * oldest first, 0 past the last: fields rather than an array, as every pair of every connection has them.
@@ -875,10 +932,8 @@ class Pair {
   private controllingAttempts = 0;
 
   constructor(
-    readonly key: string,
     public local: LocalEntry,
     public remote: RemoteEntry,
-    public priority: bigint,
   ) {}
 
   /** Remembers an attempt (`word` not 0), forgetting the oldest when all slots are taken. */
@@ -925,15 +980,6 @@ class Pair {
 const ROLE_CONFLICT = 487;
 
 const logger = createLogger('ice');
-
-function scheduleOf(timing: StunTiming, pair: Pair): void {
-  pair.dueAt = nextAttemptAt(timing, pair);
-  pair.failAt = failsAt(timing, pair);
-}
-
-function pairKey(localBase: SocketAddr, remote: SocketAddr): string {
-  return `${socketAddrKey(localBase)}|${socketAddrKey(remote)}`;
-}
 
 function pathOf(local: LocalEntry, destination: SocketAddr): IcePath {
   if (local.relay !== undefined) {
