@@ -258,8 +258,8 @@ export class Node {
   private readonly deadlines = new DeadlineQueue<Connection>();
   /** WireGuard responses, cookies and data by the tunnel index in their receiver index. */
   private readonly byIndex = new Map<number, Connection>();
-  /** Connectivity checks by USERNAME (more than one connection only when credentials collide). */
-  private readonly byCheckUsername = new Map<string, IceConnection[]>();
+  /** Connectivity checks by USERNAME: the connection, or all of them when credentials collide. */
+  private readonly byCheckUsername = new Map<string, IceConnection | IceConnection[]>();
   /** Tags the transaction ids of our connectivity checks with the connection's index, to route responses by `byIndex`. */
   private readonly transactionIds: TransactionIds;
   /** ICE-less connections by the peer's static key: initiations arriving from an unregistered source. */
@@ -453,8 +453,9 @@ export class Node {
 
   private startIceConnection(connection: IceConnection, relay: RelayEntry, now: number): void {
     const sharing = this.byCheckUsername.get(connection.checkUsername);
-    if (sharing === undefined) this.byCheckUsername.set(connection.checkUsername, [connection]);
-    else sharing.push(connection);
+    if (sharing === undefined) this.byCheckUsername.set(connection.checkUsername, connection);
+    else if (Array.isArray(sharing)) sharing.push(connection);
+    else this.byCheckUsername.set(connection.checkUsername, [sharing, connection]);
 
     for (const host of this.hostCandidates) this.addLocalHost(connection, host);
     for (const { candidate } of this.serverReflexive.values()) this.signalServerReflexive(connection, candidate);
@@ -1313,13 +1314,11 @@ export class Node {
       const username = getAttribute(message, 'username')?.value;
       const candidates = username === undefined ? undefined : this.byCheckUsername.get(username);
       if (candidates === undefined) return;
-      for (const connection of candidates) {
-        this.visit(connection);
-        if (!connection.agent.handleStunMessage(message, source, destination, now)) continue;
-        this.drainAgent(connection, now);
-        this.touch(connection, now);
+      if (!Array.isArray(candidates)) {
+        this.offerCheck(candidates, message, source, destination, now);
         return;
       }
+      for (const connection of candidates) if (this.offerCheck(connection, message, source, destination, now)) return;
       return;
     }
     if (message.class === 'indication') return;
@@ -1329,6 +1328,14 @@ export class Node {
     if (!connection.agent.handleStunMessage(message, source, destination, now)) return;
     this.drainAgent(connection, now);
     this.touch(connection, now);
+  }
+
+  private offerCheck(connection: IceConnection, message: StunMessage, source: SocketAddr, destination: SocketAddr, now: number): boolean {
+    this.visit(connection);
+    if (!connection.agent.handleStunMessage(message, source, destination, now)) return false;
+    this.drainAgent(connection, now);
+    this.touch(connection, now);
+    return true;
   }
 
   private serviceConnection(connection: Connection, now: number): void {
@@ -1586,10 +1593,11 @@ export class Node {
     if (this.byIndex.get(connection.index) === connection) this.byIndex.delete(connection.index);
     if (connection.kind === 'ice') {
       const sharing = this.byCheckUsername.get(connection.checkUsername);
-      if (sharing !== undefined) {
+      if (sharing === connection) this.byCheckUsername.delete(connection.checkUsername);
+      else if (Array.isArray(sharing)) {
         const at = sharing.indexOf(connection);
         if (at >= 0) sharing.splice(at, 1);
-        if (sharing.length === 0) this.byCheckUsername.delete(connection.checkUsername);
+        if (sharing.length === 1) this.byCheckUsername.set(connection.checkUsername, sharing[0]!);
       }
       connection.agent.close();
     } else {

@@ -39,6 +39,8 @@ export interface FleetOptions {
   readonly record?: boolean;
   /** The gateway node's transport AEAD (default the node's own, node:crypto); benches pass the shipped one. */
   readonly transportCipher?: TransportCipher;
+  /** Every client uses the same ICE ufrags (passwords still differ): the gateway sees colliding USERNAMEs. */
+  readonly sharedUfrags?: boolean;
 }
 
 export interface FleetClient {
@@ -75,6 +77,7 @@ export class Fleet {
   private metering = false;
   private meterStart = 0;
   private readonly rng: RandomSource;
+  private readonly sharedUfrags: boolean;
   private readonly byId = new Map<string, FleetClient>();
   private readonly gatewayAgent: SimAgent;
   private readonly resource: { readonly id: string; readonly address: string };
@@ -82,6 +85,7 @@ export class Fleet {
 
   constructor(readonly options: FleetOptions) {
     this.rng = seededRandom(options.seed ?? 1);
+    this.sharedUfrags = options.sharedUfrags ?? false;
     this.resource = options.resource ?? FLEET_RESOURCE;
     this.net = new SimNetwork(this.rng, { latencyMs: options.latencyMs ?? 5, record: options.record ?? true });
     this.relay = new TestTurnServer({ listen: [FLEET_RELAY], relayIpv4: FLEET_RELAY.address, password: () => RELAY_PASSWORD });
@@ -260,8 +264,8 @@ export class Fleet {
     const node = new Node({ role: 'client', privateKey: this.key(), rng: this.rng, now: this.net.now, transportBatchCapacity: 4 });
     node.updateRelays([], [relayServer()], this.net.now);
     const params: ConnectionParams = {
-      localCredentials: { ufrag: `c${index.toString(36)}`, password: `client-password-${index}-xxxxxxxx` },
-      remoteCredentials: { ufrag: `g${index.toString(36)}`, password: `gateway-password-${index}-xxxxxxx` },
+      localCredentials: { ufrag: this.sharedUfrags ? 'cshared' : `c${index.toString(36)}`, password: `client-password-${index}-xxxxxxxx` },
+      remoteCredentials: { ufrag: this.sharedUfrags ? 'gshared' : `g${index.toString(36)}`, password: `gateway-password-${index}-xxxxxxx` },
       remotePublicKey: this.gateway.publicKey,
       presharedKey: this.key(),
     };
