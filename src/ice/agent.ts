@@ -154,8 +154,9 @@ export class IceAgent {
   private lastNow: Millis = -Infinity;
   private lastCheckAt: Millis = -Infinity;
 
-  private readonly transmits = new RingQueue<IceTransmit>();
-  private readonly events = new RingQueue<IceEvent>();
+  // Small: the node drains both after every call, and a ring only grows when it must.
+  private readonly transmits = new RingQueue<IceTransmit>(2);
+  private readonly events = new RingQueue<IceEvent>(2);
 
   constructor(options: IceAgentOptions) {
     this.role = options.role;

@@ -53,11 +53,24 @@ export function candidateFoundation(
   related: SocketAddr | undefined,
   protocol: CandidateProtocol,
 ): string {
+  const hashed = `${kind}|${base.address}|${related?.address ?? ''}|${protocol}`;
+  const key = `${priority}|${hashed}`;
+  const known = recentFoundations.get(key);
+  if (known !== undefined) return known;
   const reversed =
     (((priority & 0xff) << 24) | (((priority >>> 8) & 0xff) << 16) | (((priority >>> 16) & 0xff) << 8) | (priority >>> 24)) >>> 0;
-  const hash = fnv1a64(`${kind}|${base.address}|${related?.address ?? ''}|${protocol}`);
-  return reversed.toString(16).padStart(8, '0') + hash;
+  const foundation = detached(reversed.toString(16).padStart(8, '0') + fnv1a64(hashed));
+  if (recentFoundations.size >= MAX_RECENT_FOUNDATIONS) recentFoundations.clear();
+  recentFoundations.set(key, foundation);
+  return foundation;
 }
+
+/**
+ * Foundations computed lately: every connection of a node pairs the same few local candidates, and
+ * sharing their foundation strings saves a string per candidate per connection.
+ */
+const recentFoundations = new Map<string, string>();
+const MAX_RECENT_FOUNDATIONS = 64;
 
 /** The unspecified address the reference puts in raddr/rport of srflx and relay candidates. */
 export function fakeRelatedAddress(family: 4 | 6): SocketAddr {
@@ -108,12 +121,12 @@ export function parseCandidate(text: string): Candidate | CandidateParseError {
   if (tokens[index] === 'generation' && tokens[index + 1] !== undefined) index += 2;
   if (tokens[index] === 'network-id' && tokens[index + 1] !== undefined) index += 2;
   if (tokens[index] === 'ufrag' && tokens[index + 1] !== undefined && tokens[index + 1] !== '') {
-    ufrag = tokens[index + 1];
+    ufrag = detached(tokens[index + 1]!);
     index += 2;
   }
   return {
     kind: kindText,
-    foundation,
+    foundation: detached(foundation),
     component,
     protocol,
     priority,
@@ -155,7 +168,18 @@ function parseAddress(ipText: string | undefined, portText: string | undefined):
   const ip = canonicalSocketIp(ipText);
   const port = parseDecimal(portText, 0xffff);
   if (ip === undefined || port === undefined) return undefined;
-  return { address: ip.address, port, family: ip.family };
+  if (port === 0 && ip.address === UNSPECIFIED_V4.address) return UNSPECIFIED_V4;
+  if (port === 0 && ip.address === UNSPECIFIED_V6.address) return UNSPECIFIED_V6;
+  return { address: detached(ip.address), port, family: ip.family };
+}
+
+/**
+ * A copy of `text` that does not keep a larger string alive: V8 makes substrings of 13 or more
+ * characters views of their parent, here the whole signalled candidate line kept for as long as the
+ * candidate lives. A JSON round trip yields a fresh flat string, losslessly.
+ */
+function detached(text: string): string {
+  return text.length < 13 ? text : (JSON.parse(JSON.stringify(text)) as string);
 }
 
 function sameAddr(a: SocketAddr, b: SocketAddr): boolean {
