@@ -148,11 +148,11 @@ export function importPrivateKey(raw: Uint8Array): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, raw]), format: 'der', type: 'pkcs8' });
 }
 
+/** SPKI DER of an X25519 public key is this fixed prefix followed by the 32 raw bytes. */
+const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
 export function importPublicKey(raw: Uint8Array): KeyObject {
-  return createPublicKey({
-    key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') },
-    format: 'jwk',
-  });
+  return createPublicKey({ key: Buffer.concat([SPKI_X25519_PREFIX, raw]), format: 'der', type: 'spki' });
 }
 
 export function rawPublicKey(privateKey: KeyObject): Uint8Array {

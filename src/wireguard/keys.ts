@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { CONSTRUCTION, IDENTIFIER, KEY_SIZE, LABEL_COOKIE, LABEL_MAC1 } from './constants.ts';
-import { hash, importPrivateKey, importPublicKey, rawPublicKey } from './crypto.ts';
+import { hash, importPrivateKey, rawPublicKey } from './crypto.ts';
 
 const encoder = new TextEncoder();
 const INITIAL_CHAIN_KEY = hash(encoder.encode(CONSTRUCTION));
@@ -13,12 +13,12 @@ export function initialChainKey(): Uint8Array {
 }
 
 /**
- * A public key with everything derived from it precomputed: the imported KeyObject, the
- * MAC1 and cookie keys, and the handshake hash a handshake *to* this key starts from.
+ * A public key with the hashes derived from it precomputed: the MAC1 and cookie keys, and the
+ * handshake hash a handshake *to* this key starts from. Its X25519 KeyObject is imported only
+ * for a handshake (`importPublicKey`): a KeyObject per peer would cost ~0.7 KB of heap.
  */
 export interface PublicIdentity {
   readonly publicKey: Uint8Array;
-  readonly keyObject: KeyObject;
   /** HASH("mac1----" ‖ public key) */
   readonly mac1Key: Uint8Array;
   /** HASH("cookie--" ‖ public key) */
@@ -37,7 +37,6 @@ export function publicIdentity(publicKey: Uint8Array): PublicIdentity {
   const raw = Uint8Array.from(publicKey);
   return {
     publicKey: raw,
-    keyObject: importPublicKey(raw),
     mac1Key: hash(MAC1_LABEL, raw),
     cookieKey: hash(COOKIE_LABEL, raw),
     initialHash: hash(INITIAL_HASH, raw),

@@ -63,7 +63,7 @@ export function createInitiation(
   let chainKey = kdf1(initialChainKey(), ephemeralPublic);
   let h = hash(remote.initialHash, ephemeralPublic);
 
-  const es = dh(ephemeral, remote.keyObject);
+  const es = dh(ephemeral, importPublicKey(remote.publicKey));
   if (es === undefined) return undefined;
   let key: Uint8Array;
   [chainKey, key] = kdf2(chainKey, es);
@@ -154,7 +154,7 @@ export function createResponse(
   let h = hash(accepted.hash, ephemeralPublic);
 
   const ee = dh(ephemeral, accepted.peerEphemeral);
-  const se = dh(ephemeral, initiator.keyObject);
+  const se = dh(ephemeral, importPublicKey(initiator.publicKey));
   if (ee === undefined || se === undefined) return undefined;
   chainKey = kdf1(chainKey, ee);
   chainKey = kdf1(chainKey, se);

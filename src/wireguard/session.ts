@@ -11,8 +11,8 @@ import {
   TRANSPORT_OFFSET_RECEIVER,
 } from './constants.ts';
 import type { SessionKeys } from './noise.ts';
-import { ReplayWindow } from './replay.ts';
-import { writeAeadJob, type TransportCipher } from './transport-cipher.ts';
+import { REPLAY_WORDS, replayCheck, replayMark } from './replay.ts';
+import { AEAD_JOB_WORDS, writeAeadJob, type TransportCipher } from './transport-cipher.ts';
 
 /** The initiator stops sending on a session this old, so its last packets still arrive before expiry. */
 const INITIATOR_SEND_LIMIT = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT;
@@ -20,6 +20,9 @@ const TWO_POW_32 = 0x1_0000_0000;
 const MAX_COUNTER_HIGH_WORD = Math.floor(REJECT_AFTER_MESSAGES / TWO_POW_32);
 
 export type OpenResult = Uint8Array | 'replayed' | 'decryptFailed';
+
+/** The one job of an unbatched seal or open, shared: a cipher call finishes before the next is written. */
+const SINGLE_JOB = new Uint32Array(AEAD_JOB_WORDS);
 
 /**
  * One set of transport keys (whitepaper §5.4.6): a send counter and a receive replay window.
@@ -35,9 +38,9 @@ export class Session {
   readonly sendKey: number;
   readonly receiveKey: number;
   readonly #cipher: TransportCipher;
-  readonly #replay = new ReplayWindow();
-  /** One job, for the unbatched seal and open. */
-  readonly #job = new Uint32Array(8);
+  /** The receive replay window (replay.ts). */
+  readonly #replayBits = new Uint32Array(REPLAY_WORDS);
+  #replayNext = 0;
   #sendCounter = 0;
   #released = false;
 
@@ -93,8 +96,8 @@ export class Session {
    */
   seal(plaintext: Uint8Array, out: Uint8Array, offset: number): number {
     const counter = this.writeHeader(out, offset);
-    writeAeadJob(this.#job, 0, this.sendKey, counter, 0, plaintext.length, offset + TRANSPORT_OFFSET_DATA);
-    this.#cipher.run(false, plaintext, out, this.#job, 1);
+    writeAeadJob(SINGLE_JOB, 0, this.sendKey, counter, 0, plaintext.length, offset + TRANSPORT_OFFSET_DATA);
+    this.#cipher.run(false, plaintext, out, SINGLE_JOB, 1);
     return TRANSPORT_HEADER_SIZE + plaintext.length + AEAD_TAG_SIZE;
   }
 
@@ -106,13 +109,15 @@ export class Session {
     const high = readU32(message, TRANSPORT_OFFSET_COUNTER + 4);
     if (high > MAX_COUNTER_HIGH_WORD) return 'replayed';
     const counter = high * TWO_POW_32 + readU32(message, TRANSPORT_OFFSET_COUNTER);
-    if (counter >= REJECT_AFTER_MESSAGES || !this.#replay.check(counter)) return 'replayed';
+    if (counter >= REJECT_AFTER_MESSAGES || !replayCheck(this.#replayBits, this.#replayNext, counter)) return 'replayed';
     return counter;
   }
 
   /** Records an authenticated counter; false when it was a replay after all (a duplicate in one batch). */
   acceptCounter(counter: number): boolean {
-    return this.#replay.update(counter);
+    if (!replayCheck(this.#replayBits, this.#replayNext, counter)) return false;
+    this.#replayNext = replayMark(this.#replayBits, this.#replayNext, counter);
+    return true;
   }
 
   /** Opens a transport message already known to be addressed to this session, into a new array. */
@@ -121,8 +126,8 @@ export class Session {
     const counter = this.receivableCounter(message);
     if (counter === 'replayed') return counter;
     const plaintext = new Uint8Array(message.length - TRANSPORT_MIN_SIZE);
-    writeAeadJob(this.#job, 0, this.receiveKey, counter, TRANSPORT_OFFSET_DATA, message.length - TRANSPORT_HEADER_SIZE, 0);
-    if (this.#cipher.run(true, message, plaintext, this.#job, 1) !== 1) return 'decryptFailed';
+    writeAeadJob(SINGLE_JOB, 0, this.receiveKey, counter, TRANSPORT_OFFSET_DATA, message.length - TRANSPORT_HEADER_SIZE, 0);
+    if (this.#cipher.run(true, message, plaintext, SINGLE_JOB, 1) !== 1) return 'decryptFailed';
     if (!this.acceptCounter(counter)) return 'replayed';
     return plaintext;
   }

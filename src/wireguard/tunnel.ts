@@ -44,8 +44,9 @@ import {
   WIPE_AFTER_TIME,
   COOKIE_NONCE_SIZE,
   COOKIE_REPLY_SIZE,
+  TIMESTAMP_SIZE,
 } from './constants.ts';
-import { constantTimeEqual, dh, mac, xaeadOpen } from './crypto.ts';
+import { constantTimeEqual, dh, importPublicKey, mac, xaeadOpen } from './crypto.ts';
 import { publicIdentity, type PublicIdentity, type StaticIdentity } from './keys.ts';
 import { messageType, receiverIndex } from './messages.ts';
 import {
@@ -138,11 +139,26 @@ interface PendingHandshake {
 
 const log = createLogger('wireguard');
 
+// A tunnel's fixed-size secrets and handshake values live at these offsets of one buffer (a
+// standalone Uint8Array costs ~200 B of heap besides its bytes).
+const PEER_PUBLIC_KEY = 0;
+const PEER_MAC1_KEY = PEER_PUBLIC_KEY + KEY_SIZE;
+const PEER_COOKIE_KEY = PEER_MAC1_KEY + KEY_SIZE;
+const PEER_INITIAL_HASH = PEER_COOKIE_KEY + KEY_SIZE;
+const PRESHARED_KEY = PEER_INITIAL_HASH + KEY_SIZE;
+/** DH(our static, their static), computed once per tunnel. */
+const STATIC_STATIC = PRESHARED_KEY + KEY_SIZE;
+const LAST_SENT_MAC1 = STATIC_STATIC + KEY_SIZE;
+const COOKIE = LAST_SENT_MAC1 + MAC_SIZE;
+const LAST_RECEIVED_TIMESTAMP = COOKIE + MAC_SIZE;
+const TUNNEL_BYTES = LAST_RECEIVED_TIMESTAMP + TIMESTAMP_SIZE;
+
 export class Tunnel {
   readonly #local: StaticIdentity;
-  readonly #peer: PublicIdentity;
-  readonly #presharedKey: Uint8Array;
-  readonly #staticStatic: Uint8Array | undefined;
+  /** The peer's key and derived values, the preshared key, DH(static, static), MAC1, cookie, timestamp. */
+  readonly #bytes = new Uint8Array(TUNNEL_BYTES);
+  /** False when the peer's static key made the DH fail: no handshake can succeed. */
+  readonly #hasStaticStatic: boolean;
   readonly #index: number;
   readonly #rng: RandomSource;
   readonly #rateLimiter: RateLimiter;
@@ -164,12 +180,11 @@ export class Tunnel {
 
   #pending: PendingHandshake | undefined;
   #handshakeScheduledAt: number | undefined;
-  #lastReceivedTimestamp: Uint8Array | undefined;
-  /** MAC1 and sender index of the last handshake message we sent, to match cookie replies. */
-  #lastSentMac1: Uint8Array | undefined;
+  #hasReceivedTimestamp = false;
+  /** Sender index of the last handshake message we sent (its MAC1 is at LAST_SENT_MAC1), to match cookie replies. */
   #lastSentIndex: number | undefined;
-  #cookie: Uint8Array | undefined;
-  #cookieReceivedAt = 0;
+  /** When the cookie at COOKIE arrived; undefined without one. */
+  #cookieReceivedAt: number | undefined;
   #lastTimestampMs = 0;
 
   #sessionEstablishedAt: number;
@@ -179,16 +194,28 @@ export class Tunnel {
   #firstDataSentWithoutReply: number | undefined;
   #lastDataReceivedWithoutReply: number | undefined;
 
-  readonly #queue: Uint8Array[] = [];
-  readonly #transmits = new RingQueue<Uint8Array>(4);
-  readonly #events = new RingQueue<TunnelEvent>(2);
+  // Allocated while they hold something: an idle tunnel has nothing queued.
+  #queue: Uint8Array[] | undefined;
+  #transmits: RingQueue<Uint8Array> | undefined;
+  #events: RingQueue<TunnelEvent> | undefined;
 
   constructor(config: TunnelConfig) {
     this.#local = config.local;
-    this.#peer = config.peer instanceof Uint8Array ? publicIdentity(config.peer) : config.peer;
+    const peer = config.peer instanceof Uint8Array ? publicIdentity(config.peer) : config.peer;
+    if (peer.publicKey.length !== KEY_SIZE) throw new RangeError('an X25519 public key has 32 bytes');
     if (config.presharedKey.length !== KEY_SIZE) throw new RangeError('a preshared key has 32 bytes');
-    this.#presharedKey = Uint8Array.from(config.presharedKey);
-    this.#staticStatic = dh(this.#local.privateKey, this.#peer.keyObject);
+    const bytes = this.#bytes;
+    bytes.set(peer.publicKey, PEER_PUBLIC_KEY);
+    bytes.set(peer.mac1Key, PEER_MAC1_KEY);
+    bytes.set(peer.cookieKey, PEER_COOKIE_KEY);
+    bytes.set(peer.initialHash, PEER_INITIAL_HASH);
+    bytes.set(config.presharedKey, PRESHARED_KEY);
+    const staticStatic = dh(this.#local.privateKey, importPublicKey(peer.publicKey));
+    this.#hasStaticStatic = staticStatic !== undefined;
+    if (staticStatic !== undefined) {
+      bytes.set(staticStatic, STATIC_STATIC);
+      staticStatic.fill(0);
+    }
     this.#index = config.index & 0xff_ffff;
     this.#rng = config.rng;
     this.#rateLimiter = config.rateLimiter;
@@ -204,7 +231,7 @@ export class Tunnel {
   }
 
   get peerPublicKey(): Uint8Array {
-    return this.#peer.publicKey;
+    return this.#field(PEER_PUBLIC_KEY, KEY_SIZE);
   }
 
   /** Whether a session can carry data right now. */
@@ -286,7 +313,7 @@ export class Tunnel {
     this.#unconfirmed = undefined;
     this.#pending = undefined;
     this.#handshakeScheduledAt = undefined;
-    this.#queue.length = 0;
+    this.#queue = undefined;
   }
 
   /**
@@ -312,7 +339,7 @@ export class Tunnel {
       return;
     }
 
-    if (this.#cookie !== undefined && now >= this.#cookieReceivedAt + COOKIE_EXPIRATION) this.#cookie = undefined;
+    if (this.#cookieReceivedAt !== undefined && now >= this.#cookieReceivedAt + COOKIE_EXPIRATION) this.#forgetCookie();
 
     const pending = this.#pending;
     if (pending !== undefined) {
@@ -334,7 +361,7 @@ export class Tunnel {
     if (this.#lastDataReceivedWithoutReply !== undefined && now >= this.#lastDataReceivedWithoutReply + this.#keepaliveTimeout) {
       this.#lastDataReceivedWithoutReply = undefined;
       const session = this.#current;
-      if (session !== undefined && session.canSend(now)) this.#transmits.push(this.#seal(session, EMPTY, now));
+      if (session !== undefined && session.canSend(now)) this.#transmit(this.#seal(session, EMPTY, now));
     }
   }
 
@@ -356,11 +383,46 @@ export class Tunnel {
   }
 
   pollTransmit(): Uint8Array | undefined {
-    return this.#transmits.shift();
+    const transmits = this.#transmits;
+    if (transmits === undefined) return undefined;
+    const datagram = transmits.shift();
+    if (transmits.length === 0) this.#transmits = undefined;
+    return datagram;
   }
 
   pollEvent(): TunnelEvent | undefined {
-    return this.#events.shift();
+    const events = this.#events;
+    if (events === undefined) return undefined;
+    const event = events.shift();
+    if (events.length === 0) this.#events = undefined;
+    return event;
+  }
+
+  #transmit(datagram: Uint8Array): void {
+    (this.#transmits ??= new RingQueue<Uint8Array>(4)).push(datagram);
+  }
+
+  #emit(event: TunnelEvent): void {
+    (this.#events ??= new RingQueue<TunnelEvent>(2)).push(event);
+  }
+
+  /** A view of `length` bytes at `offset` of the tunnel's buffer (for a handshake, never per packet). */
+  #field(offset: number, length: number): Uint8Array {
+    return this.#bytes.subarray(offset, offset + length);
+  }
+
+  #peerIdentity(): PublicIdentity {
+    return {
+      publicKey: this.#field(PEER_PUBLIC_KEY, KEY_SIZE),
+      mac1Key: this.#field(PEER_MAC1_KEY, KEY_SIZE),
+      cookieKey: this.#field(PEER_COOKIE_KEY, KEY_SIZE),
+      initialHash: this.#field(PEER_INITIAL_HASH, KEY_SIZE),
+    };
+  }
+
+  #forgetCookie(): void {
+    this.#cookieReceivedAt = undefined;
+    this.#bytes.fill(0, COOKIE, COOKIE + MAC_SIZE);
   }
 
   // --- outbound ---
@@ -381,8 +443,9 @@ export class Tunnel {
   }
 
   #queueForHandshake(packet: Uint8Array, now: number): 'queued' | 'queueFull' {
-    if (this.#queue.length >= MAX_QUEUED_PACKETS) return 'queueFull';
-    this.#queue.push(packet.slice());
+    const queue = (this.#queue ??= []);
+    if (queue.length >= MAX_QUEUED_PACKETS) return 'queueFull';
+    queue.push(packet.slice());
     if (!this.isHandshaking()) this.#sendInitiation(now, false);
     return 'queued';
   }
@@ -392,41 +455,41 @@ export class Tunnel {
     const localIndex = this.#nextLocalIndex();
     const ephemeral = new Uint8Array(KEY_SIZE);
     this.#rng.fill(ephemeral);
-    const created =
-      this.#staticStatic === undefined
-        ? undefined
-        : createInitiation(
-            this.#local,
-            this.#peer,
-            this.#staticStatic,
-            localIndex,
-            ephemeral,
-            tai64n(this.#nextTimestampMs(now)),
-          );
+    const created = this.#hasStaticStatic
+      ? createInitiation(
+          this.#local,
+          this.#peerIdentity(),
+          this.#field(STATIC_STATIC, KEY_SIZE),
+          localIndex,
+          ephemeral,
+          tai64n(this.#nextTimestampMs(now)),
+        )
+      : undefined;
     ephemeral.fill(0);
     this.#pending = { state: created?.state, startedAt, retransmitAt: now + this.#rekeyTimeout + this.#jitter() };
     if (created === undefined) return;
     this.#addMacs(created.message, INITIATION_OFFSET_MAC1, INITIATION_OFFSET_MAC2, localIndex, now);
-    this.#transmits.push(created.message);
+    this.#transmit(created.message);
     this.#lastDataReceivedWithoutReply = undefined;
     if (log.enabled(Level.Debug)) log.debug('sending handshake initiation', { index: localIndex, isRetransmit });
   }
 
   #addMacs(message: Uint8Array, mac1At: number, mac2At: number, senderIndex: number, now: number): void {
-    const mac1 = mac(this.#peer.mac1Key, message.subarray(0, mac1At));
+    const mac1 = mac(this.#field(PEER_MAC1_KEY, KEY_SIZE), message.subarray(0, mac1At));
     message.set(mac1, mac1At);
-    if (this.#cookie !== undefined && now < this.#cookieReceivedAt + COOKIE_EXPIRATION) {
-      message.set(mac(this.#cookie, message.subarray(0, mac2At)), mac2At);
+    if (this.#cookieReceivedAt !== undefined && now < this.#cookieReceivedAt + COOKIE_EXPIRATION) {
+      message.set(mac(this.#field(COOKIE, MAC_SIZE), message.subarray(0, mac2At)), mac2At);
     }
-    this.#lastSentMac1 = mac1;
+    this.#bytes.set(mac1, LAST_SENT_MAC1);
     this.#lastSentIndex = senderIndex;
   }
 
   #flushQueue(now: number): void {
     const session = this.#current;
-    if (session === undefined) return;
-    for (const packet of this.#queue) this.#transmits.push(this.#seal(session, packet, now));
-    this.#queue.length = 0;
+    const queue = this.#queue;
+    if (session === undefined || queue === undefined) return;
+    this.#queue = undefined;
+    for (const packet of queue) this.#transmit(this.#seal(session, packet, now));
   }
 
   // --- inbound ---
@@ -466,7 +529,7 @@ export class Tunnel {
     if (session === this.#unconfirmed) {
       this.#unconfirmed = undefined;
       this.#current = session;
-      this.#events.push(SESSION_ESTABLISHED);
+      this.#emit(SESSION_ESTABLISHED);
       this.#flushQueue(now);
     }
     if (length === 0) return 'keepalive';
@@ -487,19 +550,19 @@ export class Tunnel {
       case 'reject':
         return verdict.reason;
       case 'cookieReply':
-        this.#transmits.push(verdict.message);
+        this.#transmit(verdict.message);
         return 'underLoad';
     }
   }
 
   #receiveInitiation(datagram: Uint8Array, now: number): DecapsulateResult {
-    if (this.#staticStatic === undefined) return 'handshakeFailed';
+    if (!this.#hasStaticStatic) return 'handshakeFailed';
     const opened = openInitiation(this.#local, datagram);
     if (opened === undefined) return 'handshakeFailed';
-    if (!constantTimeEqual(opened.peerStatic, this.#peer.publicKey)) return 'wrongPeer';
-    const finished = finishInitiation(opened, this.#staticStatic);
+    if (!constantTimeEqual(opened.peerStatic, this.#field(PEER_PUBLIC_KEY, KEY_SIZE))) return 'wrongPeer';
+    const finished = finishInitiation(opened, this.#field(STATIC_STATIC, KEY_SIZE));
     if (finished === undefined) return 'handshakeFailed';
-    if (this.#lastReceivedTimestamp !== undefined && !isLater(finished.timestamp, this.#lastReceivedTimestamp)) {
+    if (this.#hasReceivedTimestamp && !isLater(finished.timestamp, this.#field(LAST_RECEIVED_TIMESTAMP, TIMESTAMP_SIZE))) {
       return 'staleTimestamp';
     }
 
@@ -507,18 +570,19 @@ export class Tunnel {
     const ephemeral = new Uint8Array(KEY_SIZE);
     this.#rng.fill(ephemeral);
     const response = createResponse(
-      this.#peer,
+      this.#peerIdentity(),
       { peerIndex: opened.peerIndex, peerEphemeral: opened.peerEphemeral, chainKey: finished.chainKey, hash: finished.hash },
       localIndex,
       ephemeral,
-      this.#presharedKey,
+      this.#field(PRESHARED_KEY, KEY_SIZE),
     );
     ephemeral.fill(0);
     if (response === undefined) return 'handshakeFailed';
 
-    this.#lastReceivedTimestamp = finished.timestamp;
+    this.#bytes.set(finished.timestamp, LAST_RECEIVED_TIMESTAMP);
+    this.#hasReceivedTimestamp = true;
     this.#addMacs(response.message, RESPONSE_OFFSET_MAC1, RESPONSE_OFFSET_MAC2, localIndex, now);
-    this.#transmits.push(response.message);
+    this.#transmit(response.message);
     this.#lastDataReceivedWithoutReply = undefined;
     this.#firstDataSentWithoutReply = undefined;
     this.#unconfirmed = this.#installSession(response.keys, false, now);
@@ -529,27 +593,27 @@ export class Tunnel {
   #receiveResponse(datagram: Uint8Array, now: number): DecapsulateResult {
     const state = this.#pending?.state;
     if (state === undefined) return 'unexpected';
-    const keys = consumeResponse(this.#local, state, datagram, this.#presharedKey);
+    const keys = consumeResponse(this.#local, state, datagram, this.#field(PRESHARED_KEY, KEY_SIZE));
     if (keys === undefined) return 'handshakeFailed';
 
     this.#pending = undefined;
     this.#handshakeScheduledAt = undefined;
     this.#firstDataSentWithoutReply = undefined;
     this.#current = this.#installSession(keys, true, now);
-    this.#events.push(SESSION_ESTABLISHED);
-    if (this.#queue.length > 0) this.#flushQueue(now);
-    else this.#transmits.push(this.#seal(this.#current, EMPTY, now));
+    this.#emit(SESSION_ESTABLISHED);
+    if (this.#queue !== undefined) this.#flushQueue(now);
+    else this.#transmit(this.#seal(this.#current, EMPTY, now));
     if (log.enabled(Level.Debug)) log.debug('handshake completed', { index: keys.localIndex });
     return 'handshake';
   }
 
   #receiveCookieReply(datagram: Uint8Array, now: number): DecapsulateResult {
-    if (this.#lastSentMac1 === undefined || receiverIndex(datagram) !== this.#lastSentIndex) return 'unexpected';
+    if (this.#lastSentIndex === undefined || receiverIndex(datagram) !== this.#lastSentIndex) return 'unexpected';
     const nonce = datagram.subarray(COOKIE_OFFSET_NONCE, COOKIE_OFFSET_NONCE + COOKIE_NONCE_SIZE);
     const sealed = datagram.subarray(COOKIE_OFFSET_COOKIE, COOKIE_REPLY_SIZE);
-    const cookie = xaeadOpen(this.#peer.cookieKey, nonce, sealed, this.#lastSentMac1);
+    const cookie = xaeadOpen(this.#field(PEER_COOKIE_KEY, KEY_SIZE), nonce, sealed, this.#field(LAST_SENT_MAC1, MAC_SIZE));
     if (cookie === undefined || cookie.length !== MAC_SIZE) return 'decryptFailed';
-    this.#cookie = cookie;
+    this.#bytes.set(cookie, COOKIE);
     this.#cookieReceivedAt = now;
     return 'cookie';
   }
@@ -618,13 +682,13 @@ export class Tunnel {
     this.#unconfirmed = undefined;
     this.#pending = undefined;
     this.#handshakeScheduledAt = undefined;
-    this.#queue.length = 0;
+    this.#queue = undefined;
     this.#sessionEstablishedAt = now;
     this.#lastDataSentAt = now;
     this.#lastDataReceivedAt = now;
     this.#firstDataSentWithoutReply = undefined;
     this.#lastDataReceivedWithoutReply = undefined;
-    this.#events.push(CONNECTION_EXPIRED);
+    this.#emit(CONNECTION_EXPIRED);
     log.debug('connection expired', { reason });
   }
 
