@@ -1,3 +1,8 @@
+// The storage of every queue without any: read, never written (`set` allocates a queue's own first).
+const NO_KEYS: readonly unknown[] = [];
+const NO_TIMES: number[] = [];
+const NO_SLOTS: ReadonlyMap<unknown, number> = new Map();
+
 /**
  * Deadlines of many owners (connections, clients, allocations) in one indexed binary min-heap.
  *
@@ -7,12 +12,13 @@
  * visiting the children that have nothing to do.
  *
  * Nothing here allocates after an owner's first insertion: positions live in a map from owner to
- * slot, and the heap arrays only grow.
+ * slot, and the heap arrays only grow. A queue that never held a deadline (or was cleared) holds no
+ * map and no arrays: thousands of connections and clients each own a queue that is mostly empty.
  */
 export class DeadlineQueue<K> {
-  private readonly keys: K[] = [];
-  private readonly times: number[] = [];
-  private readonly slots = new Map<K, number>();
+  private keys: K[] = NO_KEYS as K[];
+  private times: number[] = NO_TIMES;
+  private slots: Map<K, number> = NO_SLOTS as Map<K, number>;
   /** Heap operations performed (a test hook: structural tests count work, not time). */
   operations = 0;
 
@@ -48,6 +54,7 @@ export class DeadlineQueue<K> {
     this.operations++;
     const slot = this.slots.get(key);
     if (slot === undefined) {
+      if (this.slots === NO_SLOTS) this.allocate();
       const end = this.slots.size;
       this.keys[end] = key;
       this.times[end] = time;
@@ -89,10 +96,22 @@ export class DeadlineQueue<K> {
     return key;
   }
 
+  /** Removes every deadline and lets the storage go. */
   clear(): void {
-    this.keys.length = 0;
-    this.times.length = 0;
-    this.slots.clear();
+    this.keys = NO_KEYS as K[];
+    this.times = NO_TIMES;
+    this.slots = NO_SLOTS as Map<K, number>;
+  }
+
+  /** Whether the queue holds storage (a test hook: an empty queue holds none until its first `set`). */
+  get allocated(): boolean {
+    return this.slots !== NO_SLOTS;
+  }
+
+  private allocate(): void {
+    this.keys = [];
+    this.times = [];
+    this.slots = new Map();
   }
 
   private move(from: number, to: number): void {

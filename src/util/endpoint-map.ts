@@ -1,12 +1,18 @@
 import type { SocketAddr } from './socket-addr.ts';
 
+/** The addresses of every empty map: read, never written (`set` gives a map its own first). */
+const NO_ADDRESSES: ReadonlyMap<string, PortEntry<unknown>> = new Map();
+
 /**
  * A map keyed by an endpoint's value (address text and port), looked up without building a key:
  * per-datagram demultiplexing must not allocate, and the socket layer may hand out different
  * `SocketAddr` objects for the same peer.
+ *
+ * An address with one port (the usual case: one peer per public address) holds that port's entry
+ * itself; only an address with several ports gets a map of its ports.
  */
 export class EndpointMap<V> {
-  private readonly byAddress = new Map<string, Map<number, V>>();
+  private byAddress = NO_ADDRESSES as Map<string, PortEntry<V> | Map<number, V>>;
   private count = 0;
 
   get size(): number {
@@ -14,7 +20,10 @@ export class EndpointMap<V> {
   }
 
   get(endpoint: SocketAddr): V | undefined {
-    return this.byAddress.get(endpoint.address)?.get(endpoint.port);
+    const ports = this.byAddress.get(endpoint.address);
+    if (ports === undefined) return undefined;
+    if (ports instanceof PortEntry) return ports.port === endpoint.port ? ports.value : undefined;
+    return ports.get(endpoint.port);
   }
 
   has(endpoint: SocketAddr): boolean {
@@ -22,17 +31,48 @@ export class EndpointMap<V> {
   }
 
   set(endpoint: SocketAddr, value: V): void {
-    let ports = this.byAddress.get(endpoint.address);
-    if (ports === undefined) this.byAddress.set(endpoint.address, (ports = new Map()));
-    if (!ports.has(endpoint.port)) this.count++;
-    ports.set(endpoint.port, value);
+    if (this.byAddress === NO_ADDRESSES) this.byAddress = new Map();
+    const { address, port } = endpoint;
+    const ports = this.byAddress.get(address);
+    if (ports === undefined) {
+      this.byAddress.set(address, new PortEntry(port, value));
+      this.count++;
+      return;
+    }
+    if (ports instanceof PortEntry) {
+      if (ports.port === port) {
+        ports.value = value;
+        return;
+      }
+      this.byAddress.set(
+        address,
+        new Map([
+          [ports.port, ports.value],
+          [port, value],
+        ]),
+      );
+      this.count++;
+      return;
+    }
+    if (!ports.has(port)) this.count++;
+    ports.set(port, value);
   }
 
   delete(endpoint: SocketAddr): boolean {
-    const ports = this.byAddress.get(endpoint.address);
-    if (ports === undefined || !ports.delete(endpoint.port)) return false;
+    const { address, port } = endpoint;
+    const ports = this.byAddress.get(address);
+    if (ports === undefined) return false;
+    if (ports instanceof PortEntry) {
+      if (ports.port !== port) return false;
+      this.byAddress.delete(address);
+    } else {
+      if (!ports.delete(port)) return false;
+      if (ports.size === 1) {
+        for (const [otherPort, otherValue] of ports) this.byAddress.set(address, new PortEntry(otherPort, otherValue));
+      }
+    }
     this.count--;
-    if (ports.size === 0) this.byAddress.delete(endpoint.address);
+    if (this.count === 0) this.byAddress = NO_ADDRESSES as Map<string, PortEntry<V>>;
     return true;
   }
 
@@ -43,7 +83,14 @@ export class EndpointMap<V> {
   }
 
   clear(): void {
-    this.byAddress.clear();
+    this.byAddress = NO_ADDRESSES as Map<string, PortEntry<V>>;
     this.count = 0;
   }
+}
+
+class PortEntry<V> {
+  constructor(
+    readonly port: number,
+    public value: V,
+  ) {}
 }

@@ -69,3 +69,28 @@ describe('DeadlineQueue', () => {
     );
   });
 });
+
+describe('DeadlineQueue memory', () => {
+  test('holds no storage until the first deadline, and none after clear; queues never share entries', () => {
+    const a = new DeadlineQueue<string>();
+    const b = new DeadlineQueue<string>();
+    assert.equal(a.allocated, false);
+    assert.equal(a.peekTime(), Infinity);
+    assert.equal(a.delete('x'), false);
+    a.set('x', undefined);
+    assert.equal(a.allocated, false);
+    a.set('x', 5);
+    assert.equal(a.allocated, true);
+    assert.equal(b.has('x'), false);
+    assert.equal(b.size, 0);
+    b.set('y', 3);
+    assert.equal(a.timeOf('y'), undefined);
+    a.clear();
+    assert.equal(a.allocated, false);
+    assert.equal(a.size, 0);
+    a.set('z', 1);
+    assert.equal(a.popDue(2), 'z');
+    assert.equal(b.popDue(3), 'y');
+    assert.equal(new DeadlineQueue<string>().size, 0);
+  });
+});

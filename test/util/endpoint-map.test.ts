@@ -37,6 +37,13 @@ describe('EndpointMap', () => {
           }
           assert.equal(map.size, model.size);
           assert.equal(map.get(addr), model.get(socketAddrKey(addr)));
+          for (const ip of ['10.0.0.1', '10.0.0.2', 'fd00::1']) {
+            for (let port = 1; port <= 4; port++) {
+              const other = socketAddr(ip, port);
+              assert.equal(map.get(other), model.get(socketAddrKey(other)));
+              assert.equal(map.has(other), model.has(socketAddrKey(other)));
+            }
+          }
         }
       }),
     );

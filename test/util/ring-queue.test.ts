@@ -44,3 +44,26 @@ describe('RingQueue', () => {
     );
   });
 });
+
+describe('RingQueue memory', () => {
+  test('holds no slots until the first push, then the initial capacity, and none again after clear', () => {
+    const queue = new RingQueue<number>(3);
+    assert.equal(queue.capacity, 0);
+    assert.equal(queue.shift(), undefined);
+    queue.clear();
+    assert.equal(queue.capacity, 0);
+    queue.push(1);
+    assert.equal(queue.capacity, 4);
+    for (let i = 2; i <= 5; i++) queue.push(i);
+    assert.equal(queue.capacity, 8);
+    queue.clear();
+    assert.equal(queue.capacity, 0);
+    queue.push(7);
+    assert.equal(queue.capacity, 8);
+    assert.equal(queue.shift(), 7);
+    const other = new RingQueue<number>(3);
+    other.push(9);
+    assert.equal(other.capacity, 4);
+    assert.equal(other.shift(), 9);
+  });
+});
