@@ -11,22 +11,36 @@ import type { Cidr, IpPacket } from '../ip/index.ts';
 import { FilterEngine } from './filter.ts';
 import type { Filter } from './types.ts';
 
-interface NetworkRules {
-  /** resource id -> its filter list (an empty list permits everything). */
-  readonly lists: Map<string, readonly Filter[]>;
-  engine: FilterEngine;
-  /** Each granting resource with its own rules, in grant order (which resource a packet belongs to). */
-  byResource: readonly { readonly id: string; readonly engine: FilterEngine }[];
+/** One resource's grant of a network: its filter list (empty: everything) and the rules made from it. */
+class Grant {
+  constructor(
+    readonly resourceId: string,
+    readonly filters: readonly Filter[],
+    readonly engine: FilterEngine,
+  ) {}
 }
+
+/** A network granted by several resources: each grant, in grant order, and the union of their rules. */
+class SharedNetwork {
+  constructor(
+    readonly grants: readonly Grant[],
+    readonly engine: FilterEngine,
+  ) {}
+}
+
+/** What a network allows: a network held by one resource (nearly all) is just its grant. */
+type NetworkRules = Grant | SharedNetwork;
 
 interface Probe {
   packet: IpPacket;
   useDestinationPort: boolean;
 }
 
+/** The argument of `permits` during a lookup (lookups are synchronous; one serves every table). */
+const probe: Probe = { packet: undefined as unknown as IpPacket, useDestinationPort: true };
+
 export class FilterTable {
   private readonly table = new PrefixTable<NetworkRules>();
-  private readonly probe: Probe = { packet: undefined as unknown as IpPacket, useDestinationPort: true };
   /** Networks whose rules were rebuilt (a test hook: structural tests count work, not time). */
   networksRebuilt = 0;
   /** The network rules the last `permits*` call found (undefined: none permitted). */
@@ -38,24 +52,26 @@ export class FilterTable {
 
   /** Grants `network` to `resourceId` with `filters`, replacing what that resource had there. */
   set(network: Cidr, resourceId: string, filters: readonly Filter[]): void {
-    let rules = this.table.get(network);
-    if (rules === undefined) {
-      rules = { lists: new Map(), engine: FilterEngine.PERMIT_ALL, byResource: [] };
-      this.table.insert(network, rules);
-    }
-    rules.lists.set(resourceId, filters);
-    this.rebuild(rules);
+    const grant = new Grant(resourceId, filters, FilterEngine.fromLists([filters]));
+    const grants = grantsIn(this.table.get(network));
+    const index = grants.findIndex((g) => g.resourceId === resourceId);
+    this.rebuild(network, index < 0 ? [...grants, grant] : grants.map((g, i) => (i === index ? grant : g)));
   }
 
   /** Withdraws `resourceId`'s grant of `network`. */
   delete(network: Cidr, resourceId: string): void {
-    const rules = this.table.get(network);
-    if (rules === undefined || !rules.lists.delete(resourceId)) return;
-    if (rules.lists.size === 0) {
+    const grants = grantsIn(this.table.get(network));
+    const index = grants.findIndex((g) => g.resourceId === resourceId);
+    if (index < 0) return;
+    if (grants.length === 1) {
+      this.matched = undefined;
       this.table.remove(network);
       return;
     }
-    this.rebuild(rules);
+    this.rebuild(
+      network,
+      grants.filter((_, i) => i !== index),
+    );
   }
 
   clear(): void {
@@ -86,19 +102,18 @@ export class FilterTable {
   lastResourceOf(packet: IpPacket, useDestinationPort: boolean): string | undefined {
     const rules = this.matched;
     if (rules === undefined) return undefined;
-    const grants = rules.byResource;
-    if (grants.length === 1) return grants[0]!.id;
-    for (let i = 0; i < grants.length; i++) if (grants[i]!.engine.permits(packet, useDestinationPort)) return grants[i]!.id;
+    if (rules instanceof Grant) return rules.resourceId;
+    const grants = rules.grants;
+    for (let i = 0; i < grants.length; i++) if (grants[i]!.engine.permits(packet, useDestinationPort)) return grants[i]!.resourceId;
     return undefined;
   }
 
   /** The resources granting exactly `network` (tests and diagnostics). */
   grantsOf(network: Cidr): string[] {
-    return [...(this.table.get(network)?.lists.keys() ?? [])];
+    return grantsIn(this.table.get(network)).map((g) => g.resourceId);
   }
 
   private find(packet: IpPacket, useDestinationPort: boolean, offset: number): boolean {
-    const probe = this.probe;
     probe.packet = packet;
     probe.useDestinationPort = useDestinationPort;
     const found = packet.version === 4 ? this.table.findV4(readU32(packet.bytes, offset), permits, probe) : this.table.findV6(packet.bytes, offset, permits, probe);
@@ -106,11 +121,19 @@ export class FilterTable {
     return found !== undefined;
   }
 
-  private rebuild(rules: NetworkRules): void {
+  private rebuild(network: Cidr, grants: readonly Grant[]): void {
     this.networksRebuilt++;
-    rules.engine = FilterEngine.fromLists([...rules.lists.values()]);
-    rules.byResource = [...rules.lists].map(([id, filters]) => ({ id, engine: FilterEngine.fromLists([filters]) }));
+    this.matched = undefined;
+    const rules = grants.length === 1 ? grants[0]! : new SharedNetwork(grants, FilterEngine.fromLists(grants.map((g) => g.filters)));
+    this.table.insert(network, rules);
   }
+}
+
+const NO_GRANTS: readonly Grant[] = [];
+
+function grantsIn(rules: NetworkRules | undefined): readonly Grant[] {
+  if (rules === undefined) return NO_GRANTS;
+  return rules instanceof Grant ? [rules] : rules.grants;
 }
 
 function permits(rules: NetworkRules, probe: Probe): boolean {

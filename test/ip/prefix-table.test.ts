@@ -127,6 +127,11 @@ describe('longest-prefix-match table', () => {
             assert.equal(found, bestEven?.value, 'find: the longest network whose value is accepted');
           }
           assert.equal(table.size, slow.length);
+          if (o.kind !== 'lookup') {
+            assert.equal(table.get(o.net), slow.find((e) => cidrEquals(e.cidr, o.net))?.value);
+            const listed = [...table.entries()].map(([c, v]) => `${formatCidr(c)}=${v}`).sort();
+            assert.deepEqual(listed, slow.map((e) => `${formatCidr(e.cidr)}=${e.value}`).sort());
+          }
         }
       }),
       { numRuns: numRuns(500) },
