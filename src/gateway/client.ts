@@ -1,7 +1,11 @@
 // The policy state of one client on the gateway: its resources, the filter table derived from them (kept up to
 // date one resource at a time), the DNS-resource translation plan and its NAT sessions.
+//
+// Thousands of clients are held at once, most idle with one resource: what a client does not use (a second
+// resource, proxy IPs, NAT sessions, filters of a kind) is allocated when first needed, and its addresses are
+// kept as numbers.
 
-import { hostCidr } from '../ip/index.ts';
+import { hostCidr, readU32 } from '../ip/index.ts';
 import type { Cidr, IpAddr, IpPacket } from '../ip/index.ts';
 import { P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S } from './constants.ts';
 import { matchesDomainPattern } from './domain-pattern.ts';
@@ -10,7 +14,7 @@ import { NatTable } from './nat.ts';
 import type { RealIpIds } from './nat.ts';
 import { ProxyTranslations } from './proxy-translations.ts';
 import type { Translation } from './proxy-translations.ts';
-import { TokenBucket } from './token-bucket.ts';
+import { TokenBucketRule } from './token-bucket.ts';
 import type { Filter } from './types.ts';
 
 export type Resource =
@@ -20,49 +24,132 @@ export type Resource =
 
 export type AddResult = 'added' | 'updated' | 'type-mismatch';
 
+const CONTROL_PACKETS = new TokenBucketRule(P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S);
+
 export class ClientOnGateway {
-  readonly resources = new Map<string, Resource>();
+  /** The resources held: the one itself, or a map by id from the second on (undefined: none). */
+  private held: Resource | Map<string, Resource> | undefined;
   /** An Internet resource the client holds (then every destination outside the special ranges is allowed). */
   internetResourceId: string | undefined;
-  /** CIDR resources' networks. */
-  readonly filters = new FilterTable();
+  /** CIDR resources' networks (undefined until the first). */
+  private filters: FilterTable | undefined;
   /** DNS resources' proxy IPs (host routes), apart so that a renumbering drops them all at once. */
-  proxyFilters = new FilterTable();
+  private proxyFilters: FilterTable | undefined;
   readonly translations = new ProxyTranslations();
   readonly nat = new NatTable();
   /** Where the client sits in the state's queue of NAT tables to sweep (Infinity: not queued). */
   natSweepAt = Infinity;
-  /** p2p control packets the client may still send now. */
-  readonly controlPackets: TokenBucket;
+  /** p2p control packets the client may still send, as of `controlPacketsAt`. */
+  private controlPackets = P2P_CONTROL_BURST;
+  private controlPacketsAt: number;
   /** Name resolutions this client waits on. */
   pendingResolutions = 0;
-  /** Host-route keys of the IP table owned by this client, for removal. */
-  readonly ipKeysV4: number[] = [];
-  readonly ipKeysV6: number[] = [];
+  /** The tunnel IPv4 (uint32) and the four words (int32) of the tunnel IPv6. */
+  private readonly tunV4: number;
+  private readonly tunV6w0: number;
+  private readonly tunV6w1: number;
+  private readonly tunV6w2: number;
+  private readonly tunV6w3: number;
+  /** Host-route keys of the state's IP tables owned by this client, for removal (-1: none). */
+  private ipKeyV4 = -1;
+  private ipKeyV6 = -1;
+  /** Further keys, for a client given other tunnel IPs later (rare). */
+  private otherIpKeys: { readonly v4: number[]; readonly v6: number[] } | undefined;
 
   constructor(
     readonly id: string,
-    readonly tunV4: IpAddr,
-    readonly tunV6: IpAddr,
+    tunV4: IpAddr,
+    tunV6: IpAddr,
     readonly gatewayV4: IpAddr,
     readonly gatewayV6: IpAddr,
     now: number,
   ) {
-    this.controlPackets = new TokenBucket(P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S, now);
+    this.tunV4 = tunV4.family === 4 ? tunV4.value : -1;
+    const v6 = tunV6.family === 6 ? tunV6.bytes : NO_ADDRESS_V6;
+    this.tunV6w0 = readI32(v6, 0);
+    this.tunV6w1 = readI32(v6, 4);
+    this.tunV6w2 = readI32(v6, 8);
+    this.tunV6w3 = readI32(v6, 12);
+    this.controlPacketsAt = now;
   }
 
   get isEmpty(): boolean {
-    return this.resources.size === 0;
+    return this.held === undefined;
+  }
+
+  resource(resourceId: string): Resource | undefined {
+    const held = this.held;
+    if (held === undefined || !(held instanceof Map)) return held?.id === resourceId ? held : undefined;
+    return held.get(resourceId);
+  }
+
+  hasResource(resourceId: string): boolean {
+    return this.resource(resourceId) !== undefined;
+  }
+
+  /** The resources held, in the order they were added. */
+  resources(): Resource[] {
+    const held = this.held;
+    if (held === undefined) return [];
+    return held instanceof Map ? [...held.values()] : [held];
+  }
+
+  resourceIds(): string[] {
+    return this.resources().map((r) => r.id);
+  }
+
+  /** Whether the packet comes from the client's tunnel address of its family. */
+  sentFromTunnelAddress(packet: IpPacket): boolean {
+    return packet.version === 4 ? packet.sourceV4 === this.tunV4 : this.isTunV6At(packet.bytes, packet.sourceOffset);
+  }
+
+  /** Whether the packet goes to the client's tunnel address of its family. */
+  sentToTunnelAddress(packet: IpPacket): boolean {
+    return packet.version === 4 ? packet.destinationV4 === this.tunV4 : this.isTunV6At(packet.bytes, packet.destinationOffset);
+  }
+
+  /** Spends one p2p control packet if the client may send one now. */
+  takeControlPacket(now: number): boolean {
+    const level = CONTROL_PACKETS.levelAt(this.controlPackets, this.controlPacketsAt, now);
+    if (now > this.controlPacketsAt) this.controlPacketsAt = now;
+    if (level < 1) {
+      this.controlPackets = level;
+      return false;
+    }
+    this.controlPackets = level - 1;
+    return true;
+  }
+
+  /** Records that the state's host route `key` of `family` leads to this client. */
+  addIpKey(family: 4 | 6, key: number): void {
+    const first = family === 4 ? this.ipKeyV4 : this.ipKeyV6;
+    if (first === key) return;
+    if (first === -1) {
+      if (family === 4) this.ipKeyV4 = key;
+      else this.ipKeyV6 = key;
+      return;
+    }
+    this.otherIpKeys ??= { v4: [], v6: [] };
+    const others = family === 4 ? this.otherIpKeys.v4 : this.otherIpKeys.v6;
+    if (!others.includes(key)) others.push(key);
+  }
+
+  /** The state's host-route keys of `family` leading to this client. */
+  ipKeys(family: 4 | 6): number[] {
+    const first = family === 4 ? this.ipKeyV4 : this.ipKeyV6;
+    if (first === -1) return [];
+    const others = this.otherIpKeys === undefined ? [] : family === 4 ? this.otherIpKeys.v4 : this.otherIpKeys.v6;
+    return [first, ...others];
   }
 
   /** Client -> resource: some network containing the destination allows the packet. */
   permitsOutbound(packet: IpPacket, toProxy: boolean): boolean {
-    return (toProxy && this.proxyFilters.permitsOutbound(packet)) || this.filters.permitsOutbound(packet);
+    return (toProxy && this.proxyFilters !== undefined && this.proxyFilters.permitsOutbound(packet)) || (this.filters !== undefined && this.filters.permitsOutbound(packet));
   }
 
   /** Resource -> client: some network containing the source allows the packet. */
   permitsInbound(packet: IpPacket, fromProxy: boolean): boolean {
-    return (fromProxy && this.proxyFilters.permitsInbound(packet)) || this.filters.permitsInbound(packet);
+    return (fromProxy && this.proxyFilters !== undefined && this.proxyFilters.permitsInbound(packet)) || (this.filters !== undefined && this.filters.permitsInbound(packet));
   }
 
   /**
@@ -70,26 +157,24 @@ export class ClientOnGateway {
    * network that call found (see FilterTable.lastResourceOf).
    */
   outboundResourceOf(packet: IpPacket, toProxy: boolean): string | undefined {
-    const table = toProxy && this.proxyFilters.lastPermitted ? this.proxyFilters : this.filters;
-    return table.lastResourceOf(packet, true);
+    return this.lastPermittingTable(toProxy)?.lastResourceOf(packet, true);
   }
 
   /** The resource of the packet `permitsInbound(packet, fromProxy)` just permitted. */
   inboundResourceOf(packet: IpPacket, fromProxy: boolean): string | undefined {
-    const table = fromProxy && this.proxyFilters.lastPermitted ? this.proxyFilters : this.filters;
-    return table.lastResourceOf(packet, false);
+    return this.lastPermittingTable(fromProxy)?.lastResourceOf(packet, false);
   }
 
   /** Filter-table networks rebuilt so far (a test hook). */
   get filterWork(): number {
-    return this.filters.networksRebuilt + this.proxyFilters.networksRebuilt;
+    return (this.filters?.networksRebuilt ?? 0) + (this.proxyFilters?.networksRebuilt ?? 0);
   }
 
   /** A known id of the same type gets the new filters and the new expiry (the caller re-arms it). */
   addResource(resource: Resource): AddResult {
-    const existing = this.resources.get(resource.id);
+    const existing = this.resource(resource.id);
     if (existing === undefined) {
-      this.resources.set(resource.id, resource);
+      this.hold(resource);
       this.grant(resource);
       return 'added';
     }
@@ -104,7 +189,7 @@ export class ClientOnGateway {
 
   /** Replaces the filters of a held resource of the same type. */
   updateFilters(resourceId: string, type: Resource['type'], filters: readonly Filter[]): 'updated' | 'absent' | 'type-mismatch' {
-    const existing = this.resources.get(resourceId);
+    const existing = this.resource(resourceId);
     if (existing === undefined) return 'absent';
     if (existing.type !== type) return 'type-mismatch';
     if (existing.type === 'internet') return 'updated';
@@ -114,17 +199,16 @@ export class ClientOnGateway {
   }
 
   removeResource(resourceId: string): Resource | undefined {
-    const resource = this.resources.get(resourceId);
+    const resource = this.resource(resourceId);
     if (resource === undefined) return undefined;
-    this.resources.delete(resourceId);
+    this.release(resourceId);
     this.revoke(resource);
     return resource;
   }
 
   /** Drops every resource not in `keep`; returns the dropped ones. */
   retainResources(keep: ReadonlySet<string>): Resource[] {
-    const dropped: Resource[] = [];
-    for (const resource of this.resources.values()) if (!keep.has(resource.id)) dropped.push(resource);
+    const dropped = this.resources().filter((resource) => !keep.has(resource.id));
     for (const resource of dropped) this.removeResource(resource.id);
     return dropped;
   }
@@ -136,19 +220,19 @@ export class ClientOnGateway {
    */
   setupNat(domain: string, resourceId: string, resolved: readonly IpAddr[], proxies: readonly IpAddr[], realIds: RealIpIds, now: number): string | undefined {
     if (this.translations.reassigned(domain, proxies)) this.resetNat();
-    const resource = this.resources.get(resourceId);
+    const resource = this.resource(resourceId);
     if (resource === undefined) return 'unknown resource';
     if (resource.type !== 'dns') return 'not a DNS resource';
     if (!matchesDomainPattern(resource.pattern, domain)) return `domain does not match the resource address ${resource.pattern}`;
     const change = this.translations.assign(domain, resourceId, proxies, resolved, realIds, now);
     for (const translation of change.removed) this.withdraw(translation);
-    for (const translation of change.current) this.proxyFilters.set(hostCidr(translation.proxy), resourceId, resource.filters);
+    for (const translation of change.current) (this.proxyFilters ??= new FilterTable()).set(hostCidr(translation.proxy), resourceId, resource.filters);
     return undefined;
   }
 
   /** Forgets every translation and NAT session (a client that renumbered its proxy IPs). */
   resetNat(): void {
-    this.proxyFilters = new FilterTable();
+    this.proxyFilters = undefined;
     this.translations.clear();
     this.nat.clear();
   }
@@ -158,6 +242,46 @@ export class ClientOnGateway {
     this.nat.clear();
   }
 
+  private isTunV6At(bytes: Uint8Array, offset: number): boolean {
+    return (
+      readI32(bytes, offset) === this.tunV6w0 &&
+      readI32(bytes, offset + 4) === this.tunV6w1 &&
+      readI32(bytes, offset + 8) === this.tunV6w2 &&
+      readI32(bytes, offset + 12) === this.tunV6w3
+    );
+  }
+
+  /** The table whose lookup just permitted a packet: the proxy table if it was asked and said yes. */
+  private lastPermittingTable(proxy: boolean): FilterTable | undefined {
+    return proxy && this.proxyFilters?.lastPermitted === true ? this.proxyFilters : this.filters;
+  }
+
+  private hold(resource: Resource): void {
+    const held = this.held;
+    if (held === undefined) {
+      this.held = resource;
+      return;
+    }
+    if (held instanceof Map) {
+      held.set(resource.id, resource);
+      return;
+    }
+    this.held = new Map([
+      [held.id, held],
+      [resource.id, resource],
+    ]);
+  }
+
+  private release(resourceId: string): void {
+    const held = this.held;
+    if (!(held instanceof Map)) {
+      this.held = undefined;
+      return;
+    }
+    held.delete(resourceId);
+    if (held.size === 1) for (const last of held.values()) this.held = last;
+  }
+
   /** Installs the resource's networks in the filter table. */
   private grant(resource: Resource): void {
     switch (resource.type) {
@@ -165,10 +289,10 @@ export class ClientOnGateway {
         this.internetResourceId ??= resource.id;
         return;
       case 'cidr':
-        this.filters.set(resource.network, resource.id, resource.filters);
+        (this.filters ??= new FilterTable()).set(resource.network, resource.id, resource.filters);
         return;
       case 'dns':
-        for (const translation of this.translations.ofResource(resource.id)) this.proxyFilters.set(hostCidr(translation.proxy), resource.id, resource.filters);
+        for (const translation of this.translations.ofResource(resource.id)) (this.proxyFilters ??= new FilterTable()).set(hostCidr(translation.proxy), resource.id, resource.filters);
         return;
     }
   }
@@ -178,19 +302,26 @@ export class ClientOnGateway {
       case 'internet':
         if (this.internetResourceId !== resource.id) return;
         this.internetResourceId = undefined;
-        for (const other of this.resources.values()) if (other.type === 'internet') this.internetResourceId = other.id;
+        for (const other of this.resources()) if (other.type === 'internet') this.internetResourceId = other.id;
         return;
       case 'cidr':
-        this.filters.delete(resource.network, resource.id);
+        this.filters?.delete(resource.network, resource.id);
+        if (this.filters?.size === 0) this.filters = undefined;
         return;
       case 'dns':
-        for (const translation of this.translations.ofResource(resource.id)) this.proxyFilters.delete(hostCidr(translation.proxy), resource.id);
+        for (const translation of this.translations.ofResource(resource.id)) this.proxyFilters?.delete(hostCidr(translation.proxy), resource.id);
         return;
     }
   }
 
   private withdraw(translation: Translation): void {
     const network = hostCidr(translation.proxy);
-    for (const resourceId of translation.resources) this.proxyFilters.delete(network, resourceId);
+    for (const resourceId of translation.resources) this.proxyFilters?.delete(network, resourceId);
   }
+}
+
+const NO_ADDRESS_V6 = new Uint8Array(16);
+
+function readI32(bytes: Uint8Array, offset: number): number {
+  return readU32(bytes, offset) | 0;
 }

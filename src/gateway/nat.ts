@@ -128,11 +128,16 @@ export class NatSession {
 
 export type NatOutcome = 'exhausted' | 'full';
 
+/** The sessions and tuples of every table without any: read, never written (a table gets its own first). */
+const NO_SESSIONS: ReadonlyMap<number, NatSession> = new Map();
+const NO_TUPLES: ReadonlySet<number> = new Set();
+
+/** Most clients never use a DNS resource: a table without sessions holds no maps of its own. */
 export class NatTable {
-  private readonly byInside = new Map<number, NatSession>();
-  private readonly byOutside = new Map<number, NatSession>();
+  private byInside = NO_SESSIONS as Map<number, NatSession>;
+  private byOutside = NO_SESSIONS as Map<number, NatSession>;
   /** Outside tuples of ended sessions, oldest first: a late reply to one is dropped rather than passed on. */
-  private readonly expired = new Set<number>();
+  private expired = NO_TUPLES as Set<number>;
 
   private readonly deadlines = new DeadlineQueue<NatSession>();
 
@@ -171,9 +176,13 @@ export class NatTable {
     const outsideKey = natKey(family, l4, outsideValue, realId);
     const session = new NatSession(insideKey, outsideKey, l4, value, outsideValue, proxy, real, now);
     this.record(session, tcpFlags, Seen.OutgoingFin, Seen.OutgoingRst);
+    if (this.byInside === NO_SESSIONS) {
+      this.byInside = new Map();
+      this.byOutside = new Map();
+    }
     this.byInside.set(insideKey, session);
     this.byOutside.set(outsideKey, session);
-    this.expired.delete(outsideKey);
+    if (this.expired !== NO_TUPLES) this.expired.delete(outsideKey);
     this.deadlines.set(session, sweepTime(session.removeAt()));
     return session;
   }
@@ -211,10 +220,15 @@ export class NatTable {
 
   /** Drops every session and remembered tuple (a proxy IP reassignment, or the client going away). */
   clear(): void {
-    this.byInside.clear();
-    this.byOutside.clear();
-    this.expired.clear();
+    this.byInside = NO_SESSIONS as Map<number, NatSession>;
+    this.byOutside = NO_SESSIONS as Map<number, NatSession>;
+    this.expired = NO_TUPLES as Set<number>;
     this.deadlines.clear();
+  }
+
+  /** Whether the table holds maps of its own (a test hook: none until the first session, none once all ended). */
+  get holdsSessionMaps(): boolean {
+    return this.byInside !== NO_SESSIONS;
   }
 
   private live(session: NatSession | undefined, now: number): NatSession | undefined {
@@ -237,6 +251,12 @@ export class NatTable {
     this.byInside.delete(session.insideKey);
     if (this.byOutside.get(session.outsideKey) === session) this.byOutside.delete(session.outsideKey);
     this.deadlines.delete(session);
+    if (this.byInside.size === 0) {
+      this.byInside = NO_SESSIONS as Map<number, NatSession>;
+      this.byOutside = NO_SESSIONS as Map<number, NatSession>;
+      this.deadlines.clear();
+    }
+    if (this.expired === NO_TUPLES) this.expired = new Set();
     this.expired.add(session.outsideKey);
     if (this.expired.size > MAX_EXPIRED_NAT_TUPLES_PER_CLIENT) this.expired.delete(this.expired.values().next().value!);
   }

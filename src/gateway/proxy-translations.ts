@@ -40,12 +40,18 @@ export interface PlanChange {
   readonly current: readonly Translation[];
 }
 
+// The maps of every plan without any: read, never written (`assign` gives a plan its own first).
+const NO_TRANSLATIONS: ReadonlyMap<number, Translation> = new Map();
+const NO_DOMAINS: ReadonlyMap<string, DomainPlan> = new Map();
+const NO_RESOURCES: ReadonlyMap<string, Set<Translation>> = new Map();
+
+/** Most clients never announce a proxy IP: their plan holds no maps of its own until the first. */
 export class ProxyTranslations {
-  private readonly v4 = new Map<number, Translation>();
-  private readonly v6 = new Map<number, Translation>();
-  private readonly domains = new Map<string, DomainPlan>();
+  private v4 = NO_TRANSLATIONS as Map<number, Translation>;
+  private v6 = NO_TRANSLATIONS as Map<number, Translation>;
+  private domains = NO_DOMAINS as Map<string, DomainPlan>;
   /** resource id -> translations announced for it (kept while the resource is away: it may come back). */
-  private readonly byResource = new Map<string, Set<Translation>>();
+  private byResource = NO_RESOURCES as Map<string, Set<Translation>>;
 
   get size(): number {
     return this.v4.size + this.v6.size;
@@ -83,10 +89,15 @@ export class ProxyTranslations {
   }
 
   clear(): void {
-    this.v4.clear();
-    this.v6.clear();
-    this.domains.clear();
-    this.byResource.clear();
+    this.v4 = NO_TRANSLATIONS as Map<number, Translation>;
+    this.v6 = NO_TRANSLATIONS as Map<number, Translation>;
+    this.domains = NO_DOMAINS as Map<string, DomainPlan>;
+    this.byResource = NO_RESOURCES as Map<string, Set<Translation>>;
+  }
+
+  /** Whether the plan holds maps of its own (a test hook: none until the first announcement, none after clear). */
+  get allocated(): boolean {
+    return this.domains !== NO_DOMAINS;
   }
 
   /**
@@ -97,6 +108,12 @@ export class ProxyTranslations {
   assign(domain: string, resourceId: string, proxies: readonly IpAddr[], resolved: readonly IpAddr[], realIds: RealIpIds, now: number): PlanChange {
     const name = domain.toLowerCase();
     const removed: Translation[] = [];
+    if (this.domains === NO_DOMAINS) {
+      this.v4 = new Map();
+      this.v6 = new Map();
+      this.domains = new Map();
+      this.byResource = new Map();
+    }
     let plan = this.domains.get(name);
     if (plan === undefined) {
       if (this.domains.size >= MAX_NAT_DOMAINS_PER_CLIENT) this.evictLeastRecentlyUsed(removed);

@@ -247,7 +247,7 @@ export class GatewayState {
   updateResourceExpiry(clientId: string, resourceId: string, expiresAt: number | undefined): boolean {
     const id = clientId.toLowerCase();
     const rid = resourceId.toLowerCase();
-    const resource = this.clients.get(id)?.resources.get(rid);
+    const resource = this.clients.get(id)?.resource(rid);
     if (resource === undefined) return false;
     resource.expiresAt = expiresAt;
     this.expiries.set(expiryKey(id, rid), expiresAt);
@@ -347,7 +347,7 @@ export class GatewayState {
       return verdict;
     }
     if (icmpErrorKind(packet) === 'error') return verdict;
-    if (!packet.sourceEquals(v4 ? client.tunV4 : client.tunV6)) return this.reply(packet, 'prohibited');
+    if (!client.sentFromTunnelAddress(packet)) return this.reply(packet, 'prohibited');
     if (packet.destinationEquals(v4 ? client.gatewayV4 : client.gatewayV6)) {
       return servedOnTunnelAddress(packet) ? this.toTun(packet, outerCe) : this.reply(packet, 'prohibited');
     }
@@ -439,7 +439,7 @@ export class GatewayState {
         }
       }
     }
-    if (!packet.destinationEquals(v4 ? client.tunV4 : client.tunV6)) return verdict;
+    if (!client.sentToTunnelAddress(packet)) return verdict;
     const src = packet.sourceOffset;
     const src32 = v4 ? packet.sourceV4 : 0;
     if (v4 ? isTunnelV4(src32) : isTunnelV6(out, src)) return verdict;
@@ -462,7 +462,7 @@ export class GatewayState {
   }
 
   clientResourceIds(clientId: string): string[] {
-    return [...(this.clients.get(clientId.toLowerCase())?.resources.keys() ?? [])];
+    return this.clients.get(clientId.toLowerCase())?.resourceIds() ?? [];
   }
 
   natSessionCount(clientId: string): number {
@@ -559,7 +559,7 @@ export class GatewayState {
       this.logger.debug('Ignoring p2p control event', { cid: client.id, type: eventType });
       return;
     }
-    if (!client.controlPackets.take(now)) {
+    if (!client.takeControlPacket(now)) {
       this.stats.p2pRateLimited++;
       return;
     }
@@ -568,7 +568,7 @@ export class GatewayState {
       this.logger.debug('Malformed AssignedIps', { cid: client.id, error: request });
       return;
     }
-    if (!client.resources.has(request.resource)) {
+    if (!client.hasResource(request.resource)) {
       this.logger.warn('Received AssignedIps for a resource that is not allowed', { cid: client.id, rid: request.resource, domain: request.domain });
       this.sendDomainStatus(client.id, request, 'Inactive');
       return;
@@ -656,9 +656,9 @@ export class GatewayState {
   private removeClient(client: ClientOnGateway, reason: ClientRemovalReason): void {
     if (this.clients.get(client.id) !== client) return;
     this.clients.delete(client.id);
-    for (const key of client.ipKeysV4) if (this.clientsByV4.get(key) === client) this.clientsByV4.delete(key);
-    for (const key of client.ipKeysV6) if (this.clientsByV6.get(key) === client) this.clientsByV6.delete(key);
-    for (const resourceId of client.resources.keys()) this.expiries.delete(expiryKey(client.id, resourceId));
+    for (const key of client.ipKeys(4)) if (this.clientsByV4.get(key) === client) this.clientsByV4.delete(key);
+    for (const key of client.ipKeys(6)) if (this.clientsByV6.get(key) === client) this.clientsByV6.delete(key);
+    for (const resourceId of client.resourceIds()) this.expiries.delete(expiryKey(client.id, resourceId));
     this.natSweeps.delete(client);
     client.dispose();
     if (reason === 'noResources') this.logger.debug('Access to last resource for client removed', { cid: client.id });
@@ -667,18 +667,18 @@ export class GatewayState {
 
   private addIpRoutes(client: ClientOnGateway, ipv4: IpAddr, ipv6: IpAddr): void {
     if (ipv4.family === 4 && isTunnelV4(ipv4.value)) {
-      this.route(this.clientsByV4, client.ipKeysV4, ipv4.value, client);
+      this.route(this.clientsByV4, 4, ipv4.value, client);
     }
     if (ipv6.family === 6 && isTunnelV6(ipv6.bytes, 0)) {
-      this.route(this.clientsByV6, client.ipKeysV6, readU32(ipv6.bytes, 12) & V6_RANGE_HOST_MASK, client);
+      this.route(this.clientsByV6, 6, readU32(ipv6.bytes, 12) & V6_RANGE_HOST_MASK, client);
     }
   }
 
-  private route(table: Map<number, ClientOnGateway>, keys: number[], key: number, client: ClientOnGateway): void {
+  private route(table: Map<number, ClientOnGateway>, family: 4 | 6, key: number, client: ClientOnGateway): void {
     const owner = table.get(key);
     if (owner !== undefined && owner !== client) this.logger.warn('Tunnel IP already owned by another client, broken invariant', { cid: client.id, other: owner.id });
     table.set(key, client);
-    if (!keys.includes(key)) keys.push(key);
+    client.addIpKey(family, key);
   }
 
   private toResource(description: ResourceDescription, expiresAt: number | undefined): Resource | undefined {

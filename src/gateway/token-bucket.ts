@@ -1,27 +1,17 @@
 /**
- * A token bucket in the caller's time: `capacity` tokens, refilled continuously at `ratePerSecond`. Each
- * `take` spends one token if there is one. Refilling is computed on demand, so an idle bucket costs nothing.
+ * A token bucket's rule in the caller's time: `capacity` tokens, refilled continuously at `ratePerSecond`.
+ * The rule is shared; each bucket is just its level and when it was last updated, kept by its owner
+ * (thousands of clients each have one). Refilling is computed on demand, so an idle bucket costs nothing.
  */
-export class TokenBucket {
-  private tokens: number;
-  private updatedAt: number;
-
+export class TokenBucketRule {
   constructor(
-    private readonly capacity: number,
-    private readonly ratePerSecond: number,
-    now: number,
-  ) {
-    this.tokens = capacity;
-    this.updatedAt = now;
-  }
+    readonly capacity: number,
+    readonly ratePerSecond: number,
+  ) {}
 
-  take(now: number): boolean {
-    if (now > this.updatedAt) {
-      this.tokens = Math.min(this.capacity, this.tokens + ((now - this.updatedAt) * this.ratePerSecond) / 1000);
-      this.updatedAt = now;
-    }
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+  /** The level of a bucket that held `tokens` at `updatedAt`, at `now` (not before `updatedAt`). */
+  levelAt(tokens: number, updatedAt: number, now: number): number {
+    if (now <= updatedAt) return tokens;
+    return Math.min(this.capacity, tokens + ((now - updatedAt) * this.ratePerSecond) / 1000);
   }
 }

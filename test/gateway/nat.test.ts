@@ -15,6 +15,36 @@ const FIN_ACK = 0x11;
 const RST = 0x04;
 
 describe('NAT table', () => {
+  test('holds no maps before its first session and none once its sessions ended, but remembers their tuples', () => {
+    const nat = new NatTable();
+    const other = new NatTable();
+    assert.equal(nat.holdsSessionMaps, false);
+    assert.equal(nat.incoming(natKey(4, L4.Udp, 53, REAL_ID), 0, 0), undefined);
+    assert.equal(nat.nextSweep, Infinity);
+    const session = nat.outgoing(L4.Udp, 5353, PROXY, 0x64600001, REAL, REAL_ID, 0, 0);
+    assert.ok(typeof session !== 'string');
+    assert.equal(nat.holdsSessionMaps, true);
+    assert.equal(other.holdsSessionMaps, false);
+    assert.equal(other.incoming(session.outsideKey, 0, 0), undefined);
+    assert.equal(nat.incoming(session.outsideKey, 0, 1), session);
+    nat.sweep(nat.nextSweep, 10);
+    assert.notEqual(nat.nextSweep, Infinity, 'the session lives on: its sweep was only a look');
+    const end = nat.nextSweep;
+    assert.equal(nat.sweep(end + 200_000, 10), 1);
+    assert.equal(nat.size, 0);
+    assert.equal(nat.holdsSessionMaps, false);
+    assert.equal(nat.nextSweep, Infinity);
+    assert.ok(nat.isExpired(session.outsideKey));
+    assert.equal(other.isExpired(session.outsideKey), false);
+    const again = nat.outgoing(L4.Udp, 5353, PROXY, 0x64600001, REAL, REAL_ID, 0, end + 200_000);
+    assert.ok(typeof again !== 'string');
+    assert.equal(nat.size, 1);
+    assert.equal(nat.isExpired(again.outsideKey), false);
+    nat.clear();
+    assert.equal(nat.holdsSessionMaps, false);
+    assert.equal(nat.size, 0);
+  });
+
   test('keeps the port when free, else takes the next one up, wrapping to 1', () => {
     const nat = new NatTable();
     const proxies = [1, 2, 3].map((n) => ip(`100.96.0.${n}`));
