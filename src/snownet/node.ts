@@ -58,6 +58,7 @@ import {
   publicIdentity,
   RateLimiter,
   receiverTunnelIndex,
+  ReplayRings,
   SealBatch,
   SessionIndexAllocator,
   staticIdentity,
@@ -280,6 +281,7 @@ export class Node {
   private readonly invalidatedCandidates = new CandidateSignals();
   private readonly decrypted: { connection: string; packet: Uint8Array; tag: number } = { connection: '', packet: new Uint8Array(0), tag: 0 };
   private readonly cipher: TransportCipher;
+  private readonly replayRings = new ReplayRings();
   private readonly openBatch: OpenBatch;
   private readonly openConnections: (Connection | undefined)[];
   private readonly openTags: Float64Array;
@@ -477,6 +479,7 @@ export class Node {
       now,
       headroom: CHANNEL_DATA_HEADROOM,
       cipher: this.cipher,
+      replayRings: this.replayRings,
       ...timers,
       ...(this.unixOffsetMs !== undefined ? { unixOffsetMs: this.unixOffsetMs } : {}),
     });

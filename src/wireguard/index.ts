@@ -20,7 +20,7 @@ export { publicIdentity, staticIdentity, type PublicIdentity, type StaticIdentit
 export { messageType, receiverIndex, receiverTunnelIndex, tunnelIndexOf, type MessageType } from './messages.ts';
 export { initiationSender, openInitiation, type OpenedInitiation } from './noise.ts';
 export { RateLimiter, type HandshakeVerdict } from './rate-limiter.ts';
-export { ReplayWindow } from './replay.ts';
+export { ReplayRings, ReplayWindow } from './replay.ts';
 export { SessionIndexAllocator } from './session-index.ts';
 export { OpenBatch, SealBatch, TRANSPORT_BATCH_CAPACITY, type OpenOutcome } from './transport-batch.ts';
 export {

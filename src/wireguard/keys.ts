@@ -35,12 +35,17 @@ export interface StaticIdentity extends PublicIdentity {
 export function publicIdentity(publicKey: Uint8Array): PublicIdentity {
   if (publicKey.length !== KEY_SIZE) throw new RangeError('an X25519 public key has 32 bytes');
   const raw = Uint8Array.from(publicKey);
-  return {
-    publicKey: raw,
-    mac1Key: hash(MAC1_LABEL, raw),
-    cookieKey: hash(COOKIE_LABEL, raw),
-    initialHash: hash(INITIAL_HASH, raw),
-  };
+  return { publicKey: raw, mac1Key: mac1Key(raw), cookieKey: cookieKey(raw), initialHash: hash(INITIAL_HASH, raw) };
+}
+
+/** HASH("mac1----" ‖ public key): the key of MAC1 on handshake messages to that public key. */
+export function mac1Key(publicKey: Uint8Array): Uint8Array {
+  return hash(MAC1_LABEL, publicKey);
+}
+
+/** HASH("cookie--" ‖ public key): the key of cookie replies from that public key. */
+export function cookieKey(publicKey: Uint8Array): Uint8Array {
+  return hash(COOKIE_LABEL, publicKey);
 }
 
 export function staticIdentity(privateKey: Uint8Array): StaticIdentity {

@@ -11,7 +11,7 @@ import {
   TRANSPORT_OFFSET_RECEIVER,
 } from './constants.ts';
 import type { SessionKeys } from './noise.ts';
-import { REPLAY_WORDS, replayCheck, replayMark } from './replay.ts';
+import { replayCheck, replayMark, type ReplayRings } from './replay.ts';
 import { AEAD_JOB_WORDS, writeAeadJob, type TransportCipher } from './transport-cipher.ts';
 
 /** The initiator stops sending on a session this old, so its last packets still arrive before expiry. */
@@ -38,18 +38,21 @@ export class Session {
   readonly sendKey: number;
   readonly receiveKey: number;
   readonly #cipher: TransportCipher;
-  /** The receive replay window (replay.ts). */
-  readonly #replayBits = new Uint32Array(REPLAY_WORDS);
+  /** The receive replay window: a ring at `#replayBase` of the tunnel's shared rings, and its next counter. */
+  readonly #replayRings: ReplayRings;
+  readonly #replayBase: number;
   #replayNext = 0;
   #sendCounter = 0;
   #released = false;
 
-  constructor(keys: SessionKeys, isInitiator: boolean, now: number, cipher: TransportCipher) {
+  constructor(keys: SessionKeys, isInitiator: boolean, now: number, cipher: TransportCipher, replayRings: ReplayRings) {
     this.localIndex = keys.localIndex;
     this.remoteIndex = keys.remoteIndex;
     this.isInitiator = isInitiator;
     this.createdAt = now;
     this.#cipher = cipher;
+    this.#replayRings = replayRings;
+    this.#replayBase = replayRings.acquire();
     this.sendKey = cipher.addKey(keys.sendKey, true);
     this.receiveKey = cipher.addKey(keys.receiveKey, false);
     keys.sendKey.fill(0);
@@ -69,12 +72,13 @@ export class Session {
     return this.#sendCounter;
   }
 
-  /** Removes both keys from the cipher (idempotent); the session can no longer seal or open. */
+  /** Removes both keys from the cipher and returns the replay ring (idempotent); the session can no longer seal or open. */
   release(): void {
     if (this.#released) return;
     this.#released = true;
     this.#cipher.removeKey(this.sendKey);
     this.#cipher.removeKey(this.receiveKey);
+    this.#replayRings.release(this.#replayBase);
   }
 
   /**
@@ -109,14 +113,18 @@ export class Session {
     const high = readU32(message, TRANSPORT_OFFSET_COUNTER + 4);
     if (high > MAX_COUNTER_HIGH_WORD) return 'replayed';
     const counter = high * TWO_POW_32 + readU32(message, TRANSPORT_OFFSET_COUNTER);
-    if (counter >= REJECT_AFTER_MESSAGES || !replayCheck(this.#replayBits, this.#replayNext, counter)) return 'replayed';
+    if (counter >= REJECT_AFTER_MESSAGES || !replayCheck(this.#replayRings.words, this.#replayBase, this.#replayNext, counter)) return 'replayed';
     return counter;
   }
 
-  /** Records an authenticated counter; false when it was a replay after all (a duplicate in one batch). */
+  /**
+   * Records an authenticated counter; false when it was a replay after all (a duplicate in one
+   * batch), or the session was released (its ring may be another session's now).
+   */
   acceptCounter(counter: number): boolean {
-    if (!replayCheck(this.#replayBits, this.#replayNext, counter)) return false;
-    this.#replayNext = replayMark(this.#replayBits, this.#replayNext, counter);
+    const words = this.#replayRings.words;
+    if (this.#released || !replayCheck(words, this.#replayBase, this.#replayNext, counter)) return false;
+    this.#replayNext = replayMark(words, this.#replayBase, this.#replayNext, counter);
     return true;
   }
 

@@ -47,7 +47,7 @@ import {
   TIMESTAMP_SIZE,
 } from './constants.ts';
 import { constantTimeEqual, dh, importPublicKey, mac, xaeadOpen } from './crypto.ts';
-import { publicIdentity, type PublicIdentity, type StaticIdentity } from './keys.ts';
+import { cookieKey, mac1Key, publicIdentity, type PublicIdentity, type StaticIdentity } from './keys.ts';
 import { messageType, receiverIndex } from './messages.ts';
 import {
   consumeResponse,
@@ -59,6 +59,7 @@ import {
   type SessionKeys,
 } from './noise.ts';
 import type { RateLimiter } from './rate-limiter.ts';
+import { ReplayRings } from './replay.ts';
 import { readI32, Session } from './session.ts';
 import { isLater, tai64n } from './tai64n.ts';
 import type { OpenBatch, OpenOutcome, SealBatch } from './transport-batch.ts';
@@ -66,7 +67,7 @@ import { AEAD_BAD_KEY, AEAD_OK, NodeCryptoTransportCipher, type TransportCipher 
 
 export interface TunnelConfig {
   readonly local: StaticIdentity;
-  /** The peer's static public key, raw or with its derived values precomputed. */
+  /** The peer's static public key, raw or as a PublicIdentity (only its key is kept). */
   readonly peer: PublicIdentity | Uint8Array;
   readonly presharedKey: Uint8Array;
   /** A 24-bit value from `SessionIndexAllocator.next()`, unique within the node. */
@@ -86,6 +87,8 @@ export interface TunnelConfig {
   readonly headroom?: number;
   /** Where transport keys live and data messages are sealed and opened (node:crypto by default). */
   readonly cipher?: TransportCipher;
+  /** Storage of the sessions' replay windows, best shared by every tunnel of the node (the tunnel's own by default). */
+  readonly replayRings?: ReplayRings;
 }
 
 /** Outcomes of `decapsulate` other than a decrypted IP packet. */
@@ -140,12 +143,10 @@ interface PendingHandshake {
 const log = createLogger('wireguard');
 
 // A tunnel's fixed-size secrets and handshake values live at these offsets of one buffer (a
-// standalone Uint8Array costs ~200 B of heap besides its bytes).
+// standalone Uint8Array costs ~200 B of heap besides its bytes). The hashes of the peer's key
+// (MAC1 and cookie keys, initial hash) are not kept: a handshake recomputes them in microseconds.
 const PEER_PUBLIC_KEY = 0;
-const PEER_MAC1_KEY = PEER_PUBLIC_KEY + KEY_SIZE;
-const PEER_COOKIE_KEY = PEER_MAC1_KEY + KEY_SIZE;
-const PEER_INITIAL_HASH = PEER_COOKIE_KEY + KEY_SIZE;
-const PRESHARED_KEY = PEER_INITIAL_HASH + KEY_SIZE;
+const PRESHARED_KEY = PEER_PUBLIC_KEY + KEY_SIZE;
 /** DH(our static, their static), computed once per tunnel. */
 const STATIC_STATIC = PRESHARED_KEY + KEY_SIZE;
 const LAST_SENT_MAC1 = STATIC_STATIC + KEY_SIZE;
@@ -155,7 +156,7 @@ const TUNNEL_BYTES = LAST_RECEIVED_TIMESTAMP + TIMESTAMP_SIZE;
 
 export class Tunnel {
   readonly #local: StaticIdentity;
-  /** The peer's key and derived values, the preshared key, DH(static, static), MAC1, cookie, timestamp. */
+  /** The peer's key, the preshared key, DH(static, static), last MAC1 sent, cookie, last timestamp. */
   readonly #bytes = new Uint8Array(TUNNEL_BYTES);
   /** False when the peer's static key made the DH fail: no handshake can succeed. */
   readonly #hasStaticStatic: boolean;
@@ -168,6 +169,7 @@ export class Tunnel {
   readonly #rekeyTimeout: number;
   readonly #headroom: number;
   readonly #cipher: TransportCipher;
+  readonly #replayRings: ReplayRings;
 
   readonly #sessions: (Session | undefined)[] = new Array<Session | undefined>(SESSION_RING_SIZE).fill(undefined);
   /** When the oldest session in the ring expires (Infinity with none): polls do not scan the ring. */
@@ -201,16 +203,13 @@ export class Tunnel {
 
   constructor(config: TunnelConfig) {
     this.#local = config.local;
-    const peer = config.peer instanceof Uint8Array ? publicIdentity(config.peer) : config.peer;
-    if (peer.publicKey.length !== KEY_SIZE) throw new RangeError('an X25519 public key has 32 bytes');
+    const peerPublicKey = config.peer instanceof Uint8Array ? config.peer : config.peer.publicKey;
+    if (peerPublicKey.length !== KEY_SIZE) throw new RangeError('an X25519 public key has 32 bytes');
     if (config.presharedKey.length !== KEY_SIZE) throw new RangeError('a preshared key has 32 bytes');
     const bytes = this.#bytes;
-    bytes.set(peer.publicKey, PEER_PUBLIC_KEY);
-    bytes.set(peer.mac1Key, PEER_MAC1_KEY);
-    bytes.set(peer.cookieKey, PEER_COOKIE_KEY);
-    bytes.set(peer.initialHash, PEER_INITIAL_HASH);
+    bytes.set(peerPublicKey, PEER_PUBLIC_KEY);
     bytes.set(config.presharedKey, PRESHARED_KEY);
-    const staticStatic = dh(this.#local.privateKey, importPublicKey(peer.publicKey));
+    const staticStatic = dh(this.#local.privateKey, importPublicKey(peerPublicKey));
     this.#hasStaticStatic = staticStatic !== undefined;
     if (staticStatic !== undefined) {
       bytes.set(staticStatic, STATIC_STATIC);
@@ -225,6 +224,7 @@ export class Tunnel {
     this.#rekeyTimeout = config.rekeyTimeout ?? REKEY_TIMEOUT;
     this.#headroom = config.headroom ?? 0;
     this.#cipher = config.cipher ?? new NodeCryptoTransportCipher();
+    this.#replayRings = config.replayRings ?? new ReplayRings(2);
     this.#sessionEstablishedAt = config.now;
     this.#lastDataSentAt = config.now;
     this.#lastDataReceivedAt = config.now;
@@ -412,12 +412,7 @@ export class Tunnel {
   }
 
   #peerIdentity(): PublicIdentity {
-    return {
-      publicKey: this.#field(PEER_PUBLIC_KEY, KEY_SIZE),
-      mac1Key: this.#field(PEER_MAC1_KEY, KEY_SIZE),
-      cookieKey: this.#field(PEER_COOKIE_KEY, KEY_SIZE),
-      initialHash: this.#field(PEER_INITIAL_HASH, KEY_SIZE),
-    };
+    return publicIdentity(this.#field(PEER_PUBLIC_KEY, KEY_SIZE));
   }
 
   #forgetCookie(): void {
@@ -475,7 +470,7 @@ export class Tunnel {
   }
 
   #addMacs(message: Uint8Array, mac1At: number, mac2At: number, senderIndex: number, now: number): void {
-    const mac1 = mac(this.#field(PEER_MAC1_KEY, KEY_SIZE), message.subarray(0, mac1At));
+    const mac1 = mac(mac1Key(this.#field(PEER_PUBLIC_KEY, KEY_SIZE)), message.subarray(0, mac1At));
     message.set(mac1, mac1At);
     if (this.#cookieReceivedAt !== undefined && now < this.#cookieReceivedAt + COOKIE_EXPIRATION) {
       message.set(mac(this.#field(COOKIE, MAC_SIZE), message.subarray(0, mac2At)), mac2At);
@@ -611,7 +606,7 @@ export class Tunnel {
     if (this.#lastSentIndex === undefined || receiverIndex(datagram) !== this.#lastSentIndex) return 'unexpected';
     const nonce = datagram.subarray(COOKIE_OFFSET_NONCE, COOKIE_OFFSET_NONCE + COOKIE_NONCE_SIZE);
     const sealed = datagram.subarray(COOKIE_OFFSET_COOKIE, COOKIE_REPLY_SIZE);
-    const cookie = xaeadOpen(this.#field(PEER_COOKIE_KEY, KEY_SIZE), nonce, sealed, this.#field(LAST_SENT_MAC1, MAC_SIZE));
+    const cookie = xaeadOpen(cookieKey(this.#field(PEER_PUBLIC_KEY, KEY_SIZE)), nonce, sealed, this.#field(LAST_SENT_MAC1, MAC_SIZE));
     if (cookie === undefined || cookie.length !== MAC_SIZE) return 'decryptFailed';
     this.#bytes.set(cookie, COOKIE);
     this.#cookieReceivedAt = now;
@@ -621,7 +616,7 @@ export class Tunnel {
   // --- state ---
 
   #installSession(keys: SessionKeys, isInitiator: boolean, now: number): Session {
-    const session = new Session(keys, isInitiator, now, this.#cipher);
+    const session = new Session(keys, isInitiator, now, this.#cipher, this.#replayRings);
     const slot = keys.localIndex % SESSION_RING_SIZE;
     this.#sessions[slot]?.release();
     this.#sessions[slot] = session;

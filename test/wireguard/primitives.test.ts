@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { blake2s } from '@noble/hashes/blake2.js';
 import {
   REPLAY_WINDOW,
+  ReplayRings,
   ReplayWindow,
   SessionIndexAllocator,
   hash,
@@ -17,6 +18,7 @@ import {
 } from '../../src/wireguard/index.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { isLater, tai64n } from '../../src/wireguard/tai64n.ts';
+import { REPLAY_WORDS, replayCheck, replayMark } from '../../src/wireguard/replay.ts';
 
 describe('replay window', () => {
   test('accepts each counter once, in any order within the window', () => {
@@ -58,6 +60,46 @@ describe('replay window', () => {
         }
       }),
     );
+  });
+});
+
+describe('replay rings', () => {
+  /** A window on a ring of `rings`, as a session keeps it. */
+  function windowOn(rings: ReplayRings) {
+    const base = rings.acquire();
+    let next = 0;
+    return {
+      base,
+      update(counter: number): boolean {
+        if (!replayCheck(rings.words, base, next, counter)) return false;
+        next = replayMark(rings.words, base, next, counter);
+        return true;
+      },
+    };
+  }
+
+  test('windows sharing the rings are independent, also across growth', () => {
+    const rings = new ReplayRings(1);
+    const windows = Array.from({ length: 5 }, () => windowOn(rings));
+    assert.equal(new Set(windows.map((w) => w.base)).size, 5);
+    assert.equal(rings.inUse, 5);
+    assert.ok(rings.words.length >= 5 * REPLAY_WORDS);
+    for (const [i, w] of windows.entries()) for (let c = 0; c <= i * 40; c++) assert.equal(w.update(c), true);
+    for (const [i, w] of windows.entries()) {
+      for (let c = 0; c <= i * 40; c++) assert.equal(w.update(c), false, `window ${i} counter ${c} again`);
+      assert.equal(w.update(i * 40 + 1), true);
+    }
+  });
+
+  test('a released ring comes back zeroed', () => {
+    const rings = new ReplayRings(1);
+    const first = windowOn(rings);
+    for (let c = 0; c < 100; c++) first.update(c);
+    rings.release(first.base);
+    assert.equal(rings.inUse, 0);
+    const second = windowOn(rings);
+    assert.equal(second.base, first.base);
+    for (let c = 0; c < 100; c++) assert.equal(second.update(c), true);
   });
 });
 

@@ -16,6 +16,7 @@ import {
   staticIdentity,
   initiationSender,
   RateLimiter,
+  ReplayRings,
   Tunnel,
 } from '../../src/wireguard/index.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -199,6 +200,30 @@ describe('transport', () => {
     assert.ok(pair.b.tunnel.decapsulate(sent[2099 - 1000]!, IP_A, 2) instanceof Uint8Array);
     assert.ok(pair.b.tunnel.decapsulate(sent[2099 - 2000]!, IP_A, 2) instanceof Uint8Array);
     assert.equal(pair.b.tunnel.decapsulate(sent[10]!, IP_A, 2), 'replayed');
+  });
+
+  test('tunnels sharing replay rings keep separate windows and return every ring when sessions go', () => {
+    const rings = new ReplayRings(1);
+    const idA = staticIdentity(key(1));
+    const idB = staticIdentity(key(2));
+    const side = (identity: typeof idA, peer: Uint8Array, index: number, seed: number) => {
+      const rateLimiter = new RateLimiter(identity, seededRandom(seed + 1), 0);
+      return { identity, limiter: rateLimiter, tunnel: new Tunnel({ local: identity, peer, presharedKey: PSK, index, rng: seededRandom(seed), rateLimiter, now: 0, replayRings: rings }) };
+    };
+    const pairs = [0, 1].map((i) => ({ a: side(idA, idB.publicKey, 0x100 + i, 10 + i), b: side(idB, idA.publicKey, 0x200 + i, 20 + i) }));
+    for (let round = 0; round < 10; round++) for (const pair of pairs) handshake(pair, round);
+    // Each tunnel keeps at most SESSION_RING_SIZE (8) sessions, each with one ring.
+    assert.ok(rings.inUse <= 4 * 8, `${rings.inUse} rings`);
+    const sent = pairs.map((pair) => Array.from({ length: 3 }, () => pair.a.tunnel.encapsulate(ipv4(40), 10) as Uint8Array));
+    for (const [i, pair] of pairs.entries()) {
+      for (const d of sent[i]!) assert.ok(pair.b.tunnel.decapsulate(d, IP_A, 10) instanceof Uint8Array);
+      for (const d of sent[i]!) assert.equal(pair.b.tunnel.decapsulate(d, IP_A, 10), 'replayed');
+    }
+    for (const pair of pairs) {
+      pair.a.tunnel.close();
+      pair.b.tunnel.close();
+    }
+    assert.equal(rings.inUse, 0);
   });
 
   test('a tampered transport message is dropped without output', () => {
