@@ -122,24 +122,23 @@ export interface IceAgentOptions {
 export class IceAgent {
   private role: IceRole;
   private readonly ownCredentials: IceCredentials;
-  /** `localKey` and `remoteKey` are views of one buffer. */
-  private localKey: Uint8Array;
   private remoteCredentials: IceCredentials | undefined;
-  private remoteKey: Uint8Array | undefined;
   private readonly rng: RandomSource;
   private readonly tieBreaker: bigint;
   private readonly checkPacing: Millis;
   private readonly resolveRoleConflicts: boolean;
   private timing: StunTiming;
 
-  private readonly locals: LocalEntry[] = [];
+  // `locals`, `remotes` and `pairs` are replaced by exact-size copies when they change: a pushed-to
+  // array reserves 17 slots (152 bytes) to hold the two to four entries of a typical connection.
+  private locals: LocalEntry[] = [];
   /** Host and relay candidates added so far per family: each takes 2 less local preference than the one before. */
   private hostCandidatesV4 = 0;
   private hostCandidatesV6 = 0;
   private relayCandidatesV4 = 0;
   private relayCandidatesV6 = 0;
   /** By address, in the order learnt; an agent has a handful, so a scan beats a map of address strings. */
-  private readonly remotes: RemoteEntry[] = [];
+  private remotes: RemoteEntry[] = [];
   private pairs: Pair[] = [];
   private readonly transactionIds: TransactionIds;
   private readonly transactionTag: number;
@@ -161,7 +160,6 @@ export class IceAgent {
   constructor(options: IceAgentOptions) {
     this.role = options.role;
     this.ownCredentials = options.local;
-    this.localKey = shortTermKey(options.local.password);
     this.rng = options.rng;
     this.tieBreaker = (BigInt(options.rng.u32()) << 32n) | BigInt(options.rng.u32());
     this.timing = options.timing ?? ACTIVE_TIMING;
@@ -195,13 +193,6 @@ export class IceAgent {
 
   setRemoteCredentials(credentials: IceCredentials): void {
     this.remoteCredentials = credentials;
-    const local = this.localKey;
-    const remote = shortTermKey(credentials.password);
-    const keys = new Uint8Array(local.length + remote.length);
-    keys.set(local);
-    keys.set(remote, local.length);
-    this.localKey = keys.subarray(0, local.length);
-    this.remoteKey = keys.subarray(local.length);
     this.deadlineStale = true;
   }
 
@@ -426,7 +417,7 @@ export class IceAgent {
 
   private earliestDeadline(): Millis {
     let earliest = Infinity;
-    const canCheck = this.remoteKey !== undefined;
+    const canCheck = this.remoteCredentials !== undefined;
     const pacedFrom = this.lastCheckAt + this.checkPacing;
     for (const pair of this.pairs) {
       if (canCheck) {
@@ -457,7 +448,7 @@ export class IceAgent {
       this.dropPairs((pair) => pair.local === existing);
     }
     const entry: LocalEntry = { candidate, relay, discarded: false };
-    this.locals.push(entry);
+    this.locals = this.locals.concat([entry]);
     for (const remote of this.remotes) if (!remote.discarded) this.addPair(entry, remote);
     this.sortAndTrimPairs();
     this.updateState('local candidate added');
@@ -482,7 +473,7 @@ export class IceAgent {
       return existing;
     }
     const pair = new Pair(local, remote);
-    this.pairs.push(pair);
+    this.pairs = this.pairs.concat([pair]);
     this.deadlineStale = true;
     return pair;
   }
@@ -540,7 +531,7 @@ export class IceAgent {
       }
       if (pair === this.selected) selectedDropped = true;
     }
-    this.pairs = kept;
+    this.pairs = kept.length === this.pairs.length ? this.pairs : kept.slice();
     this.deadlineStale = true;
     if (selectedDropped) this.selected = undefined;
     this.evaluateNomination('pairs dropped');
@@ -567,7 +558,7 @@ export class IceAgent {
   // ---- checks ----
 
   private sendDueChecks(now: Millis): void {
-    if (this.remoteKey === undefined || this.remoteCredentials === undefined) return;
+    if (this.remoteCredentials === undefined) return;
     for (;;) {
       if (now < this.lastCheckAt + this.checkPacing) return;
       const pair = this.nextDuePair(now);
@@ -593,24 +584,23 @@ export class IceAgent {
 
   private sendCheck(pair: Pair, now: Millis): void {
     const remoteCredentials = this.remoteCredentials!;
-    const transactionId = new Uint8Array(12);
+    const transactionId = checkScratch.transactionId;
     let word: number;
     do {
       this.transactionIds.fill(transactionId, this.transactionTag, this.rng);
       word = transactionWord(transactionId);
     } while (word === 0 || this.pairAwaitingWord(word) !== undefined);
-    const useCandidate = this.role === 'controlling' && pair.nominated;
-    const attributes: StunAttribute[] = [
-      { kind: 'username', value: `${remoteCredentials.ufrag}:${this.ownCredentials.ufrag}` },
-      this.role === 'controlling'
-        ? { kind: 'iceControlling', tieBreaker: this.tieBreaker }
-        : { kind: 'iceControlled', tieBreaker: this.tieBreaker },
-      { kind: 'priority', priority: candidatePriority('prflx', localPreferenceOf(pair.local.candidate.priority)) },
-    ];
-    if (useCandidate) attributes.push({ kind: 'useCandidate' });
+    const controlling = this.role === 'controlling';
+    const useCandidate = controlling && pair.nominated;
+    const attributes = useCandidate ? checkScratch.nominating : checkScratch.plain;
+    checkScratch.username.value = `${remoteCredentials.ufrag}:${this.ownCredentials.ufrag}`;
+    const role = controlling ? checkScratch.controlling : checkScratch.controlled;
+    role.tieBreaker = this.tieBreaker;
+    attributes[1] = role;
+    checkScratch.priority.priority = candidatePriority('prflx', localPreferenceOf(pair.local.candidate.priority));
     const payload = encodeStunMessage(
       { method: StunMethod.Binding, class: 'request', transactionId, attributes },
-      { integrityKey: this.remoteKey, fingerprint: true },
+      { integrityKey: integrityKey(remoteCredentials.password), fingerprint: true },
     );
     pair.rememberAttempt(word, this.role === 'controlling');
     if (pair.trailingUnanswered === 0) pair.firstUnansweredAt = now;
@@ -632,7 +622,7 @@ export class IceAgent {
     if (username.slice(0, colon) !== this.ownCredentials.ufrag) return false;
     const remoteUfrag = this.remoteCredentials?.ufrag;
     if (remoteUfrag !== undefined && username.slice(colon + 1) !== remoteUfrag) return false;
-    if (!verifyIntegrity(message, this.localKey)) return false;
+    if (!verifyIntegrity(message, integrityKey(this.ownCredentials.password))) return false;
     const priority = getAttribute(message, 'priority')?.priority;
     if (priority === undefined) return false;
     if (this.resolveRoleConflicts && this.roleConflictAnswered(message, from, to)) return true;
@@ -669,8 +659,8 @@ export class IceAgent {
 
   private handleSuccess(message: StunMessage, from: SocketAddr): boolean {
     const pair = this.pairAwaiting(message.transactionId);
-    if (pair === undefined || this.remoteKey === undefined) return false;
-    if (!verifyIntegrity(message, this.remoteKey)) return false;
+    if (pair === undefined || this.remoteCredentials === undefined) return false;
+    if (!verifyIntegrity(message, integrityKey(this.remoteCredentials.password))) return false;
     if (getAttribute(message, 'xorMappedAddress') === undefined) return false;
     pair.forgetAttempt(pair.attemptIndex(transactionWord(message.transactionId)));
     this.noteDiscovered(from);
@@ -682,8 +672,8 @@ export class IceAgent {
 
   private handleErrorResponse(message: StunMessage): boolean {
     const pair = this.pairAwaiting(message.transactionId);
-    if (pair === undefined || this.remoteKey === undefined) return false;
-    if (!verifyIntegrity(message, this.remoteKey)) return false;
+    if (pair === undefined || this.remoteCredentials === undefined) return false;
+    if (!verifyIntegrity(message, integrityKey(this.remoteCredentials.password))) return false;
     const code = getAttribute(message, 'errorCode')?.code;
     if (code !== ROLE_CONFLICT || !this.resolveRoleConflicts) return true;
     const index = pair.attemptIndex(transactionWord(message.transactionId));
@@ -718,7 +708,7 @@ export class IceAgent {
         transactionId: message.transactionId,
         attributes: [{ kind: 'errorCode', code: ROLE_CONFLICT, reason: 'Role Conflict' }],
       },
-      { integrityKey: this.localKey, fingerprint: true },
+      { integrityKey: integrityKey(this.ownCredentials.password), fingerprint: true },
     );
     this.transmits.push(transmitOf(local, from, payload));
     return true;
@@ -743,7 +733,7 @@ export class IceAgent {
         transactionId,
         attributes: [{ kind: 'xorMappedAddress', address: from }],
       },
-      { integrityKey: this.localKey, fingerprint: true },
+      { integrityKey: integrityKey(this.ownCredentials.password), fingerprint: true },
     );
   }
 
@@ -770,7 +760,7 @@ export class IceAgent {
       others!.splice(index, 1);
       if (others!.length === 0) this.otherDiscoveredSources = undefined;
     }
-    this.remotes.push(entry);
+    this.remotes = this.remotes.concat([entry]);
     return entry;
   }
 
@@ -979,6 +969,43 @@ class Pair {
 }
 
 const ROLE_CONFLICT = 487;
+
+/**
+ * What every check is encoded from, filled in by `sendCheck` and read by the encoder before it returns:
+ * a check allocates its datagram and little else.
+ */
+const checkScratch = (() => {
+  const username = { kind: 'username' as const, value: '' };
+  const controlling = { kind: 'iceControlling' as const, tieBreaker: 0n };
+  const controlled = { kind: 'iceControlled' as const, tieBreaker: 0n };
+  const priority = { kind: 'priority' as const, priority: 0 };
+  const plain: StunAttribute[] = [username, controlling, priority];
+  const nominating: StunAttribute[] = [username, controlling, priority, { kind: 'useCandidate' }];
+  return { transactionId: new Uint8Array(12), username, controlling, controlled, priority, plain, nominating };
+})();
+
+/** Passwords up to this long (one HMAC block) are written into `keyScratch`. */
+const SCRATCH_KEY_BYTES = 64;
+const keyScratch = new Uint8Array(SCRATCH_KEY_BYTES);
+/** `keyScratch` views by length, made once each. */
+const keyViews: Uint8Array[] = [];
+
+/**
+ * The MESSAGE-INTEGRITY key of a password (`shortTermKey`: its UTF-8 bytes), written into a scratch
+ * buffer each time a message is signed or verified rather than kept per agent (two typed arrays and
+ * their buffer, some 350 bytes per connection): the HMAC reads the key at once and keeps nothing.
+ * Valid until the next call. Non-ASCII or long passwords get a fresh array.
+ */
+function integrityKey(password: string): Uint8Array {
+  const length = password.length;
+  if (length > SCRATCH_KEY_BYTES) return shortTermKey(password);
+  for (let i = 0; i < length; i++) {
+    const code = password.charCodeAt(i);
+    if (code >= 0x80) return shortTermKey(password);
+    keyScratch[i] = code;
+  }
+  return (keyViews[length] ??= keyScratch.subarray(0, length));
+}
 
 const logger = createLogger('ice');
 

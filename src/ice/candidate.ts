@@ -107,7 +107,8 @@ export function parseCandidate(text: string): Candidate | CandidateParseError {
   const address = parseAddress(ipText, portText);
   if (address === undefined) return 'badAddress';
   if (typ !== 'typ') return 'syntax';
-  if (kindText !== 'host' && kindText !== 'srflx' && kindText !== 'prflx' && kindText !== 'relay') return 'badKind';
+  const kind = KINDS.get(kindText ?? '');
+  if (kind === undefined) return 'badKind';
 
   let index = 8;
   let related: SocketAddr | undefined;
@@ -125,7 +126,7 @@ export function parseCandidate(text: string): Candidate | CandidateParseError {
     index += 2;
   }
   return {
-    kind: kindText,
+    kind,
     foundation: detached(foundation),
     component,
     protocol,
@@ -146,6 +147,14 @@ export function sameCandidate(a: Candidate, b: Candidate): boolean {
     sameOptionalAddr(a.related, b.related)
   );
 }
+
+/** The constant strings, not the parsed token (a copy per candidate). */
+const KINDS = new Map<string, CandidateKind>([
+  ['host', 'host'],
+  ['srflx', 'srflx'],
+  ['prflx', 'prflx'],
+  ['relay', 'relay'],
+]);
 
 const PROTOCOLS = new Map<string, CandidateProtocol>([
   ['udp', 'udp'],
