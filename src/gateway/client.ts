@@ -25,6 +25,9 @@ export type Resource =
 export type AddResult = 'added' | 'updated' | 'type-mismatch';
 
 const CONTROL_PACKETS = new TokenBucketRule(P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S);
+/** The plan and NAT table of every client without its own: read, never written. */
+const NO_TRANSLATIONS = new ProxyTranslations();
+const NO_NAT = new NatTable();
 
 export class ClientOnGateway {
   /** The resources held: the one itself, or a map by id from the second on (undefined: none). */
@@ -35,8 +38,10 @@ export class ClientOnGateway {
   private filters: FilterTable | undefined;
   /** DNS resources' proxy IPs (host routes), apart so that a renumbering drops them all at once. */
   private proxyFilters: FilterTable | undefined;
-  readonly translations = new ProxyTranslations();
-  readonly nat = new NatTable();
+  /** The DNS-resource translation plan: one shared empty plan until the first announcement (read-only). */
+  translations: ProxyTranslations = NO_TRANSLATIONS;
+  /** The NAT sessions: one shared empty table until the first session (`openNat`; read-only until then). */
+  nat: NatTable = NO_NAT;
   /** Where the client sits in the state's queue of NAT tables to sweep (Infinity: not queued). */
   natSweepAt = Infinity;
   /** p2p control packets the client may still send, as of `controlPacketsAt`. */
@@ -142,6 +147,12 @@ export class ClientOnGateway {
     return [first, ...others];
   }
 
+  /** The client's own NAT table, for a new session (the shared empty one is never written). */
+  openNat(): NatTable {
+    if (this.nat === NO_NAT) this.nat = new NatTable();
+    return this.nat;
+  }
+
   /** Client -> resource: some network containing the destination allows the packet. */
   permitsOutbound(packet: IpPacket, toProxy: boolean): boolean {
     return (toProxy && this.proxyFilters !== undefined && this.proxyFilters.permitsOutbound(packet)) || (this.filters !== undefined && this.filters.permitsOutbound(packet));
@@ -224,6 +235,7 @@ export class ClientOnGateway {
     if (resource === undefined) return 'unknown resource';
     if (resource.type !== 'dns') return 'not a DNS resource';
     if (!matchesDomainPattern(resource.pattern, domain)) return `domain does not match the resource address ${resource.pattern}`;
+    if (this.translations === NO_TRANSLATIONS) this.translations = new ProxyTranslations();
     const change = this.translations.assign(domain, resourceId, proxies, resolved, realIds, now);
     for (const translation of change.removed) this.withdraw(translation);
     for (const translation of change.current) (this.proxyFilters ??= new FilterTable()).set(hostCidr(translation.proxy), resourceId, resource.filters);
@@ -233,13 +245,13 @@ export class ClientOnGateway {
   /** Forgets every translation and NAT session (a client that renumbered its proxy IPs). */
   resetNat(): void {
     this.proxyFilters = undefined;
-    this.translations.clear();
-    this.nat.clear();
+    this.translations = NO_TRANSLATIONS;
+    this.nat = NO_NAT;
   }
 
   /** Everything this client holds goes (it is being removed). */
   dispose(): void {
-    this.nat.clear();
+    this.nat = NO_NAT;
   }
 
   private isTunV6At(bytes: Uint8Array, offset: number): boolean {

@@ -267,7 +267,7 @@ export class GatewayState {
   /** `resource_updated`: new filters for every client holding the resource (addresses and names are ignored). */
   resourceUpdated(description: ResourceDescription): void {
     const resourceId = description.id.toLowerCase();
-    const filters = description.type === 'internet' ? [] : description.filters;
+    const filters = description.type === 'internet' ? NO_FILTERS : shared(description.filters);
     if (description.type !== 'internet') this.warnAboutInvalidFilters(resourceId, filters);
     for (const client of this.clients.values()) {
       if (client.updateFilters(resourceId, description.type, filters) === 'type-mismatch') {
@@ -375,7 +375,7 @@ export class GatewayState {
     }
     const resourceId = this.flowObserver === undefined ? undefined : client.outboundResourceOf(packet, true);
     const proxy32 = readU32(bytes, dst + (v4 ? 0 : 12));
-    const session = client.nat.outgoing(l4, value, translation.proxy, proxy32, translation.real, translation.realId, packet.tcpFlags, now);
+    const session = client.openNat().outgoing(l4, value, translation.proxy, proxy32, translation.real, translation.realId, packet.tcpFlags, now);
     this.scheduleNatSweep(client);
     if (typeof session === 'string') {
       this.stats.natSessionsRefused++;
@@ -690,11 +690,11 @@ export class GatewayState {
         const network = parseCidr(description.address);
         if (network === undefined) return undefined;
         this.warnAboutInvalidFilters(id, description.filters);
-        return { type: 'cidr', id, network, filters: description.filters, expiresAt };
+        return { type: 'cidr', id, network, filters: shared(description.filters), expiresAt };
       }
       case 'dns':
         this.warnAboutInvalidFilters(id, description.filters);
-        return { type: 'dns', id, pattern: description.address, filters: description.filters, expiresAt };
+        return { type: 'dns', id, pattern: description.address, filters: shared(description.filters), expiresAt };
     }
   }
 
@@ -707,6 +707,12 @@ export class GatewayState {
 }
 
 const NO_RESOURCES: ReadonlySet<string> = new Set();
+const NO_FILTERS: readonly Filter[] = [];
+
+/** An empty filter list (permit everything) as the one shared instance, so no client keeps its own. */
+function shared(filters: readonly Filter[]): readonly Filter[] {
+  return filters.length === 0 ? NO_FILTERS : filters;
+}
 
 function expiryKey(clientId: string, resourceId: string): string {
   return `${clientId} ${resourceId}`;
