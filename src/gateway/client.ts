@@ -49,7 +49,7 @@ export class ClientOnGateway {
   private controlPacketsAt: number;
   /** Name resolutions this client waits on. */
   pendingResolutions = 0;
-  /** The tunnel IPv4 (uint32) and the four words (int32) of the tunnel IPv6. */
+  /** The tunnel IPv4 and the four words of the tunnel IPv6, as int32 (small integers, never boxed). */
   private readonly tunV4: number;
   private readonly tunV6w0: number;
   private readonly tunV6w1: number;
@@ -69,7 +69,7 @@ export class ClientOnGateway {
     readonly gatewayV6: IpAddr,
     now: number,
   ) {
-    this.tunV4 = tunV4.family === 4 ? tunV4.value : -1;
+    this.tunV4 = tunV4.family === 4 ? tunV4.value | 0 : 0;
     const v6 = tunV6.family === 6 ? tunV6.bytes : NO_ADDRESS_V6;
     this.tunV6w0 = readI32(v6, 0);
     this.tunV6w1 = readI32(v6, 4);
@@ -105,12 +105,12 @@ export class ClientOnGateway {
 
   /** Whether the packet comes from the client's tunnel address of its family. */
   sentFromTunnelAddress(packet: IpPacket): boolean {
-    return packet.version === 4 ? packet.sourceV4 === this.tunV4 : this.isTunV6At(packet.bytes, packet.sourceOffset);
+    return packet.version === 4 ? (packet.sourceV4 | 0) === this.tunV4 : this.isTunV6At(packet.bytes, packet.sourceOffset);
   }
 
   /** Whether the packet goes to the client's tunnel address of its family. */
   sentToTunnelAddress(packet: IpPacket): boolean {
-    return packet.version === 4 ? packet.destinationV4 === this.tunV4 : this.isTunV6At(packet.bytes, packet.destinationOffset);
+    return packet.version === 4 ? (packet.destinationV4 | 0) === this.tunV4 : this.isTunV6At(packet.bytes, packet.destinationOffset);
   }
 
   /** Spends one p2p control packet if the client may send one now. */

@@ -52,7 +52,7 @@ export class FilterTable {
 
   /** Grants `network` to `resourceId` with `filters`, replacing what that resource had there. */
   set(network: Cidr, resourceId: string, filters: readonly Filter[]): void {
-    const grant = new Grant(resourceId, filters, FilterEngine.fromLists([filters]));
+    const grant = new Grant(resourceId, filters, engineOf(filters));
     const grants = grantsIn(this.table.get(network));
     const index = grants.findIndex((g) => g.resourceId === resourceId);
     this.rebuild(network, index < 0 ? [...grants, grant] : grants.map((g, i) => (i === index ? grant : g)));
@@ -130,6 +130,18 @@ export class FilterTable {
 }
 
 const NO_GRANTS: readonly Grant[] = [];
+
+/** Each filter list's rules, made once per list: clients given the same (shared) list share its rules. */
+const engines = new WeakMap<readonly Filter[], FilterEngine>();
+
+function engineOf(filters: readonly Filter[]): FilterEngine {
+  let engine = engines.get(filters);
+  if (engine === undefined) {
+    engine = FilterEngine.fromLists([filters]);
+    engines.set(filters, engine);
+  }
+  return engine;
+}
 
 function grantsIn(rules: NetworkRules | undefined): readonly Grant[] {
   if (rules === undefined) return NO_GRANTS;

@@ -38,7 +38,7 @@ import {
   parseIcmpErrorQuote,
   readU32,
 } from '../ip/index.ts';
-import type { AssignedIps, IpAddr } from '../ip/index.ts';
+import type { AssignedIps, Cidr, IpAddr } from '../ip/index.ts';
 import { createLogger, Level } from '../log/index.ts';
 import type { Logger } from '../log/index.ts';
 import { DeadlineQueue } from '../util/deadline-queue.ts';
@@ -52,6 +52,7 @@ import {
   isTunnelV4,
   isTunnelV6,
 } from './address-rules.ts';
+import { Canonical } from './canonical.ts';
 import { ClientOnGateway } from './client.ts';
 import type { Resource } from './client.ts';
 import { MAX_RESOLUTIONS_PER_CLIENT, TUN_DNS_PORT, V6_RANGE_HOST_MASK } from './constants.ts';
@@ -141,6 +142,8 @@ export interface GatewayStateOptions {
 
 /** Due deadlines handled per `handleTimeout` call; the rest come at once with the next call (see pollTimeout). */
 const MAX_DEADLINES_PER_TIMEOUT = 1024;
+/** Distinct values of each kind shared among clients before the sharing starts over. */
+const MAX_CANONICAL_VALUES = 4096;
 
 export class GatewayState {
   readonly stats: PolicyStats = { p2pRateLimited: 0, resolutionsRefused: 0, natSessionsRefused: 0 };
@@ -151,6 +154,10 @@ export class GatewayState {
   private readonly clientsByV6 = new Map<number, ClientOnGateway>();
   private gatewayTun: TunnelInterface | undefined;
   private readonly realIds = new RealIpIds();
+  /** Resource ids, names, networks and filter lists, one instance for every client holding them. */
+  private readonly canonicalText = new Canonical<string>(MAX_CANONICAL_VALUES);
+  private readonly canonicalNetworks = new Canonical<Cidr>(MAX_CANONICAL_VALUES);
+  private readonly canonicalFilterLists = new Canonical<readonly Filter[]>(MAX_CANONICAL_VALUES);
   private readonly resolutions = new Resolutions<Waiter>();
   /** Resource expiries, keyed by `clientId resourceId`. */
   private readonly expiries = new DeadlineQueue<string>();
@@ -267,7 +274,7 @@ export class GatewayState {
   /** `resource_updated`: new filters for every client holding the resource (addresses and names are ignored). */
   resourceUpdated(description: ResourceDescription): void {
     const resourceId = description.id.toLowerCase();
-    const filters = description.type === 'internet' ? NO_FILTERS : shared(description.filters);
+    const filters = description.type === 'internet' ? NO_FILTERS : this.canonicalFilters(description.filters);
     if (description.type !== 'internet') this.warnAboutInvalidFilters(resourceId, filters);
     for (const client of this.clients.values()) {
       if (client.updateFilters(resourceId, description.type, filters) === 'type-mismatch') {
@@ -682,20 +689,27 @@ export class GatewayState {
   }
 
   private toResource(description: ResourceDescription, expiresAt: number | undefined): Resource | undefined {
-    const id = description.id.toLowerCase();
+    const lowercase = description.id.toLowerCase();
+    const id = this.canonicalText.of(lowercase, lowercase);
     switch (description.type) {
       case 'internet':
         return { type: 'internet', id, expiresAt };
       case 'cidr': {
-        const network = parseCidr(description.address);
-        if (network === undefined) return undefined;
+        const parsed = parseCidr(description.address);
+        if (parsed === undefined) return undefined;
+        const network = this.canonicalNetworks.of(description.address, parsed);
         this.warnAboutInvalidFilters(id, description.filters);
-        return { type: 'cidr', id, network, filters: shared(description.filters), expiresAt };
+        return { type: 'cidr', id, network, filters: this.canonicalFilters(description.filters), expiresAt };
       }
       case 'dns':
         this.warnAboutInvalidFilters(id, description.filters);
-        return { type: 'dns', id, pattern: description.address, filters: shared(description.filters), expiresAt };
+        return { type: 'dns', id, pattern: this.canonicalText.of(description.address, description.address), filters: this.canonicalFilters(description.filters), expiresAt };
     }
+  }
+
+  /** The one shared instance of a filter list (an empty one included), so that clients share its rules too. */
+  private canonicalFilters(filters: readonly Filter[]): readonly Filter[] {
+    return filters.length === 0 ? NO_FILTERS : this.canonicalFilterLists.of(JSON.stringify(filters), filters);
   }
 
   private warnAboutInvalidFilters(resourceId: string, filters: readonly Filter[]): void {
@@ -708,11 +722,6 @@ export class GatewayState {
 
 const NO_RESOURCES: ReadonlySet<string> = new Set();
 const NO_FILTERS: readonly Filter[] = [];
-
-/** An empty filter list (permit everything) as the one shared instance, so no client keeps its own. */
-function shared(filters: readonly Filter[]): readonly Filter[] {
-  return filters.length === 0 ? NO_FILTERS : filters;
-}
 
 function expiryKey(clientId: string, resourceId: string): string {
   return `${clientId} ${resourceId}`;
