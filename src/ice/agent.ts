@@ -899,6 +899,11 @@ class RemoteEntry {
   }
 }
 
+const SUCCEEDED = 1;
+const TRIGGERED = 2;
+const NOMINATED = 4;
+const CONTROLLING_ATTEMPTS_SHIFT = 3;
+
 /** `Pair` has this many slots for outstanding attempts (a compile error if the constant changes). */
 const REMEMBERED_ATTEMPT_SLOTS: 4 = MAX_REMEMBERED_ATTEMPTS;
 
@@ -907,10 +912,8 @@ class Pair {
   trailingUnanswered = 0;
   lastSentAt: Millis = -Infinity;
   firstUnansweredAt: Millis = -Infinity;
-  succeeded = false;
-  triggered = false;
-  /** Controlling: we nominated it, so every check on it carries USE-CANDIDATE. Controlled: the peer sent USE-CANDIDATE on it. */
-  nominated = false;
+  /** `succeeded`, `triggered`, `nominated` and `controllingAttempts` in one number: a field each costs 8 bytes per pair. */
+  private flags = 0;
   /**
    * The `transactionWord`s of the last REMEMBERED_ATTEMPT_SLOTS attempts that may still be answered,
    * oldest first, 0 past the last: fields rather than an array, as every pair of every connection has them.
@@ -919,13 +922,45 @@ class Pair {
   private attempt1 = 0;
   private attempt2 = 0;
   private attempt3 = 0;
-  /** Bit i: attempt i was sent while controlling. */
-  private controllingAttempts = 0;
 
   constructor(
     public local: LocalEntry,
     public remote: RemoteEntry,
   ) {}
+
+  get succeeded(): boolean {
+    return (this.flags & SUCCEEDED) !== 0;
+  }
+
+  set succeeded(value: boolean) {
+    this.flags = value ? this.flags | SUCCEEDED : this.flags & ~SUCCEEDED;
+  }
+
+  get triggered(): boolean {
+    return (this.flags & TRIGGERED) !== 0;
+  }
+
+  set triggered(value: boolean) {
+    this.flags = value ? this.flags | TRIGGERED : this.flags & ~TRIGGERED;
+  }
+
+  /** Controlling: we nominated it, so every check on it carries USE-CANDIDATE. Controlled: the peer sent USE-CANDIDATE on it. */
+  get nominated(): boolean {
+    return (this.flags & NOMINATED) !== 0;
+  }
+
+  set nominated(value: boolean) {
+    this.flags = value ? this.flags | NOMINATED : this.flags & ~NOMINATED;
+  }
+
+  /** Bit i: attempt i was sent while controlling. */
+  private get controllingAttempts(): number {
+    return this.flags >>> CONTROLLING_ATTEMPTS_SHIFT;
+  }
+
+  private set controllingAttempts(bits: number) {
+    this.flags = (this.flags & ((1 << CONTROLLING_ATTEMPTS_SHIFT) - 1)) | (bits << CONTROLLING_ATTEMPTS_SHIFT);
+  }
 
   /** Remembers an attempt (`word` not 0), forgetting the oldest when all slots are taken. */
   rememberAttempt(word: number, controlling: boolean): void {
