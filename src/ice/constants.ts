@@ -39,9 +39,9 @@ export const DEFAULT_CHECK_PACING: Millis = 0;
 /**
  * Unanswered attempts remembered per pair for matching late responses; older ones are forgotten.
  * With retransmissions doubling from 250 ms, the last four span at least 3.75 s of round trip while
- * a pair is being checked and 75 s once it is idle (25 s apart). Each remembered attempt costs about
- * 200 bytes (three map entries and its key) per connection: sixteen were a quarter of a connected
- * client's memory, held mostly by pairs that never answer until they fail minutes later.
+ * a pair is being checked and 75 s once it is idle (25 s apart). A pair keeps them in as many fields
+ * (32 bits of each transaction id; the node routes a response by the tag in the rest), so changing
+ * this means changing `Pair` in agent.ts.
  */
 export const MAX_REMEMBERED_ATTEMPTS = 4;
 
