@@ -154,22 +154,68 @@ const COOKIE = LAST_SENT_MAC1 + MAC_SIZE;
 const LAST_RECEIVED_TIMESTAMP = COOKIE + MAC_SIZE;
 const TUNNEL_BYTES = LAST_RECEIVED_TIMESTAMP + TIMESTAMP_SIZE;
 
+/** What a node's tunnels with the same settings share: one object instead of ten fields per tunnel. */
+interface TunnelContext {
+  readonly local: StaticIdentity;
+  readonly rng: RandomSource;
+  readonly rateLimiter: RateLimiter;
+  readonly unixOffsetMs: number;
+  readonly rekeyAttemptTime: number;
+  readonly keepaliveTimeout: number;
+  readonly rekeyTimeout: number;
+  readonly headroom: number;
+  readonly cipher: TransportCipher;
+  readonly replayRings: ReplayRings;
+}
+
+/** The contexts made so far, by the node's rate limiter (every tunnel of a node has the same one). */
+const MAX_CONTEXTS_PER_NODE = 8;
+const contexts = new WeakMap<RateLimiter, TunnelContext[]>();
+
+function contextFor(config: TunnelConfig): TunnelContext {
+  const wanted: TunnelContext = {
+    local: config.local,
+    rng: config.rng,
+    rateLimiter: config.rateLimiter,
+    unixOffsetMs: config.unixOffsetMs ?? 0,
+    rekeyAttemptTime: config.rekeyAttemptTime ?? REKEY_ATTEMPT_TIME,
+    keepaliveTimeout: config.keepaliveTimeout ?? KEEPALIVE_TIMEOUT,
+    rekeyTimeout: config.rekeyTimeout ?? REKEY_TIMEOUT,
+    headroom: config.headroom ?? 0,
+    cipher: config.cipher ?? new NodeCryptoTransportCipher(),
+    replayRings: config.replayRings ?? new ReplayRings(2),
+  };
+  // A tunnel with a cipher or rings of its own has a context of its own.
+  if (config.cipher === undefined || config.replayRings === undefined) return wanted;
+  let known = contexts.get(config.rateLimiter);
+  if (known === undefined) contexts.set(config.rateLimiter, (known = []));
+  for (const context of known) if (sameContext(context, wanted)) return context;
+  if (known.length < MAX_CONTEXTS_PER_NODE) known.push(wanted);
+  return wanted;
+}
+
+function sameContext(a: TunnelContext, b: TunnelContext): boolean {
+  return (
+    a.local === b.local &&
+    a.rng === b.rng &&
+    a.rateLimiter === b.rateLimiter &&
+    a.unixOffsetMs === b.unixOffsetMs &&
+    a.rekeyAttemptTime === b.rekeyAttemptTime &&
+    a.keepaliveTimeout === b.keepaliveTimeout &&
+    a.rekeyTimeout === b.rekeyTimeout &&
+    a.headroom === b.headroom &&
+    a.cipher === b.cipher &&
+    a.replayRings === b.replayRings
+  );
+}
+
 export class Tunnel {
-  readonly #local: StaticIdentity;
   /** The peer's key, the preshared key, DH(static, static), last MAC1 sent, cookie, last timestamp. */
   readonly #bytes = new Uint8Array(TUNNEL_BYTES);
   /** False when the peer's static key made the DH fail: no handshake can succeed. */
   readonly #hasStaticStatic: boolean;
   readonly #index: number;
-  readonly #rng: RandomSource;
-  readonly #rateLimiter: RateLimiter;
-  readonly #unixOffsetMs: number;
-  readonly #rekeyAttemptTime: number;
-  readonly #keepaliveTimeout: number;
-  readonly #rekeyTimeout: number;
-  readonly #headroom: number;
-  readonly #cipher: TransportCipher;
-  readonly #replayRings: ReplayRings;
+  readonly #context: TunnelContext;
 
   readonly #sessions: (Session | undefined)[] = new Array<Session | undefined>(SESSION_RING_SIZE).fill(undefined);
   /** When the oldest session in the ring expires (Infinity with none): polls do not scan the ring. */
@@ -202,29 +248,20 @@ export class Tunnel {
   #events: RingQueue<TunnelEvent> | undefined;
 
   constructor(config: TunnelConfig) {
-    this.#local = config.local;
+    this.#context = contextFor(config);
     const peerPublicKey = config.peer instanceof Uint8Array ? config.peer : config.peer.publicKey;
     if (peerPublicKey.length !== KEY_SIZE) throw new RangeError('an X25519 public key has 32 bytes');
     if (config.presharedKey.length !== KEY_SIZE) throw new RangeError('a preshared key has 32 bytes');
     const bytes = this.#bytes;
     bytes.set(peerPublicKey, PEER_PUBLIC_KEY);
     bytes.set(config.presharedKey, PRESHARED_KEY);
-    const staticStatic = dh(this.#local.privateKey, importPublicKey(peerPublicKey));
+    const staticStatic = dh(config.local.privateKey, importPublicKey(peerPublicKey));
     this.#hasStaticStatic = staticStatic !== undefined;
     if (staticStatic !== undefined) {
       bytes.set(staticStatic, STATIC_STATIC);
       staticStatic.fill(0);
     }
     this.#index = config.index & 0xff_ffff;
-    this.#rng = config.rng;
-    this.#rateLimiter = config.rateLimiter;
-    this.#unixOffsetMs = config.unixOffsetMs ?? 0;
-    this.#rekeyAttemptTime = config.rekeyAttemptTime ?? REKEY_ATTEMPT_TIME;
-    this.#keepaliveTimeout = config.keepaliveTimeout ?? KEEPALIVE_TIMEOUT;
-    this.#rekeyTimeout = config.rekeyTimeout ?? REKEY_TIMEOUT;
-    this.#headroom = config.headroom ?? 0;
-    this.#cipher = config.cipher ?? new NodeCryptoTransportCipher();
-    this.#replayRings = config.replayRings ?? new ReplayRings(2);
     this.#sessionEstablishedAt = config.now;
     this.#lastDataSentAt = config.now;
     this.#lastDataReceivedAt = config.now;
@@ -343,7 +380,7 @@ export class Tunnel {
 
     const pending = this.#pending;
     if (pending !== undefined) {
-      if (now >= pending.startedAt + this.#rekeyAttemptTime) {
+      if (now >= pending.startedAt + this.#context.rekeyAttemptTime) {
         this.#expire(now, 'handshake did not complete within REKEY_ATTEMPT_TIME');
         return;
       }
@@ -358,7 +395,7 @@ export class Tunnel {
       return;
     }
 
-    if (this.#lastDataReceivedWithoutReply !== undefined && now >= this.#lastDataReceivedWithoutReply + this.#keepaliveTimeout) {
+    if (this.#lastDataReceivedWithoutReply !== undefined && now >= this.#lastDataReceivedWithoutReply + this.#context.keepaliveTimeout) {
       this.#lastDataReceivedWithoutReply = undefined;
       const session = this.#current;
       if (session !== undefined && session.canSend(now)) this.#transmit(this.#seal(session, EMPTY, now));
@@ -370,15 +407,15 @@ export class Tunnel {
     if (this.#sessionsExpireAt < earliest) earliest = this.#sessionsExpireAt;
     if (this.#handshakeScheduledAt !== undefined) return Math.min(earliest, this.#handshakeScheduledAt);
     const pending = this.#pending;
-    if (pending !== undefined) return Math.min(earliest, pending.retransmitAt, pending.startedAt + this.#rekeyAttemptTime);
+    if (pending !== undefined) return Math.min(earliest, pending.retransmitAt, pending.startedAt + this.#context.rekeyAttemptTime);
     const onSend = this.#rekeyOnSendAt();
     if (onSend !== undefined && onSend < earliest) earliest = onSend;
     const onReceive = this.#rekeyOnReceiveAt();
     if (onReceive !== undefined && onReceive < earliest) earliest = onReceive;
     const noReply = this.#firstDataSentWithoutReply;
-    if (noReply !== undefined && noReply + this.#keepaliveTimeout + this.#rekeyTimeout < earliest) earliest = noReply + this.#keepaliveTimeout + this.#rekeyTimeout;
+    if (noReply !== undefined && noReply + this.#context.keepaliveTimeout + this.#context.rekeyTimeout < earliest) earliest = noReply + this.#context.keepaliveTimeout + this.#context.rekeyTimeout;
     const quiet = this.#lastDataReceivedWithoutReply;
-    if (quiet !== undefined && quiet + this.#keepaliveTimeout < earliest) earliest = quiet + this.#keepaliveTimeout;
+    if (quiet !== undefined && quiet + this.#context.keepaliveTimeout < earliest) earliest = quiet + this.#context.keepaliveTimeout;
     return earliest;
   }
 
@@ -423,10 +460,11 @@ export class Tunnel {
   // --- outbound ---
 
   #seal(session: Session, packet: Uint8Array, now: number): Uint8Array {
-    const buffer = new Uint8Array(this.#headroom + packet.length + TRANSPORT_OVERHEAD);
-    session.seal(packet, buffer, this.#headroom);
+    const headroom = this.#context.headroom;
+    const buffer = new Uint8Array(headroom + packet.length + TRANSPORT_OVERHEAD);
+    session.seal(packet, buffer, headroom);
     this.#onDataSent(packet.length, now);
-    return this.#headroom === 0 ? buffer : buffer.subarray(this.#headroom);
+    return headroom === 0 ? buffer : buffer.subarray(headroom);
   }
 
   #onDataSent(length: number, now: number): void {
@@ -449,10 +487,10 @@ export class Tunnel {
     const startedAt = isRetransmit && this.#pending !== undefined ? this.#pending.startedAt : now;
     const localIndex = this.#nextLocalIndex();
     const ephemeral = new Uint8Array(KEY_SIZE);
-    this.#rng.fill(ephemeral);
+    this.#context.rng.fill(ephemeral);
     const created = this.#hasStaticStatic
       ? createInitiation(
-          this.#local,
+          this.#context.local,
           this.#peerIdentity(),
           this.#field(STATIC_STATIC, KEY_SIZE),
           localIndex,
@@ -461,7 +499,7 @@ export class Tunnel {
         )
       : undefined;
     ephemeral.fill(0);
-    this.#pending = { state: created?.state, startedAt, retransmitAt: now + this.#rekeyTimeout + this.#jitter() };
+    this.#pending = { state: created?.state, startedAt, retransmitAt: now + this.#context.rekeyTimeout + this.#jitter() };
     if (created === undefined) return;
     this.#addMacs(created.message, INITIATION_OFFSET_MAC1, INITIATION_OFFSET_MAC2, localIndex, now);
     this.#transmit(created.message);
@@ -536,7 +574,7 @@ export class Tunnel {
   }
 
   #receiveHandshake(datagram: Uint8Array, sourceIp: string | Uint8Array, now: number): DecapsulateResult {
-    const verdict = this.#rateLimiter.verify(datagram, sourceIp, now);
+    const verdict = this.#context.rateLimiter.verify(datagram, sourceIp, now);
     switch (verdict.kind) {
       case 'accept':
         return datagram[0] === MESSAGE_INITIATION
@@ -552,7 +590,7 @@ export class Tunnel {
 
   #receiveInitiation(datagram: Uint8Array, now: number): DecapsulateResult {
     if (!this.#hasStaticStatic) return 'handshakeFailed';
-    const opened = openInitiation(this.#local, datagram);
+    const opened = openInitiation(this.#context.local, datagram);
     if (opened === undefined) return 'handshakeFailed';
     if (!constantTimeEqual(opened.peerStatic, this.#field(PEER_PUBLIC_KEY, KEY_SIZE))) return 'wrongPeer';
     const finished = finishInitiation(opened, this.#field(STATIC_STATIC, KEY_SIZE));
@@ -563,7 +601,7 @@ export class Tunnel {
 
     const localIndex = this.#nextLocalIndex();
     const ephemeral = new Uint8Array(KEY_SIZE);
-    this.#rng.fill(ephemeral);
+    this.#context.rng.fill(ephemeral);
     const response = createResponse(
       this.#peerIdentity(),
       { peerIndex: opened.peerIndex, peerEphemeral: opened.peerEphemeral, chainKey: finished.chainKey, hash: finished.hash },
@@ -588,7 +626,7 @@ export class Tunnel {
   #receiveResponse(datagram: Uint8Array, now: number): DecapsulateResult {
     const state = this.#pending?.state;
     if (state === undefined) return 'unexpected';
-    const keys = consumeResponse(this.#local, state, datagram, this.#field(PRESHARED_KEY, KEY_SIZE));
+    const keys = consumeResponse(this.#context.local, state, datagram, this.#field(PRESHARED_KEY, KEY_SIZE));
     if (keys === undefined) return 'handshakeFailed';
 
     this.#pending = undefined;
@@ -616,7 +654,7 @@ export class Tunnel {
   // --- state ---
 
   #installSession(keys: SessionKeys, isInitiator: boolean, now: number): Session {
-    const session = new Session(keys, isInitiator, now, this.#cipher, this.#replayRings);
+    const session = new Session(keys, isInitiator, now, this.#context.cipher, this.#context.replayRings);
     const slot = keys.localIndex % SESSION_RING_SIZE;
     this.#sessions[slot]?.release();
     this.#sessions[slot] = session;
@@ -655,7 +693,7 @@ export class Tunnel {
     return (
       (onSend !== undefined && now >= onSend) ||
       (onReceive !== undefined && now >= onReceive) ||
-      (noReply !== undefined && now >= noReply + this.#keepaliveTimeout + this.#rekeyTimeout)
+      (noReply !== undefined && now >= noReply + this.#context.keepaliveTimeout + this.#context.rekeyTimeout)
     );
   }
 
@@ -666,7 +704,7 @@ export class Tunnel {
 
   #rekeyOnReceiveAt(): number | undefined {
     if (!this.#isInitiator || this.#lastDataReceivedAt <= this.#sessionEstablishedAt) return undefined;
-    return this.#sessionEstablishedAt + REJECT_AFTER_TIME - this.#keepaliveTimeout - this.#rekeyTimeout;
+    return this.#sessionEstablishedAt + REJECT_AFTER_TIME - this.#context.keepaliveTimeout - this.#context.rekeyTimeout;
   }
 
   #expire(now: number, reason: string): void {
@@ -694,12 +732,12 @@ export class Tunnel {
 
   /** Strictly increasing, so the peer never discards an initiation as a replay of our previous one. */
   #nextTimestampMs(now: number): number {
-    this.#lastTimestampMs = Math.max(Math.floor(now + this.#unixOffsetMs), this.#lastTimestampMs + 1);
+    this.#lastTimestampMs = Math.max(Math.floor(now + this.#context.unixOffsetMs), this.#lastTimestampMs + 1);
     return this.#lastTimestampMs;
   }
 
   #jitter(): number {
-    return this.#rng.u32() % REKEY_TIMEOUT_JITTER_MAX;
+    return this.#context.rng.u32() % REKEY_TIMEOUT_JITTER_MAX;
   }
 }
 

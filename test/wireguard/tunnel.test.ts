@@ -15,6 +15,7 @@ import {
   receiverIndex,
   staticIdentity,
   initiationSender,
+  NodeCryptoTransportCipher,
   RateLimiter,
   ReplayRings,
   Tunnel,
@@ -292,6 +293,19 @@ describe('timers', () => {
     const [again] = drainTransmits(a.tunnel);
     assert.equal(messageType(again!), 1);
     assert.ok(a.tunnel.pollTimeout()! > deadline);
+  });
+
+  test('tunnels of one node sharing its cipher and rings keep their own timers', () => {
+    const identity = staticIdentity(key(1));
+    const rateLimiter = new RateLimiter(identity, seededRandom(1), 0);
+    const shared = { local: identity, presharedKey: PSK, rng: seededRandom(2), rateLimiter, now: 0, cipher: new NodeCryptoTransportCipher(), replayRings: new ReplayRings() };
+    const peer = staticIdentity(key(2)).publicKey;
+    const deadlines = [1_000, REKEY_TIMEOUT, 1_000].map((rekeyTimeout, index) => {
+      const tunnel = new Tunnel({ ...shared, peer, index, rekeyTimeout });
+      tunnel.initiateHandshake(0);
+      return tunnel.pollTimeout()! - rekeyTimeout;
+    });
+    for (const jitter of deadlines) assert.ok(jitter >= 0 && jitter < REKEY_TIMEOUT_JITTER_MAX, `${jitter}`);
   });
 
   test('handshakes give up after REKEY_ATTEMPT_TIME with connectionExpired and drop the queue', () => {
