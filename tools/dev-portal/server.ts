@@ -282,6 +282,11 @@ class DevPortalServer {
     for (const client of options.clients ?? []) this.upsertClient(client.id, client.publicKey, client.ipv4, client.ipv6);
     if (options.statePath !== undefined && existsSync(options.statePath)) this.restore(JSON.parse(readFileSync(options.statePath, 'utf8')) as SavedState);
     this.http = createServer((req, res) => void this.handleHttp(req, res));
+    // Many clients of one process (tools/load-client) keep sockets to us alive between requests. With
+    // Node's 5 s, a socket idle that long is closed here while a request on it may already be under
+    // way whenever this process stalls on a loaded machine (the client sees ECONNRESET); a client
+    // agent drops its idle sockets long before 65 s.
+    this.http.keepAliveTimeout = 65_000;
     this.http.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
   }
 
