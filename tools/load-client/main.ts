@@ -6,8 +6,10 @@
  * gateway process's RSS and CPU from /proc. Needs root (namespaces), coturn, dnsmasq. Never fails
  * on a figure.
  *
- * Usage: npm run bench:load [-- --clients 2000 --rate 1000 --seconds 30 --concurrency 100]
+ * Usage: npm run bench:load [-- --clients 2000 --rate 1000 --seconds 30 --concurrency 64 --idle-wait 25]
  *   --rate: packets per second in total, from the clients in turn (0: idle only).
+ *   --concurrency: clients connecting at the same time (a pool: the next starts when one is through).
+ *   --idle-wait: seconds between the last connection and the idle window (connections go idle after 20 s).
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -15,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { labUp } from '../lab/lab.ts';
+import { labUp, type Lab } from '../lab/lab.ts';
 import { REPO_ROOT, RELAY_SECRET, startGatewayStack, type GatewayStack } from '../../test/e2e/stack.ts';
 import { runWorker } from './worker.ts';
 
@@ -25,7 +27,8 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '2000' },
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '30' },
-    concurrency: { type: 'string', default: '100' },
+    concurrency: { type: 'string', default: '64' },
+    'idle-wait': { type: 'string', default: '25' },
     'connect-timeout': { type: 'string', default: '60000' },
     portal: { type: 'string' },
     resource: { type: 'string' },
@@ -69,7 +72,7 @@ class WorkerHandle {
       } catch {
         return;
       }
-      if (event['event'] === 'progress') console.log(`  ... ${String(event['done'])} tried, ${String(event['established'])} connected (load ${load()})`);
+      if (event['event'] === 'progress') console.log(`  ... ${(Number(event['ms']) / 1000).toFixed(0)} s: ${String(event['done'])} through, ${String(event['established'])} connected (load ${load()})`);
       const index = this.waiting.findIndex((w) => w.name === event['event']);
       if (index >= 0) this.waiting.splice(index, 1)[0]!.resolve(event);
     });
@@ -93,18 +96,44 @@ class WorkerHandle {
   }
 }
 
+/** Kernel counters of a namespace that say where datagrams or connections were dropped. */
+function dropCounters(lab: Lab, ns: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    const text = lab.exec(ns, ['cat', '/proc/net/snmp', '/proc/net/netstat']);
+    const lines = text.split('\n');
+    for (let i = 0; i + 1 < lines.length; i++) {
+      const [prefix, ...names] = lines[i]!.split(' ');
+      const [prefix2, ...numbers] = lines[i + 1]!.split(' ');
+      if (prefix !== prefix2 || numbers.length !== names.length) continue;
+      names.forEach((name, at) => {
+        const key = `${prefix!.replace(':', '')}.${name}`;
+        if (['Udp.InErrors', 'Udp.RcvbufErrors', 'Udp.SndbufErrors', 'Udp.NoPorts', 'TcpExt.ListenOverflows', 'TcpExt.ListenDrops'].includes(key)) out[key] = Number(numbers[at]);
+      });
+      i++;
+    }
+  } catch {
+    // Counters are a diagnosis, never a reason to fail.
+  }
+  return Object.fromEntries(Object.entries(out).filter(([, value]) => value > 0));
+}
+
+const fixed = (value: number, digits = 1): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
+const row = (label: string, measured: string, target = ''): string => `${label.padEnd(46)}${measured.padEnd(34)}${target}`.trimEnd();
+
 async function orchestrate(): Promise<void> {
   const clients = Number(values.clients);
   const rate = Number(values.rate);
   const seconds = Number(values.seconds);
+  const idleWait = Number(values['idle-wait']);
   let lab = labUp({ prefix: 'fzld' });
   let stack: GatewayStack | undefined;
   try {
     const target = lab.addresses.resources[0]!;
-    // On a loaded machine the dev portal (through tsx) can miss the stack's 15 s start-up wait: try again.
+    // On a loaded machine the dev portal (through tsx) can miss the stack's start-up wait: try again.
     for (let attempt = 1; stack === undefined; attempt++) {
       try {
-        stack = await startGatewayStack(lab, { resources: [{ name: 'load', type: 'cidr', address: `${target}/32` }] });
+        stack = await startGatewayStack(lab, { resources: [{ name: 'load', type: 'cidr', address: `${target}/32` }], startWaitScale: 2 });
       } catch (error) {
         if (attempt === 3) throw error;
         console.log(`lab start-up failed (${error instanceof Error ? error.message : String(error)}); again`);
@@ -114,7 +143,7 @@ async function orchestrate(): Promise<void> {
     }
     const pid = stack.gatewayPid();
     if (pid === undefined) throw new Error('the gateway is not running');
-    console.log(`bench:load: ${clients} clients, then ${rate} packets/s in total, ${seconds} s windows; real gateway (dist/), ${os.cpus().length} cores, load ${load()}`);
+    console.log(`bench:load: ${clients} clients (${values.concurrency} connecting at a time), then ${rate} packets/s in total; ${seconds} s windows; real gateway (dist/), ${os.cpus().length} cores, load ${load()}`);
     const empty = sample(pid);
 
     const child = lab.spawn(
@@ -127,18 +156,28 @@ async function orchestrate(): Promise<void> {
       { interactive: true, log: `/tmp/${lab.prefix}-load-worker.log` },
     );
     const worker = new WorkerHandle(child);
-    const connected = await worker.next('connected', 30 * 60_000);
+    const connected = await worker.next('connected', 60 * 60_000);
     const afterSetup = sample(pid);
     const established = Number(connected['established']);
-    console.log(`connected ${established} of ${clients} in ${(Number(connected['ms']) / 1000).toFixed(1)} s (${String(connected['retries'])} attempts again); failed attempts: ${JSON.stringify(connected['errors'])}`);
+    const connectSeconds = Number(connected['ms']) / 1000;
+    console.log(`connected ${established} of ${clients} in ${connectSeconds.toFixed(1)} s (load ${load()})`);
+    console.log(`  clients started over (connection failed): ${String(connected['restarts'])} ${JSON.stringify(connected['errors'])}`);
+    console.log(`  portal requests tried again: ${JSON.stringify(connected['retried'])}`);
+    console.log(`  load worker: ${fixed(Number(connected['cpuSeconds']))} s CPU, event-loop delay p99 ${fixed(Number(connected['loopDelayP99Ms']), 0)} ms, max ${fixed(Number(connected['loopDelayMaxMs']), 0)} ms`);
 
     // Connections go idle after 20 s without packets.
-    await sleep(25_000);
+    await sleep(idleWait * 1000);
+    worker.command({ cmd: 'stats' });
+    const idleStats = await worker.next('stats', 60_000);
     const idleStart = sample(pid);
     await sleep(seconds * 1000);
     const idleEnd = sample(pid);
+    worker.command({ cmd: 'stats' });
+    const idleStatsEnd = await worker.next('stats', 60_000);
+    console.log(`idle: client connections ${JSON.stringify(idleStatsEnd['states'])}, paths ${JSON.stringify(idleStatsEnd['paths'])}; load worker ${fixed(((Number(idleStatsEnd['cpuSeconds']) - Number(idleStats['cpuSeconds'])) / seconds) * 100)} % of a core, RSS ${mb(Number(idleStatsEnd['rssBytes']))} MB`);
 
-    let busy: { start: ProcSample; end: ProcSample; sent: number; received: number } | undefined;
+    let busy: { start: ProcSample; end: ProcSample; before: Record<string, unknown>; after: Record<string, unknown> } | undefined;
+    let perSecond: Record<string, number>[] = [];
     if (rate > 0) {
       worker.command({ cmd: 'rate', pps: rate });
       await worker.next('rate', 60_000);
@@ -152,25 +191,60 @@ async function orchestrate(): Promise<void> {
       const after = await worker.next('stats', 60_000);
       worker.command({ cmd: 'rate', pps: 0 });
       await worker.next('rate', 60_000);
-      busy = { start, end, sent: Number(after['sent']) - Number(before['sent']), received: Number(after['received']) - Number(before['received']) };
+      // Echoes of the last packets still on their way.
+      await sleep(3_000);
+      worker.command({ cmd: 'report' });
+      perSecond = (await worker.next('report', 60_000))['seconds'] as Record<string, number>[];
+      busy = { start, end, before, after };
     }
+    worker.command({ cmd: 'stats' });
+    const final = await worker.next('stats', 60_000);
+    // Read while every socket is still open (afterwards, late datagrams count as NoPorts).
+    const drops = { client: dropCounters(lab, lab.ns.client), gateway: dropCounters(lab, lab.ns.gateway), resources: dropCounters(lab, lab.ns.resources), wan: dropCounters(lab, lab.ns.wan) };
     worker.command({ cmd: 'quit' });
     await worker.next('quit', 10_000).catch(() => undefined);
 
+    if (perSecond.length > 0) {
+      console.log('');
+      console.log('steady rate, by the second a packet was sent in (the first 3 s are the warm-up before the window):');
+      console.log('  second   sent  echoed  lost   rtt p50    p99    max (ms)');
+      perSecond.forEach((s, second) => {
+        const lost = s['sent']! - s['returned']!;
+        console.log(`  ${String(second).padStart(6)} ${String(s['sent']).padStart(6)} ${String(s['returned']).padStart(7)} ${String(lost).padStart(5)}   ${fixed(s['rttP50']!).padStart(6)} ${fixed(s['rttP99']!).padStart(6)} ${fixed(s['rttMax']!).padStart(6)}`);
+      });
+    }
+
     const setupCpu = afterSetup.cpuSeconds - empty.cpuSeconds;
     const idleCpu = cpuPercent(idleStart, idleEnd);
+    const at2000 = established >= 2_000;
     console.log('');
-    console.log(`figure                                   measured                 target`);
-    console.log(`gateway RSS, no clients                  ${mb(empty.rssBytes).padStart(8)} MB`);
-    console.log(`gateway RSS, ${established} clients connected`.padEnd(41) + `${mb(idleEnd.rssBytes).padStart(8)} MB              < 300 MB at 2,000: ${established >= 2_000 ? (idleEnd.rssBytes < 300 * 1024 * 1024 ? 'met' : 'not met') : 'not measured'}`);
-    console.log(`RSS per client                           ${((idleEnd.rssBytes - empty.rssBytes) / Math.max(1, established) / 1024).toFixed(1).padStart(8)} KB`);
-    console.log(`gateway CPU, all idle (${seconds} s)`.padEnd(41) + `${idleCpu.toFixed(2).padStart(8)} % of a core     < 5 %: ${idleCpu < 5 ? 'met' : 'not met'}`);
-    console.log(`gateway CPU to set up all clients        ${setupCpu.toFixed(2).padStart(8)} s (${((setupCpu / Math.max(1, established)) * 1000).toFixed(2)} ms per client)`);
+    console.log(row('figure', 'measured', 'target'));
+    console.log(row('clients connected', `${established} of ${clients} in ${connectSeconds.toFixed(1)} s (${fixed(established / connectSeconds)}/s)`, '2,000'));
+    console.log(row('gateway RSS, no clients', `${mb(empty.rssBytes)} MB`));
+    console.log(row(`gateway RSS, ${established} clients idle`, `${mb(idleEnd.rssBytes)} MB`, `< 300 MB at 2,000: ${at2000 ? (idleEnd.rssBytes < 300 * 1024 * 1024 ? 'met' : 'not met') : 'not measured'}`));
+    console.log(row('gateway RSS per client', `${fixed((idleEnd.rssBytes - empty.rssBytes) / Math.max(1, established) / 1024)} KB`));
+    console.log(row(`gateway CPU, ${established} clients idle (${seconds} s)`, `${fixed(idleCpu, 2)} % of a core`, `< 5 %: ${idleCpu < 5 ? 'met' : 'not met'}${at2000 ? '' : ' (fewer than 2,000 clients)'}`));
+    // Each client replaces its session every 180 s even when idle: a window shorter than that may miss them.
+    console.log(row('WireGuard handshakes in the idle window', `${Number(idleStatsEnd['handshakes']) - Number(idleStats['handshakes'])} (every client renews its session each 180 s)`));
+    console.log(row('gateway CPU to set up the clients', `${fixed(setupCpu, 2)} s (${fixed((setupCpu / Math.max(1, established)) * 1000, 2)} ms per client)`));
     if (busy !== undefined) {
-      const pps = busy.sent / ((busy.end.at - busy.start.at) / 1000);
-      console.log(`gateway CPU at ${rate} packets/s`.padEnd(41) + `${cpuPercent(busy.start, busy.end).toFixed(2).padStart(8)} % of a core (${((cpuPercent(busy.start, busy.end) * 10_000) / rate).toFixed(1)} us per packet and its echo)`);
-      console.log(`packets sent / echoes received           ${busy.sent} / ${busy.received} (~${pps.toFixed(0)}/s sent)`);
+      const window = (busy.end.at - busy.start.at) / 1000;
+      const sent = Number(busy.after['sent']) - Number(busy.before['sent']);
+      const received = Number(busy.after['received']) - Number(busy.before['received']);
+      const busyCpu = cpuPercent(busy.start, busy.end);
+      const allSent = perSecond.reduce((sum, s) => sum + s['sent']!, 0);
+      const allReturned = perSecond.reduce((sum, s) => sum + s['returned']!, 0);
+      const rtts = perSecond.map((s) => s['rttP50']!).filter(Number.isFinite).sort((a, b) => a - b);
+      console.log(row(`steady rate asked`, `${rate} packets/s from ${established} clients in turn`));
+      console.log(row(`packets sent / echoed in the ${seconds} s window`, `${sent} / ${received} (${fixed(sent / window, 0)}/s sent, ${fixed(received / window, 0)}/s echoed)`));
+      console.log(row('packets lost, whole phase', `${allSent - allReturned} of ${allSent} (${fixed(((allSent - allReturned) / Math.max(1, allSent)) * 100, 2)} %), worst second ${Math.max(0, ...perSecond.map((s) => s['sent']! - s['returned']!))}`));
+      console.log(row('round trip, median of the seconds\' medians', `${fixed(rtts[Math.floor(rtts.length / 2)] ?? NaN, 2)} ms (worst p99 ${fixed(Math.max(...perSecond.map((s) => s['rttP99']!).filter(Number.isFinite)), 1)} ms)`));
+      console.log(row(`gateway CPU at the steady rate`, `${fixed(busyCpu, 2)} % of a core (${fixed((busyCpu * 10_000) / Math.max(1, sent / window), 1)} us per packet and its echo)`));
+      console.log(row('load worker at the steady rate', `${fixed(((Number(busy.after['cpuSeconds']) - Number(busy.before['cpuSeconds'])) / window) * 100)} % of a core, event-loop delay p99 ${fixed(Number(busy.after['loopDelayP99Ms']), 0)} ms, max ${fixed(Number(busy.after['loopDelayMaxMs']), 0)} ms`));
+      console.log(row('packets the late pacer ticks left out', `${String(busy.after['short'])} (whole phase)`));
+      console.log(row('WireGuard handshakes in the window', `${Number(busy.after['handshakes']) - Number(busy.before['handshakes'])} (${Number(final['unsealed'])} packets waited for one)`));
     }
+    console.log(row('kernel drop counters (non-zero)', JSON.stringify(drops)));
     console.log(`load average (1, 5, 15 min) at the end: ${load()}`);
   } finally {
     await stack?.stop();
