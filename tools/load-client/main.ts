@@ -10,6 +10,8 @@
  *   --rate: packets per second in total, from the clients in turn (0: idle only).
  *   --concurrency: clients connecting at the same time (a pool: the next starts when one is through).
  *   --idle-wait: seconds between the last connection and the idle window (connections go idle after 20 s).
+ *   --gateway-node-args: extra Node.js options for the gateway, space-separated (e.g. "--cpu-prof
+ *     --cpu-prof-dir=/tmp/prof": a CPU profile written when the gateway stops).
  */
 import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -36,6 +38,7 @@ const { values } = parseArgs({
     'relay-secret': { type: 'string' },
     local: { type: 'string' },
     target: { type: 'string' },
+    'gateway-node-args': { type: 'string', default: '' },
   },
 });
 
@@ -139,7 +142,11 @@ async function orchestrate(): Promise<void> {
     // On a loaded machine the dev portal (through tsx) can miss the stack's start-up wait: try again.
     for (let attempt = 1; stack === undefined; attempt++) {
       try {
-        stack = await startGatewayStack(lab, { resources: [{ name: 'load', type: 'cidr', address: `${target}/32` }], startWaitScale: 2 });
+        stack = await startGatewayStack(lab, {
+          resources: [{ name: 'load', type: 'cidr', address: `${target}/32` }],
+          startWaitScale: 2,
+          gatewayNodeArgs: values['gateway-node-args'].split(' ').filter((arg) => arg !== ''),
+        });
       } catch (error) {
         if (attempt === 3) throw error;
         console.log(`lab start-up failed (${error instanceof Error ? error.message : String(error)}); again`);
