@@ -10,7 +10,7 @@
  *   --rate: packets per second in total, from the clients in turn (0: idle only).
  *   --concurrency: clients connecting at the same time (a pool: the next starts when one is through).
  *   --idle-wait: seconds between the last connection and the idle window (connections go idle after 20 s).
- *   --gateway-node-args: extra Node.js options for the gateway, space-separated (e.g. "--cpu-prof
+ *   --gateway-node-args=...: extra Node.js options for the gateway, space-separated (e.g. "--cpu-prof
  *     --cpu-prof-dir=/tmp/prof": a CPU profile written when the gateway stops).
  */
 import { readFileSync, rmSync } from 'node:fs';
