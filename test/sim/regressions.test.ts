@@ -114,6 +114,20 @@ describe('regressions found by the simulation', () => {
     assert.ok(world.stats.dnsActive >= 1, 'the new connection answers AssignedIps');
   });
 
+  test('a grant that comes due while its connection is still being made leaves nothing to connect', () => {
+    // One second from t = 3,960 ms is the next wall-clock second, 40 ms away: the gateway forgets the client before
+    // ICE is through and closes the half-made connection (CI, SIM_SEED=-260522409).
+    const world = new World({ seed: 0, clientNats: ['none'], relays: 1, latencyMs: 11, jitterMs: 0, loss: 0, resources: [RESOURCE] });
+    world.apply({ kind: 'step', ms: 3_960 - world.net.now });
+    world.apply({ kind: 'authorize', client: 0, resource: 0, expiresInSeconds: 1 });
+
+    assert.deepEqual(world.violations, [], world.describeClients());
+    assert.equal(world.gateway.node.hasConnection(world.clients[0]!.id), false, 'the gateway keeps no connection for an expired grant');
+    world.apply({ kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null });
+    world.apply({ kind: 'send', client: 0, packets: [packet] });
+    assert.deepEqual(world.violations, [], world.describeClients());
+  });
+
   test('a portal outage shorter than the partition budget: candidates held, the gateway joins again, traffic flows before, during and after', () => {
     const world = new World({ seed: 3, clientNats: ['none'], relays: 1, latencyMs: 5, jitterMs: 0, loss: 0, resources: [RESOURCE] });
     const history: SimCommand[] = [
