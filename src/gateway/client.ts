@@ -5,7 +5,7 @@
 // resource, proxy IPs, NAT sessions, filters of a kind) is allocated when first needed, and its addresses are
 // kept as numbers.
 
-import { hostCidr, readU32 } from '../ip/index.ts';
+import { hostCidr, readI32 } from '../ip/index.ts';
 import type { Cidr, IpAddr, IpPacket } from '../ip/index.ts';
 import { P2P_CONTROL_BURST, P2P_CONTROL_RATE_PER_S } from './constants.ts';
 import { matchesDomainPattern } from './domain-pattern.ts';
@@ -333,7 +333,3 @@ export class ClientOnGateway {
 }
 
 const NO_ADDRESS_V6 = new Uint8Array(16);
-
-function readI32(bytes: Uint8Array, offset: number): number {
-  return readU32(bytes, offset) | 0;
-}

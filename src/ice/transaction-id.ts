@@ -6,6 +6,7 @@
 // random on the wire (RFC 8489 §6) and the ids of one connection share no visible bits. The mask is
 // not a cryptographic PRF: responses are authenticated by MESSAGE-INTEGRITY, and the 64 random bits
 // are what makes an id unguessable.
+import { readI32 } from '../ip/bytes.ts';
 import type { RandomSource } from '../util/random.ts';
 
 export class TransactionIds {
@@ -31,12 +32,12 @@ export class TransactionIds {
 
   /** The tag `fill` wrote into `id` (for a foreign id: some 32-bit number). */
   tagOf(id: Uint8Array): number {
-    return (readWord(id, 0) ^ this.mask(id)) >>> 0;
+    return (readI32(id, 0) ^ this.mask(id)) >>> 0;
   }
 
   private mask(id: Uint8Array): number {
-    let h = Math.imul(readWord(id, 4) ^ this.key0, 0x85ebca6b);
-    h = Math.imul(h ^ (h >>> 15) ^ readWord(id, 8) ^ this.key1, 0xc2b2ae35);
+    let h = Math.imul(readI32(id, 4) ^ this.key0, 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 15) ^ readI32(id, 8) ^ this.key1, 0xc2b2ae35);
     h = Math.imul(h ^ (h >>> 13) ^ this.key2, 0x27d4eb2d);
     return h ^ (h >>> 16);
   }
@@ -44,9 +45,5 @@ export class TransactionIds {
 
 /** Bytes 8..11 of an id as a signed 32-bit integer: what an agent keeps of each outstanding check. */
 export function transactionWord(id: Uint8Array): number {
-  return readWord(id, 8);
-}
-
-function readWord(bytes: Uint8Array, offset: number): number {
-  return (bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
+  return readI32(id, 8);
 }

@@ -1,5 +1,5 @@
 import type { IpAddr } from './addr.ts';
-import { hashWords } from './bytes.ts';
+import { hashWords, readI32 } from './bytes.ts';
 import { maskV4 } from './cidr.ts';
 import type { Cidr } from './cidr.ts';
 import type { IpPacket } from './packet.ts';
@@ -372,10 +372,6 @@ function wordMask(prefixLength: number, word: number): number {
   if (bits >= 32) return -1;
   if (bits <= 0) return 0;
   return maskV4(bits) | 0;
-}
-
-function readI32(bytes: Uint8Array, offset: number): number {
-  return (bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
 }
 
 function descendingIndex(lengths: readonly number[], length: number): number {
