@@ -177,11 +177,12 @@ export function encodeStunMessage(message: StunMessageInit, options: StunEncodeO
     let valueLength = inPlaceValueLength(attribute);
     if (valueLength === undefined) {
       const value = encodeAttributeValue(attribute, message.transactionId);
-      if (value === undefined || value.length > 0xffff) throw new TypeError(`cannot encode STUN attribute ${attribute.kind}`);
+      if (value === undefined) throw new TypeError(`cannot encode STUN attribute ${attribute.kind}`);
       encoded ??= new Array<Uint8Array | undefined>(attributes.length);
       encoded[i] = value;
       valueLength = value.length;
     }
+    if (valueLength > 0xffff) throw new TypeError(`cannot encode STUN attribute ${attribute.kind}`);
     length += ATTRIBUTE_HEADER_LENGTH + ((valueLength + 3) & ~3);
   }
   const integrityKey = options.integrityKey;

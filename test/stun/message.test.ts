@@ -142,3 +142,13 @@ function encode(attributes: StunAttribute[]): Uint8Array {
 function check(value: unknown, message = 'expected a truthy value'): asserts value {
   assert.ok(value, message);
 }
+
+test('an attribute longer than the 16-bit length field cannot be encoded, whether written in place or not', () => {
+  const transactionId = new Uint8Array(12);
+  for (const attribute of [
+    { kind: 'software' as const, value: 'a'.repeat(0x10000) },
+    { kind: 'data' as const, data: new Uint8Array(0x10000) },
+  ]) {
+    assert.throws(() => encodeStunMessage({ method: StunMethod.Binding, class: 'indication', transactionId, attributes: [attribute] }), TypeError);
+  }
+});
