@@ -11,10 +11,12 @@
 /*
  * WireGuard's transport AEAD (ChaCha20-Poly1305, 12-byte nonce = 4 zero bytes || counter LE64)
  * in batches, with OpenSSL's EVP from the libcrypto Node itself exports (see README.md for why
- * that one). A keyring holds one initialised cipher context per transport key; a key is added
- * when a session is installed and removed (context freed, which wipes the key) when the session
- * goes. JavaScript keeps the protocol: it picks the key, the counter and the buffers, and passes
- * a batch of jobs in one call.
+ * that one). A keyring holds the raw transport keys inline, one cache line each, and two cipher
+ * contexts (sealing, opening) that each job loads with its key and nonce: ChaCha20's key setup is
+ * a copy, so a job on a cold key costs one cache miss instead of a context and its provider state
+ * (several lines each). A key is added when a session is installed and removed (wiped) when the
+ * session goes; a context that last held a removed key is wiped as well. JavaScript keeps the
+ * protocol: it picks the key, the counter and the buffers, and passes a batch of jobs in one call.
  *
  * Key ids carry a generation byte, so a job naming a removed key (or a slot reused since) fails
  * cleanly with FZ_AEAD_BAD_KEY instead of using another session's key.
@@ -23,12 +25,16 @@
 #define KEY_INDEX_BITS 24
 #define KEY_INDEX_MASK ((1u << KEY_INDEX_BITS) - 1)
 #define KEYRING_MAX_KEYS (1u << KEY_INDEX_BITS)
+#define CACHE_LINE 64
 
 typedef struct {
-  EVP_CIPHER_CTX *ctx; /* NULL when the slot is free */
+  _Alignas(CACHE_LINE) uint8_t raw[FZ_AEAD_KEY_SIZE];
+  uint8_t live;
   uint8_t generation;
   uint8_t seal;
 } aead_key;
+
+_Static_assert(sizeof(aead_key) == CACHE_LINE, "a key is one cache line");
 
 typedef struct {
   aead_key *keys;
@@ -36,16 +42,27 @@ typedef struct {
   uint32_t live;
   uint32_t *free_slots;
   uint32_t free_count;
+  /* Index 0 opens, 1 seals; each remembers the slot whose key it holds (UINT32_MAX: none). */
+  EVP_CIPHER_CTX *ctx[2];
+  uint32_t ctx_slot[2];
 } aead_keyring;
+
+static const uint8_t zero_key[FZ_AEAD_KEY_SIZE] = {0};
+static const uint8_t zero_nonce[FZ_AEAD_NONCE_SIZE] = {0};
+
+static void keyring_free(aead_keyring *ring) {
+  if (ring->keys != NULL) OPENSSL_cleanse(ring->keys, (size_t)ring->capacity * sizeof *ring->keys);
+  free(ring->keys);
+  free(ring->free_slots);
+  EVP_CIPHER_CTX_free(ring->ctx[0]);
+  EVP_CIPHER_CTX_free(ring->ctx[1]);
+  free(ring);
+}
 
 static void keyring_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  aead_keyring *ring = data;
-  for (uint32_t i = 0; i < ring->capacity; i++) EVP_CIPHER_CTX_free(ring->keys[i].ctx);
-  free(ring->keys);
-  free(ring->free_slots);
-  free(ring);
+  keyring_free(data);
 }
 
 static aead_keyring *keyring_of(napi_env env, napi_value value) {
@@ -61,7 +78,7 @@ static aead_key *key_of(aead_keyring *ring, uint32_t id) {
   uint32_t index = id & KEY_INDEX_MASK;
   if (index >= ring->capacity) return NULL;
   aead_key *key = &ring->keys[index];
-  if (key->ctx == NULL || key->generation != (uint8_t)(id >> KEY_INDEX_BITS)) return NULL;
+  if (!key->live || key->generation != (uint8_t)(id >> KEY_INDEX_BITS)) return NULL;
   return key;
 }
 
@@ -69,17 +86,31 @@ static int keyring_grow(aead_keyring *ring) {
   uint32_t capacity = ring->capacity == 0 ? 64 : ring->capacity * 2;
   if (capacity > KEYRING_MAX_KEYS) capacity = KEYRING_MAX_KEYS;
   if (capacity == ring->capacity) return 0;
-  aead_key *keys = realloc(ring->keys, (size_t)capacity * sizeof *keys);
+  aead_key *keys = aligned_alloc(CACHE_LINE, (size_t)capacity * sizeof *keys);
   if (keys == NULL) return 0;
-  ring->keys = keys;
   uint32_t *free_slots = realloc(ring->free_slots, (size_t)capacity * sizeof *free_slots);
-  if (free_slots == NULL) return 0;
+  if (free_slots == NULL) {
+    free(keys);
+    return 0;
+  }
   ring->free_slots = free_slots;
+  if (ring->keys != NULL) {
+    memcpy(keys, ring->keys, (size_t)ring->capacity * sizeof *keys);
+    OPENSSL_cleanse(ring->keys, (size_t)ring->capacity * sizeof *keys);
+    free(ring->keys);
+  }
   memset(keys + ring->capacity, 0, (size_t)(capacity - ring->capacity) * sizeof *keys);
+  ring->keys = keys;
   /* Lowest index on top of the stack, so slots are reused low first. */
   for (uint32_t i = capacity; i > ring->capacity; i--) ring->free_slots[ring->free_count++] = i - 1;
   ring->capacity = capacity;
   return 1;
+}
+
+/* Overwrites the key a context holds (after that key was removed). */
+static void context_forget(aead_keyring *ring, int seal) {
+  EVP_CipherInit_ex(ring->ctx[seal], NULL, NULL, zero_key, zero_nonce, seal);
+  ring->ctx_slot[seal] = UINT32_MAX;
 }
 
 /* aeadKeyringCreate() -> handle */
@@ -87,9 +118,18 @@ napi_value fz_aead_keyring_create(napi_env env, napi_callback_info info) {
   (void)info;
   aead_keyring *ring = calloc(1, sizeof *ring);
   if (ring == NULL) return fz_throw_errno(env, ENOMEM, "AEAD keyring");
+  for (int seal = 0; seal < 2; seal++) {
+    ring->ctx[seal] = EVP_CIPHER_CTX_new();
+    ring->ctx_slot[seal] = UINT32_MAX;
+    if (ring->ctx[seal] == NULL || EVP_CipherInit_ex(ring->ctx[seal], EVP_chacha20_poly1305(), NULL, zero_key, zero_nonce, seal) != 1) {
+      keyring_free(ring);
+      napi_throw_error(env, "EOPENSSL", "EVP ChaCha20-Poly1305 initialisation failed");
+      return NULL;
+    }
+  }
   napi_value handle;
   if (napi_create_external(env, ring, keyring_finalize, NULL, &handle) != napi_ok) {
-    free(ring);
+    keyring_free(ring);
     fz_throw_last_napi_error(env);
     return NULL;
   }
@@ -98,7 +138,7 @@ napi_value fz_aead_keyring_create(napi_env env, napi_callback_info info) {
 
 /*
  * aeadKeyAdd(ring, key: Uint8Array(32), seal: boolean) -> id
- * Copies the key into a new cipher context (the caller wipes its own copy).
+ * Copies the key into the keyring (the caller wipes its own copy).
  */
 napi_value fz_aead_key_add(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -118,16 +158,10 @@ napi_value fz_aead_key_add(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (ring->free_count == 0 && !keyring_grow(ring)) return fz_throw_errno(env, ENOMEM, "AEAD keyring full");
-  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-  static const uint8_t zero_nonce[FZ_AEAD_NONCE_SIZE] = {0};
-  if (ctx == NULL || EVP_CipherInit_ex(ctx, EVP_chacha20_poly1305(), NULL, raw, zero_nonce, seal ? 1 : 0) != 1) {
-    EVP_CIPHER_CTX_free(ctx);
-    napi_throw_error(env, "EOPENSSL", "EVP ChaCha20-Poly1305 initialisation failed");
-    return NULL;
-  }
   uint32_t index = ring->free_slots[--ring->free_count];
   aead_key *key = &ring->keys[index];
-  key->ctx = ctx;
+  memcpy(key->raw, raw, FZ_AEAD_KEY_SIZE);
+  key->live = 1;
   key->seal = seal ? 1 : 0;
   key->generation++;
   ring->live++;
@@ -136,7 +170,7 @@ napi_value fz_aead_key_add(napi_env env, napi_callback_info info) {
   return id;
 }
 
-/* aeadKeyRemove(ring, id) -> whether a live key was removed. Frees (and so wipes) its context. */
+/* aeadKeyRemove(ring, id) -> whether a live key was removed. Wipes it, and the context that holds it. */
 napi_value fz_aead_key_remove(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -147,9 +181,11 @@ napi_value fz_aead_key_remove(napi_env env, napi_callback_info info) {
   aead_key *key = key_of(ring, id);
   napi_value result;
   if (key != NULL) {
-    EVP_CIPHER_CTX_free(key->ctx);
-    key->ctx = NULL;
-    ring->free_slots[ring->free_count++] = id & KEY_INDEX_MASK;
+    uint32_t index = id & KEY_INDEX_MASK;
+    if (ring->ctx_slot[key->seal] == index) context_forget(ring, key->seal);
+    OPENSSL_cleanse(key->raw, FZ_AEAD_KEY_SIZE);
+    key->live = 0;
+    ring->free_slots[ring->free_count++] = index;
     ring->live--;
   }
   FZ_CALL(env, napi_get_boolean(env, key != NULL, &result));
@@ -177,23 +213,19 @@ static int ranges_partly_overlap(const uint8_t *a, size_t a_length, const uint8_
   return a < b + b_length && b < a + a_length;
 }
 
-static uint32_t seal_one(aead_key *key, const uint8_t *in, uint8_t *out, uint32_t length, const uint8_t *nonce) {
+static uint32_t seal_one(EVP_CIPHER_CTX *ctx, const uint8_t *in, uint8_t *out, uint32_t length) {
   int written = 0, final_written = 0;
-  EVP_CIPHER_CTX *ctx = key->ctx;
-  if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 1) != 1) return FZ_AEAD_FAILED;
   if (length > 0 && EVP_CipherUpdate(ctx, out, &written, in, (int)length) != 1) return FZ_AEAD_FAILED;
   if (EVP_CipherFinal_ex(ctx, out + written, &final_written) != 1) return FZ_AEAD_FAILED;
   if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, FZ_AEAD_TAG_SIZE, out + length) != 1) return FZ_AEAD_FAILED;
   return FZ_AEAD_OK;
 }
 
-static uint32_t open_one(aead_key *key, const uint8_t *in, uint8_t *out, uint32_t sealed_length, const uint8_t *nonce) {
+static uint32_t open_one(EVP_CIPHER_CTX *ctx, const uint8_t *in, uint8_t *out, uint32_t sealed_length) {
   uint32_t length = sealed_length - FZ_AEAD_TAG_SIZE;
   uint8_t tag[FZ_AEAD_TAG_SIZE];
   int written = 0, final_written = 0;
-  EVP_CIPHER_CTX *ctx = key->ctx;
   memcpy(tag, in + length, FZ_AEAD_TAG_SIZE);
-  if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 0) != 1) return FZ_AEAD_FAILED;
   if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, FZ_AEAD_TAG_SIZE, tag) != 1) return FZ_AEAD_FAILED;
   if (length > 0 && EVP_CipherUpdate(ctx, out, &written, in, (int)length) != 1) return FZ_AEAD_FAILED;
   if (EVP_CipherFinal_ex(ctx, out + written, &final_written) != 1) {
@@ -254,8 +286,14 @@ napi_value fz_aead_run(napi_env env, napi_callback_info info) {
       status = FZ_AEAD_BAD_RANGE;
     } else {
       write_nonce(nonce, job[FZ_AEAD_JOB_COUNTER_LOW], job[FZ_AEAD_JOB_COUNTER_HIGH]);
-      status = open ? open_one(key, source + from, target + to, length, nonce)
-                    : seal_one(key, source + from, target + to, length, nonce);
+      EVP_CIPHER_CTX *ctx = ring->ctx[key->seal];
+      /* The context takes the key with the nonce: ChaCha20's key setup is a copy. */
+      if (EVP_CipherInit_ex(ctx, NULL, NULL, key->raw, nonce, key->seal) != 1) {
+        status = FZ_AEAD_FAILED;
+      } else {
+        ring->ctx_slot[key->seal] = (uint32_t)(key - ring->keys);
+        status = open ? open_one(ctx, source + from, target + to, length) : seal_one(ctx, source + from, target + to, length);
+      }
     }
     job[FZ_AEAD_JOB_STATUS] = status;
     if (status == FZ_AEAD_OK) succeeded++;

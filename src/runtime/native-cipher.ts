@@ -1,7 +1,7 @@
 /**
- * The transport AEAD on the native addon: one OpenSSL EVP ChaCha20-Poly1305 context per key in
- * a native keyring, a whole batch of jobs per call (native/aead.c). The keys live only in those
- * contexts; `removeKey` frees (and OpenSSL wipes) them.
+ * The transport AEAD on the native addon: the keys in a native keyring (one cache line each), a
+ * whole batch of jobs per call through OpenSSL's EVP ChaCha20-Poly1305 (native/aead.c). The keys
+ * live only in native memory; `removeKey` wipes them.
  */
 import type { TransportCipher } from '../wireguard/transport-cipher.ts';
 import { loadNative, type AeadKeyringHandle, type NativeAddon } from './native.ts';

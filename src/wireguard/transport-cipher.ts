@@ -2,8 +2,8 @@
 //
 // The Tunnel owns the protocol (session choice, counters, replay window) and describes the work
 // as jobs in a Uint32Array; a `TransportCipher` runs a batch of jobs in one call. Two backends
-// give identical bytes (test/wireguard/transport-cipher.test.ts): the native addon (one OpenSSL
-// context per key, kept in native memory until the session goes; src/runtime/native-cipher.ts)
+// give identical bytes (test/wireguard/transport-cipher.test.ts): the native addon (OpenSSL, the
+// keys in a native keyring until the session goes; src/runtime/native-cipher.ts)
 // and node:crypto here, which stays the portable fallback and the default of the sans-IO core.
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { AEAD_TAG_SIZE, KEY_SIZE } from './constants.ts';

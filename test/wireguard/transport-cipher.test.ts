@@ -130,6 +130,48 @@ describe('transport cipher backends', { skip }, () => {
     assert.deepEqual(Buffer.from(target), expected);
   });
 
+  test('jobs of several keys interleaved in one batch, with keys removed and slots reused between batches, give the same bytes on both', () => {
+    const keyArbitrary = fc.uint8Array({ minLength: 32, maxLength: 32 });
+    fc.assert(
+      fc.property(
+        fc.array(keyArbitrary, { minLength: 2, maxLength: 6 }),
+        fc.array(fc.record({ key: fc.nat(), counter: fc.nat({ max: 5000 }), length: fc.nat({ max: 200 }) }), { minLength: 1, maxLength: 30 }),
+        fc.array(fc.record({ remove: fc.nat(), replacement: keyArbitrary }), { minLength: 1, maxLength: 4 }),
+        (raws, jobs, changes) => {
+          const ciphers = [new NativeTransportCipher(), new NodeCryptoTransportCipher()];
+          const ids = ciphers.map((cipher) => raws.map((raw) => cipher.addKey(raw, true)));
+          const run = () =>
+            ciphers.map((cipher, c) => {
+              const stride = 200 + 16;
+              const buffer = new Uint8Array(jobs.length * stride);
+              const words = new Uint32Array(jobs.length * AEAD_JOB_WORDS);
+              jobs.forEach((job, i) => {
+                buffer.fill(i & 0xff, i * stride, i * stride + job.length);
+                writeAeadJob(words, i, ids[c]![job.key % raws.length]!, job.counter, i * stride, job.length, i * stride);
+              });
+              cipher.run(false, buffer, buffer, words, jobs.length);
+              return { buffer, statuses: statuses(words, jobs.length) };
+            });
+          for (const change of [undefined, ...changes]) {
+            if (change !== undefined) {
+              // The key the last batch used last is the one most likely to be left in a native context.
+              const slot = (jobs[jobs.length - 1]!.key + change.remove) % raws.length;
+              ciphers.forEach((cipher, c) => {
+                cipher.removeKey(ids[c]![slot]!);
+                ids[c]![slot] = cipher.addKey(change.replacement, true);
+              });
+            }
+            const [native, portable] = run() as [{ buffer: Uint8Array; statuses: number[] }, { buffer: Uint8Array; statuses: number[] }];
+            assert.deepEqual(native.statuses, portable.statuses);
+            assert.ok(native.statuses.every((status) => status === AEAD_OK));
+            assert.deepEqual(native.buffer, portable.buffer);
+          }
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
+
   test('a removed key, a key of the wrong direction and a range outside the buffer fail the same on both', () => {
     for (const cipher of [new NativeTransportCipher(), new NodeCryptoTransportCipher()]) {
       const seal = cipher.addKey(new Uint8Array(32).fill(1), true);
