@@ -1,7 +1,7 @@
 // The storage of every queue without any: read, never written (`set` allocates a queue's own first).
 const NO_KEYS: readonly unknown[] = [];
-const NO_TIMES: number[] = [];
-const NO_SLOTS: ReadonlyMap<unknown, number> = new Map();
+const NO_NUMBERS: number[] = [];
+const NO_IDS: ReadonlyMap<unknown, number> = new Map();
 
 /**
  * Deadlines of many owners (connections, clients, allocations) in one indexed binary min-heap.
@@ -11,38 +11,48 @@ const NO_SLOTS: ReadonlyMap<unknown, number> = new Map();
  * state machine with thousands of children answer `pollTimeout` and `handleTimeout` without
  * visiting the children that have nothing to do.
  *
- * Nothing here allocates after an owner's first insertion: positions live in a map from owner to
- * slot, and the heap arrays only grow. A queue that never held a deadline (or was cleared) holds no
- * map and no arrays: thousands of connections and clients each own a queue that is mostly empty.
+ * An owner gets a small entry id on insertion (the map from owner to id is read once per call);
+ * the heap holds ids and times, and each id's heap position sits in an array. So a sift step moves
+ * numbers between arrays: it neither updates the map nor touches the owners, whose identity hashes
+ * would be cold memory at ten thousand connections. Nothing allocates after an owner's first
+ * insertion (ids are reused). A queue that never held a deadline (or was cleared) holds no map and
+ * no arrays: thousands of connections and clients each own a queue that is mostly empty.
  */
 export class DeadlineQueue<K> {
-  private keys: K[] = NO_KEYS as K[];
-  private times: number[] = NO_TIMES;
-  private slots: Map<K, number> = NO_SLOTS as Map<K, number>;
+  private ids: Map<K, number> = NO_IDS as Map<K, number>;
+  /** By entry id: the owner (undefined while the id is free) and its position in the heap. */
+  private keyOf: (K | undefined)[] = NO_KEYS as K[];
+  private positionOf: number[] = NO_NUMBERS;
+  /** Entry ids free for reuse. */
+  private freeIds: number[] = NO_NUMBERS;
+  /** The heap: entry id and deadline by position. */
+  private heapIds: number[] = NO_NUMBERS;
+  private heapTimes: number[] = NO_NUMBERS;
+  private count = 0;
   /** Heap operations performed (a test hook: structural tests count work, not time). */
   operations = 0;
 
   get size(): number {
-    return this.slots.size;
+    return this.count;
   }
 
   /** The earliest deadline, or `Infinity` when there is none. */
   peekTime(): number {
-    return this.slots.size === 0 ? Infinity : this.times[0]!;
+    return this.count === 0 ? Infinity : this.heapTimes[0]!;
   }
 
   /** The owner of the earliest deadline. */
   peekKey(): K | undefined {
-    return this.slots.size === 0 ? undefined : this.keys[0];
+    return this.count === 0 ? undefined : this.keyOf[this.heapIds[0]!];
   }
 
   has(key: K): boolean {
-    return this.slots.has(key);
+    return this.ids.has(key);
   }
 
   timeOf(key: K): number | undefined {
-    const slot = this.slots.get(key);
-    return slot === undefined ? undefined : this.times[slot];
+    const id = this.ids.get(key);
+    return id === undefined ? undefined : this.heapTimes[this.positionOf[id]!];
   }
 
   /** Sets (or moves) `key`'s deadline; `undefined` or `Infinity` removes it. */
@@ -52,36 +62,25 @@ export class DeadlineQueue<K> {
       return;
     }
     this.operations++;
-    const slot = this.slots.get(key);
-    if (slot === undefined) {
-      if (this.slots === NO_SLOTS) this.allocate();
-      const end = this.slots.size;
-      this.keys[end] = key;
-      this.times[end] = time;
-      this.slots.set(key, end);
-      this.siftUp(end);
+    const id = this.ids.get(key);
+    if (id === undefined) {
+      this.insert(key, time);
       return;
     }
-    const before = this.times[slot]!;
+    const position = this.positionOf[id]!;
+    const before = this.heapTimes[position]!;
     if (time === before) return;
-    this.times[slot] = time;
-    if (time < before) this.siftUp(slot);
-    else this.siftDown(slot);
+    this.heapTimes[position] = time;
+    if (time < before) this.siftUp(position);
+    else this.siftDown(position);
   }
 
   delete(key: K): boolean {
-    const slot = this.slots.get(key);
-    if (slot === undefined) return false;
+    const id = this.ids.get(key);
+    if (id === undefined) return false;
     this.operations++;
-    this.slots.delete(key);
-    const last = this.slots.size;
-    if (slot !== last) {
-      this.move(last, slot);
-      this.siftDown(slot);
-      this.siftUp(slot);
-    }
-    this.keys.length = last;
-    this.times.length = last;
+    this.ids.delete(key);
+    this.removeAt(this.positionOf[id]!, id);
     return true;
   }
 
@@ -90,66 +89,105 @@ export class DeadlineQueue<K> {
    * `undefined`. Drain with `while ((key = queue.popDue(now)) !== undefined)`.
    */
   popDue(now: number): K | undefined {
-    if (this.slots.size === 0 || this.times[0]! > now) return undefined;
-    const key = this.keys[0]!;
-    this.delete(key);
+    if (this.count === 0 || this.heapTimes[0]! > now) return undefined;
+    this.operations++;
+    const id = this.heapIds[0]!;
+    const key = this.keyOf[id]!;
+    this.ids.delete(key);
+    this.removeAt(0, id);
     return key;
   }
 
   /** Removes every deadline and lets the storage go. */
   clear(): void {
-    this.keys = NO_KEYS as K[];
-    this.times = NO_TIMES;
-    this.slots = NO_SLOTS as Map<K, number>;
+    this.ids = NO_IDS as Map<K, number>;
+    this.keyOf = NO_KEYS as K[];
+    this.positionOf = NO_NUMBERS;
+    this.freeIds = NO_NUMBERS;
+    this.heapIds = NO_NUMBERS;
+    this.heapTimes = NO_NUMBERS;
+    this.count = 0;
   }
 
   /** Whether the queue holds storage (a test hook: an empty queue holds none until its first `set`). */
   get allocated(): boolean {
-    return this.slots !== NO_SLOTS;
+    return this.ids !== NO_IDS;
   }
 
-  private allocate(): void {
-    this.keys = [];
-    this.times = [];
-    this.slots = new Map();
-  }
-
-  private move(from: number, to: number): void {
-    const key = this.keys[from]!;
-    this.keys[to] = key;
-    this.times[to] = this.times[from]!;
-    this.slots.set(key, to);
-  }
-
-  private siftUp(slot: number): void {
-    const key = this.keys[slot]!;
-    const time = this.times[slot]!;
-    while (slot > 0) {
-      const parent = (slot - 1) >> 1;
-      if (this.times[parent]! <= time) break;
-      this.move(parent, slot);
-      slot = parent;
+  private insert(key: K, time: number): void {
+    if (this.ids === NO_IDS) {
+      this.ids = new Map();
+      this.keyOf = [];
+      this.positionOf = [];
+      this.freeIds = [];
+      this.heapIds = [];
+      this.heapTimes = [];
     }
-    this.keys[slot] = key;
-    this.times[slot] = time;
-    this.slots.set(key, slot);
+    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.keyOf.length;
+    this.ids.set(key, id);
+    this.keyOf[id] = key;
+    const position = this.count++;
+    this.heapIds[position] = id;
+    this.heapTimes[position] = time;
+    this.positionOf[id] = position;
+    this.siftUp(position);
   }
 
-  private siftDown(slot: number): void {
-    const size = this.slots.size;
-    const key = this.keys[slot]!;
-    const time = this.times[slot]!;
+  /** Takes entry `id` out of the heap at `position` and frees the id (its owner already left `ids`). */
+  private removeAt(position: number, id: number): void {
+    this.keyOf[id] = undefined;
+    this.freeIds.push(id);
+    const last = --this.count;
+    if (position === last) return;
+    const movedId = this.heapIds[last]!;
+    this.heapIds[position] = movedId;
+    this.heapTimes[position] = this.heapTimes[last]!;
+    this.positionOf[movedId] = position;
+    this.siftDown(position);
+    this.siftUp(this.positionOf[movedId]!);
+  }
+
+  private siftUp(position: number): void {
+    const heapIds = this.heapIds;
+    const heapTimes = this.heapTimes;
+    const id = heapIds[position]!;
+    const time = heapTimes[position]!;
+    while (position > 0) {
+      const parent = (position - 1) >> 1;
+      const parentTime = heapTimes[parent]!;
+      if (parentTime <= time) break;
+      const parentId = heapIds[parent]!;
+      heapIds[position] = parentId;
+      heapTimes[position] = parentTime;
+      this.positionOf[parentId] = position;
+      position = parent;
+    }
+    heapIds[position] = id;
+    heapTimes[position] = time;
+    this.positionOf[id] = position;
+  }
+
+  private siftDown(position: number): void {
+    const heapIds = this.heapIds;
+    const heapTimes = this.heapTimes;
+    const size = this.count;
+    const id = heapIds[position]!;
+    const time = heapTimes[position]!;
     for (;;) {
-      const left = 2 * slot + 1;
+      const left = 2 * position + 1;
       if (left >= size) break;
       const right = left + 1;
-      const child = right < size && this.times[right]! < this.times[left]! ? right : left;
-      if (this.times[child]! >= time) break;
-      this.move(child, slot);
-      slot = child;
+      const child = right < size && heapTimes[right]! < heapTimes[left]! ? right : left;
+      const childTime = heapTimes[child]!;
+      if (childTime >= time) break;
+      const childId = heapIds[child]!;
+      heapIds[position] = childId;
+      heapTimes[position] = childTime;
+      this.positionOf[childId] = position;
+      position = child;
     }
-    this.keys[slot] = key;
-    this.times[slot] = time;
-    this.slots.set(key, slot);
+    heapIds[position] = id;
+    heapTimes[position] = time;
+    this.positionOf[id] = position;
   }
 }

@@ -93,4 +93,16 @@ describe('DeadlineQueue memory', () => {
     assert.equal(b.popDue(3), 'y');
     assert.equal(new DeadlineQueue<string>().size, 0);
   });
+
+  test('reuses entry ids: churn through few owners never grows the storage', () => {
+    const queue = new DeadlineQueue<object>();
+    const owners = [{}, {}, {}];
+    for (let round = 0; round < 10_000; round++) {
+      for (const [i, owner] of owners.entries()) queue.set(owner, round * 10 + ((i * 7 + round) % 5));
+      queue.popDue(round * 10 + 2);
+      if (round % 3 === 0) queue.delete(owners[round % 3]!);
+    }
+    const storage = queue as unknown as { keyOf: unknown[]; heapIds: unknown[]; heapTimes: unknown[]; positionOf: unknown[] };
+    for (const array of [storage.keyOf, storage.heapIds, storage.heapTimes, storage.positionOf]) assert.ok(array.length <= owners.length, `storage grew to ${array.length}`);
+  });
 });
