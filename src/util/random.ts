@@ -19,21 +19,45 @@ export function randomBytes(rng: RandomSource, length: number): Uint8Array {
   return out;
 }
 
-/** Cryptographically secure randomness from the operating system. */
-export function systemRandom(): RandomSource {
-  const word = new Uint32Array(1);
+/** Bytes drawn from the operating system at once by `systemRandom`: one call per ~170 STUN transaction ids. */
+const SYSTEM_POOL_SIZE = 4096;
+
+/**
+ * Cryptographically secure randomness from the operating system. Small requests are served from a
+ * pool refilled by one `randomFillSync` when used up: each call into node:crypto costs microseconds
+ * (most of a STUN check's randomness cost), whatever its size. Every pooled byte is handed out once
+ * and zeroed where it was, so key material does not linger in the pool.
+ */
+export function systemRandom(poolSize = SYSTEM_POOL_SIZE): RandomSource {
+  const pool = new Uint8Array(poolSize);
+  let used = poolSize;
+  const take = (length: number): number => {
+    if (used + length > poolSize) {
+      randomFillSync(pool);
+      used = 0;
+    }
+    const at = used;
+    used += length;
+    return at;
+  };
+  const u32 = (): number => {
+    const at = take(4);
+    const value = (pool[at]! | (pool[at + 1]! << 8) | (pool[at + 2]! << 16) | (pool[at + 3]! << 24)) >>> 0;
+    pool.fill(0, at, at + 4);
+    return value;
+  };
   return {
     fill(target) {
-      randomFillSync(target);
+      if (target.length > poolSize / 8) {
+        randomFillSync(target);
+        return;
+      }
+      const at = take(target.length);
+      target.set(pool.subarray(at, at + target.length));
+      pool.fill(0, at, at + target.length);
     },
-    u32() {
-      randomFillSync(word);
-      return word[0]!;
-    },
-    float() {
-      randomFillSync(word);
-      return word[0]! / 0x1_0000_0000;
-    },
+    u32,
+    float: () => u32() / 0x1_0000_0000,
   };
 }
 
