@@ -13,7 +13,7 @@
  *   --gateway-node-args=...: extra Node.js options for the gateway, space-separated (e.g. "--cpu-prof
  *     --cpu-prof-dir=/tmp/prof": a CPU profile written when the gateway stops).
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -62,6 +62,33 @@ function sample(pid: number): ProcSample {
   return { at: performance.now(), cpuSeconds, systemSeconds: Number(fields[12]) / CLOCK_TICKS, rssBytes: Number(rss?.[1] ?? 0) * 1024 };
 }
 
+/** CPU seconds of each of the process's threads, summed by thread name (V8's GC helpers share one name). */
+function threadCpu(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    byName.set(name, (byName.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS);
+  }
+  return byName;
+}
+
+/** Each thread name's share of a core between two `threadCpu` samples `seconds` apart, busiest first. */
+function threadShares(before: Map<string, number>, after: Map<string, number>, seconds: number): string {
+  return [...after]
+    .map(([name, cpu]) => [name, ((cpu - (before.get(name) ?? 0)) / seconds) * 100] as const)
+    .filter(([, percent]) => percent >= 0.05)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, percent]) => `${name} ${percent.toFixed(2)} %`)
+    .join(', ');
+}
+
 const cpuPercent = (a: ProcSample, b: ProcSample): number => ((b.cpuSeconds - a.cpuSeconds) / ((b.at - a.at) / 1000)) * 100;
 const systemPercent = (a: ProcSample, b: ProcSample): number => ((b.systemSeconds - a.systemSeconds) / ((b.at - a.at) / 1000)) * 100;
 const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
@@ -99,6 +126,19 @@ class WorkerHandle {
 
   command(command: Record<string, unknown>): void {
     this.process.stdin!.write(`${JSON.stringify(command)}\n`);
+  }
+}
+
+/** UDP datagrams a namespace received and sent so far (its /proc/net/snmp). */
+function udpDatagrams(lab: Lab, ns: string): { received: number; sent: number } {
+  try {
+    const lines = lab.exec(ns, ['cat', '/proc/net/snmp']).split('\n');
+    const at = lines.findIndex((line) => line.startsWith('Udp: InDatagrams'));
+    const names = lines[at]!.split(' ');
+    const numbers = lines[at + 1]!.split(' ');
+    return { received: Number(numbers[names.indexOf('InDatagrams')]), sent: Number(numbers[names.indexOf('OutDatagrams')]) };
+  } catch {
+    return { received: NaN, sent: NaN };
   }
 }
 
@@ -187,8 +227,12 @@ async function orchestrate(): Promise<void> {
     worker.command({ cmd: 'stats' });
     const idleStats = await worker.next('stats', 60_000);
     const idleStart = sample(pid);
+    const idleThreadsStart = threadCpu(pid);
+    const idleUdpStart = udpDatagrams(lab, lab.ns.gateway);
     await sleep(seconds * 1000);
     const idleEnd = sample(pid);
+    const idleThreadsEnd = threadCpu(pid);
+    const idleUdpEnd = udpDatagrams(lab, lab.ns.gateway);
     worker.command({ cmd: 'stats' });
     const idleStatsEnd = await worker.next('stats', 60_000);
     console.log(`idle: client connections ${JSON.stringify(idleStatsEnd['states'])}, paths ${JSON.stringify(idleStatsEnd['paths'])}; load worker ${fixed(((Number(idleStatsEnd['cpuSeconds']) - Number(idleStats['cpuSeconds'])) / seconds) * 100)} % of a core, RSS ${mb(Number(idleStatsEnd['rssBytes']))} MB`);
@@ -242,6 +286,11 @@ async function orchestrate(): Promise<void> {
     console.log(row('gateway RSS per client', `${fixed((idleEnd.rssBytes - empty.rssBytes) / Math.max(1, established) / 1024)} KB`));
     console.log(row(`gateway CPU, ${established} clients idle (${seconds} s)`, `${fixed(idleCpu, 2)} % of a core (${fixed(systemPercent(idleStart, idleEnd), 2)} % in the kernel)`, `< 5 %: ${idleCpu < 5 ? 'met' : 'not met'}${at2000 ? '' : ' (fewer than 2,000 clients)'}`));
     // Each client replaces its session every 180 s even when idle: a window shorter than that may miss them.
+    const idleSeconds = (idleEnd.at - idleStart.at) / 1000;
+    const idleReceived = (idleUdpEnd.received - idleUdpStart.received) / idleSeconds;
+    const idleSent = (idleUdpEnd.sent - idleUdpStart.sent) / idleSeconds;
+    console.log(row('  gateway datagrams in the idle window', `${fixed(idleReceived)}/s in, ${fixed(idleSent)}/s out (${fixed(((idleEnd.cpuSeconds - idleStart.cpuSeconds) * 1e6) / Math.max(1, (idleReceived + idleSent) * idleSeconds))} us of CPU each)`));
+    console.log(row('  gateway CPU by thread, idle', threadShares(idleThreadsStart, idleThreadsEnd, idleSeconds)));
     console.log(row('WireGuard handshakes in the idle window', `${Number(idleStatsEnd['handshakes']) - Number(idleStats['handshakes'])} (every client renews its session each 180 s)`));
     console.log(row('gateway CPU to set up the clients', `${fixed(setupCpu, 2)} s (${fixed((setupCpu / Math.max(1, established)) * 1000, 2)} ms per client)`));
     if (busy !== undefined) {
