@@ -30,6 +30,8 @@ const NO_TRANSLATIONS = new ProxyTranslations();
 const NO_NAT = new NatTable();
 
 export class ClientOnGateway {
+  /** Removed from the state: a reference kept elsewhere (with the client's connection) authorises nothing. */
+  removed = false;
   /** The resources held: the one itself, or a map by id from the second on (undefined: none). */
   private held: Resource | Map<string, Resource> | undefined;
   /** An Internet resource the client holds (then every destination outside the special ranges is allowed). */
@@ -251,6 +253,7 @@ export class ClientOnGateway {
 
   /** Everything this client holds goes (it is being removed). */
   dispose(): void {
+    this.removed = true;
     this.nat = NO_NAT;
   }
 

@@ -84,6 +84,11 @@ export interface TunnelVerdict {
   resourceId: string;
   /** With a flow observer: the DNS resource's domain a `ToTun` packet was translated for. */
   domain: string | undefined;
+  /**
+   * The client the packet came from (undefined: none), for the caller to keep with the client's connection and
+   * pass back as `kept` with its next packet: then no lookup by id is made while that client stays.
+   */
+  client: unknown;
 }
 
 export interface TunVerdict {
@@ -169,7 +174,7 @@ export class GatewayState {
 
   private readonly packet = new IpPacket();
   private readonly quote = new IpPacket();
-  private readonly tunnelVerdict: TunnelVerdict = { action: TunnelAction.Drop, packet: new Uint8Array(0), resourceId: '', domain: undefined };
+  private readonly tunnelVerdict: TunnelVerdict = { action: TunnelAction.Drop, packet: new Uint8Array(0), resourceId: '', domain: undefined, client: undefined };
   private readonly tunVerdict: TunVerdict = { action: TunAction.Drop, clientId: '', packet: new Uint8Array(0), resourceId: '' };
   private flowObserver: FlowObserver | undefined;
 
@@ -333,10 +338,14 @@ export class GatewayState {
 
   /**
    * A decrypted packet from `clientId`. `outerCe`: the carrying UDP datagram was marked Congestion Experienced.
-   * The returned verdict object is reused by the next call.
+   * `kept`: the verdict's `client` for an earlier packet of the same connection, used while that client is not
+   * removed (a removed one authorises nothing: the client is then looked up by id). The returned verdict object
+   * is reused by the next call.
    */
-  handleTunnelPacket(clientId: string, bytes: Uint8Array, now: number, outerCe = false): TunnelVerdict {
+  handleTunnelPacket(clientId: string, bytes: Uint8Array, now: number, outerCe = false, kept?: unknown): TunnelVerdict {
+    const client = kept instanceof ClientOnGateway && !kept.removed ? kept : this.clients.get(clientId);
     const verdict = this.tunnelVerdict;
+    verdict.client = client;
     verdict.action = TunnelAction.Drop;
     verdict.packet = bytes;
     verdict.resourceId = '';
@@ -346,7 +355,6 @@ export class GatewayState {
     const v4 = packet.version === 4;
     const dst = packet.destinationOffset;
     if (v4 ? isMulticastV4(packet.destinationV4) : isMulticastV6(bytes, dst)) return verdict;
-    const client = this.clients.get(clientId);
     if (client === undefined) return verdict;
     if (isP2pControlPacket(packet)) {
       this.handleP2pControl(client, packet, now);

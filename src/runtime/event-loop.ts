@@ -249,7 +249,8 @@ export class GatewayEventLoop {
    * packet); `index` is that datagram's place in the UDP read.
    */
   private handleDecrypted(decrypted: DecryptedPacket, now: number, index: number): void {
-    const verdict = this.o.state.handleTunnelPacket(decrypted.connection, decrypted.packet, now, (decrypted.tag & ECN_TAG_MASK) === ECN_CE);
+    const verdict = this.o.state.handleTunnelPacket(decrypted.connection, decrypted.packet, now, (decrypted.tag & ECN_TAG_MASK) === ECN_CE, decrypted.owner);
+    if (verdict.client !== decrypted.owner) this.o.node.setConnectionOwner(decrypted.connection, verdict.client);
     switch (verdict.action) {
       case TunnelAction.ToTun: {
         this.writeToTun(verdict.packet);

@@ -158,6 +158,8 @@ export interface DecryptedPacket {
   readonly packet: Uint8Array;
   /** What the caller passed to `decapsulateBatched` with the datagram (0 otherwise). */
   readonly tag: number;
+  /** What the caller last gave `setConnectionOwner` for this connection (undefined: nothing yet). */
+  readonly owner: unknown;
 }
 
 /**
@@ -210,6 +212,8 @@ interface ConnectionBase {
   scheduledAt: number;
   /** Removed from the node (a field, so the data path need not look the connection up again by id). */
   dropped: boolean;
+  /** The caller's value for this connection, handed back with each decrypted packet (see `setConnectionOwner`). */
+  owner: unknown;
 }
 
 interface IceConnection extends ConnectionBase {
@@ -279,7 +283,7 @@ export class Node {
   private readonly events = new RingQueue<NodeEvent>();
   private readonly newCandidates = new CandidateSignals();
   private readonly invalidatedCandidates = new CandidateSignals();
-  private readonly decrypted: { connection: string; packet: Uint8Array; tag: number } = { connection: '', packet: new Uint8Array(0), tag: 0 };
+  private readonly decrypted: { connection: string; packet: Uint8Array; tag: number; owner: unknown } = { connection: '', packet: new Uint8Array(0), tag: 0, owner: undefined };
   private readonly cipher: TransportCipher;
   private readonly replayRings = new ReplayRings();
   private readonly openBatch: OpenBatch;
@@ -500,7 +504,17 @@ export class Node {
       established: false,
       scheduledAt: Infinity,
       dropped: false,
+      owner: undefined as unknown,
     };
+  }
+
+  /**
+   * Keeps `owner` with connection `id` (nothing if there is none) until replaced or the connection goes: each
+   * packet decrypted from it carries it, so the caller finds its own state for the peer without a lookup by id.
+   */
+  setConnectionOwner(id: string, owner: unknown): void {
+    const connection = this.connections.get(id);
+    if (connection !== undefined) connection.owner = owner;
   }
 
   removeConnection(id: string): void {
@@ -1446,6 +1460,7 @@ export class Node {
     this.decrypted.connection = connection.id;
     this.decrypted.packet = packet;
     this.decrypted.tag = tag;
+    this.decrypted.owner = connection.owner;
     return this.decrypted;
   }
 

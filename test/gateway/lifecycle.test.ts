@@ -92,6 +92,51 @@ describe('authorizations', () => {
   });
 });
 
+describe('a client kept with its connection', () => {
+  const sendKept = (state: GatewayState, packet: Uint8Array, kept: unknown) => state.handleTunnelPacket(A.id, packet, 0, false, kept);
+
+  test('is used while current; once removed it authorises nothing and the one found by id replaces it', () => {
+    const state = gateway();
+    state.authorizeFlow(A, R1, undefined, 0);
+    const toR1 = udp('100.64.0.10', 1, '10.1.0.1', 2);
+    const toR2 = udp('100.64.0.10', 1, '10.2.0.1', 2);
+    const first = sendKept(state, toR1, undefined);
+    const kept = first.client;
+    assert.equal(first.action, TunnelAction.ToTun);
+    assert.notEqual(kept, undefined);
+    assert.equal(sendKept(state, toR1, kept).client, kept);
+    assert.equal(sendKept(state, toR1, 'something else').client, kept);
+    assert.equal(state.handleTunnelPacket(B.id, toR1, 0, false, kept).action, TunnelAction.ToTun, 'a kept client is not looked up again');
+
+    state.rejectAccess(A.id, R1.id, 0);
+    const afterRemoval = sendKept(state, toR1, kept);
+    assert.equal(afterRemoval.action, TunnelAction.Drop);
+    assert.equal(afterRemoval.client, undefined);
+
+    state.authorizeFlow(A, R2, undefined, 0);
+    const renewed = sendKept(state, toR2, kept);
+    assert.equal(renewed.action, TunnelAction.ToTun);
+    assert.notEqual(renewed.client, kept);
+    const current = renewed.client;
+    assert.equal(sendKept(state, toR1, current).action, TunnelAction.ReplyToClient);
+    assert.equal(sendKept(state, toR2, current).client, current);
+  });
+
+  test('a GOODBYE or a shutdown leaves the kept client stale too', () => {
+    const state = gateway();
+    state.authorizeFlow(A, R1, undefined, 0);
+    state.authorizeFlow(B, R1, undefined, 0);
+    const a = sendKept(state, udp('100.64.0.10', 1, '10.1.0.1', 2), undefined).client;
+    const b = state.handleTunnelPacket(B.id, udp('100.64.0.11', 1, '10.1.0.1', 2), 0).client;
+    assert.equal(sendKept(state, makeGoodbyePacket(), a).action, TunnelAction.Consumed);
+    assert.equal(sendKept(state, udp('100.64.0.10', 1, '10.1.0.1', 2), a).action, TunnelAction.Drop);
+    state.shutDown();
+    const afterShutdown = state.handleTunnelPacket(B.id, udp('100.64.0.11', 1, '10.1.0.1', 2), 0, false, b);
+    assert.equal(afterShutdown.action, TunnelAction.Drop);
+    assert.equal(afterShutdown.client, undefined);
+  });
+});
+
 describe('init and revocation', () => {
   test('clients keep the gateway tunnel IPs they were created with; new clients get the new ones', () => {
     const state = gateway();

@@ -36,7 +36,7 @@ const skip = isNativeAddonBuilt() ? undefined : 'the native addon is not built (
 /** The real policy until `measuring`; then every packet passes unchanged. */
 class PassThroughState extends GatewayState {
   measuring = false;
-  readonly #tunnelVerdict: TunnelVerdict = { action: TunnelAction.ToTun, packet: new Uint8Array(0), resourceId: '', domain: undefined };
+  readonly #tunnelVerdict: TunnelVerdict = { action: TunnelAction.ToTun, packet: new Uint8Array(0), resourceId: '', domain: undefined, client: undefined };
   readonly #tunVerdict: TunVerdict = { action: TunAction.ToClient, clientId: CLIENT_ID, packet: new Uint8Array(0), resourceId: '' };
 
   override handleTunnelPacket(clientId: string, bytes: Uint8Array, now: number, outerCe = false): TunnelVerdict {

@@ -89,7 +89,7 @@ export class GoodbyeIgnored extends GatewayState {
   override handleTunnelPacket(clientId: string, packet: Uint8Array, now: number, outerCe?: boolean): TunnelVerdict {
     const isGoodbye = packet.length >= 48 && packet[0]! >> 4 === 6 && packet[6] === 0xff && packet[40] === 2;
     if (!isGoodbye) return super.handleTunnelPacket(clientId, packet, now, outerCe);
-    return { action: TunnelAction.Consumed, packet, resourceId: '', domain: undefined };
+    return { action: TunnelAction.Consumed, packet, resourceId: '', domain: undefined, client: undefined };
   }
 }
 

@@ -10,7 +10,7 @@ export const RELAY_PASSWORD = 'relay-password';
 
 /** A node plus what a portal would relay: candidate events go to the peer's node. */
 export class NodeAgent implements SimAgent {
-  readonly received: { connection: string; packet: Uint8Array }[] = [];
+  readonly received: { connection: string; packet: Uint8Array; owner?: unknown }[] = [];
   readonly events: NodeEvent[] = [];
   peer: NodeAgent | undefined;
   signalling = true;
@@ -21,7 +21,7 @@ export class NodeAgent implements SimAgent {
 
   handleDatagram(from: SocketAddr, to: SocketAddr, payload: Uint8Array, now: number): void {
     const result = this.node.decapsulate(to, from, payload, now);
-    if (typeof result !== 'string') this.received.push({ connection: result.connection, packet: result.packet.slice() });
+    if (typeof result !== 'string') this.received.push({ connection: result.connection, packet: result.packet.slice(), owner: result.owner });
     this.drainEvents(now);
   }
   handleTimeout(now: number): void {

@@ -79,6 +79,22 @@ describe('connectivity node', () => {
     assert.equal(established(), before + 1);
   });
 
+  test("a connection's owner comes back with each packet from it; a replaced connection starts without one", () => {
+    const s = new Scenario();
+    s.connect('a');
+    assert.ok(s.deliver(s.client));
+    assert.equal(s.gateway.received.at(-1)!.owner, undefined);
+    const owner = { peer: 'client' };
+    s.gateway.node.setConnectionOwner('client', owner);
+    s.gateway.node.setConnectionOwner('nobody', owner);
+    assert.ok(s.deliver(s.client, 'owned'));
+    assert.equal(s.gateway.received.at(-1)!.owner, owner);
+
+    s.connect('b');
+    assert.ok(s.deliver(s.client, 'new tunnel'));
+    assert.equal(s.gateway.received.at(-1)!.owner, undefined);
+  });
+
   test('a relay removed mid-connection fails relayed connections and invalidates its candidates', () => {
     const s = new Scenario({ clientNat: 'symmetric', gatewayNat: 'symmetric' });
     s.connect();
