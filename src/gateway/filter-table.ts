@@ -29,7 +29,7 @@ class SharedNetwork {
 }
 
 /** What a network allows: a network held by one resource (nearly all) is just its grant. */
-type NetworkRules = Grant | SharedNetwork;
+export type NetworkRules = Grant | SharedNetwork;
 
 interface Probe {
   packet: IpPacket;
@@ -52,7 +52,7 @@ export class FilterTable {
 
   /** Grants `network` to `resourceId` with `filters`, replacing what that resource had there. */
   set(network: Cidr, resourceId: string, filters: readonly Filter[]): void {
-    const grant = new Grant(resourceId, filters, engineOf(filters));
+    const grant = grantOf(resourceId, filters);
     const grants = grantsIn(this.table.get(network));
     const index = grants.findIndex((g) => g.resourceId === resourceId);
     this.rebuild(network, index < 0 ? [...grants, grant] : grants.map((g, i) => (i === index ? grant : g)));
@@ -101,10 +101,13 @@ export class FilterTable {
    */
   lastResourceOf(packet: IpPacket, useDestinationPort: boolean): string | undefined {
     const rules = this.matched;
-    if (rules === undefined) return undefined;
-    if (rules instanceof Grant) return rules.resourceId;
-    const grants = rules.grants;
-    for (let i = 0; i < grants.length; i++) if (grants[i]!.engine.permits(packet, useDestinationPort)) return grants[i]!.resourceId;
+    return rules === undefined ? undefined : resourceOfRules(rules, packet, useDestinationPort);
+  }
+
+  /** The one network and its rules when the table holds just one (undefined otherwise). */
+  sole(): { readonly network: Cidr; readonly rules: NetworkRules } | undefined {
+    if (this.table.size !== 1) return undefined;
+    for (const [network, rules] of this.table.entries()) return { network, rules };
     return undefined;
   }
 
@@ -129,6 +132,14 @@ export class FilterTable {
   }
 }
 
+/** The first resource among those granting a network (`rules`) whose own filters permit the packet. */
+export function resourceOfRules(rules: NetworkRules, packet: IpPacket, useDestinationPort: boolean): string | undefined {
+  if (rules instanceof Grant) return rules.resourceId;
+  const grants = rules.grants;
+  for (let i = 0; i < grants.length; i++) if (grants[i]!.engine.permits(packet, useDestinationPort)) return grants[i]!.resourceId;
+  return undefined;
+}
+
 const NO_GRANTS: readonly Grant[] = [];
 
 /** Each filter list's rules, made once per list: clients given the same (shared) list share its rules. */
@@ -141,6 +152,26 @@ function engineOf(filters: readonly Filter[]): FilterEngine {
     engines.set(filters, engine);
   }
   return engine;
+}
+
+/** Resources per filter list whose grants are shared before that list's sharing starts over. */
+const MAX_SHARED_GRANTS = 4096;
+/** Each (filter list, resource) pair's grant, made once: every client given the resource shares it. */
+const grants = new WeakMap<readonly Filter[], Map<string, Grant>>();
+
+function grantOf(resourceId: string, filters: readonly Filter[]): Grant {
+  let byResource = grants.get(filters);
+  if (byResource === undefined) {
+    byResource = new Map();
+    grants.set(filters, byResource);
+  }
+  let grant = byResource.get(resourceId);
+  if (grant === undefined) {
+    if (byResource.size >= MAX_SHARED_GRANTS) byResource.clear();
+    grant = new Grant(resourceId, filters, engineOf(filters));
+    byResource.set(resourceId, grant);
+  }
+  return grant;
 }
 
 function grantsIn(rules: NetworkRules | undefined): readonly Grant[] {

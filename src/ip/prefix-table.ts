@@ -309,6 +309,24 @@ export class PrefixTable<T> {
   }
 }
 
+/**
+ * Whether the uint32 IPv4 `address` lies in the /`length` network a `PrefixTable` would key `key` (its address
+ * as int32): the test one table slot makes, for a caller keeping a single network in its own fields.
+ */
+export function inNetworkV4(key: number, length: number, address: number): boolean {
+  return (address & maskV4(length)) === key;
+}
+
+/** `inNetworkV4` for the IPv6 address at `bytes[offset]` and a network given as four int32 words. */
+export function inNetworkV6(w0: number, w1: number, w2: number, w3: number, length: number, bytes: Uint8Array, offset: number): boolean {
+  return (
+    (readI32(bytes, offset) & wordMask(length, 0)) === w0 &&
+    (readI32(bytes, offset + 4) & wordMask(length, 1)) === w1 &&
+    (readI32(bytes, offset + 8) & wordMask(length, 2)) === w2 &&
+    (readI32(bytes, offset + 12) & wordMask(length, 3)) === w3
+  );
+}
+
 interface Entry<T> {
   readonly cidr: Cidr;
   readonly value: T;
