@@ -8,25 +8,43 @@ const WORD_MASK = REPLAY_WORDS - 1;
 // The sliding replay window of RFC 6479: a ring of bit words in which whole words are cleared as
 // the window advances, so an update costs O(1) amortised. The ring is REPLAY_WORDS words at
 // `base` of storage its owner keeps; `next` is one past the highest counter accepted so far.
+// The word that holds `next - 1` is not read from the ring: its owner keeps it as `top` (its
+// ring slot is stale until the window moves past it), so that counters arriving in order, which
+// land in that word, leave the ring alone; the ring is written once per 32 of them.
 
-/** Whether `counter` could be accepted: new, and not older than the window. No state change. */
-export function replayCheck(words: Uint32Array, base: number, next: number, counter: number): boolean {
-  if (counter >= next) return true;
-  if (counter + REPLAY_WINDOW < next) return false;
-  return (words[base + (Math.floor(counter / WORD_BITS) & WORD_MASK)]! & (1 << (counter & 31))) === 0;
+/** The word holding the highest accepted counter (-1 before any). */
+function topWord(next: number): number {
+  return next === 0 ? -1 : Math.floor((next - 1) / WORD_BITS);
 }
 
-/** Marks a counter that passed `replayCheck` as seen; returns the new `next`. */
-export function replayMark(words: Uint32Array, base: number, next: number, counter: number): number {
-  if (counter >= next) {
-    const currentWord = Math.floor((next - 1) / WORD_BITS);
-    const targetWord = Math.floor(counter / WORD_BITS);
-    const advance = Math.min(targetWord - (next === 0 ? -1 : currentWord), REPLAY_WORDS);
-    for (let i = 1; i <= advance; i++) words[base + ((targetWord - advance + i) & WORD_MASK)] = 0;
-    next = counter + 1;
+/** Whether `counter` could be accepted: new, and not older than the window. No state change. */
+export function replayCheck(words: Uint32Array, base: number, next: number, top: number, counter: number): boolean {
+  if (counter >= next) return true;
+  if (counter + REPLAY_WINDOW < next) return false;
+  const word = Math.floor(counter / WORD_BITS);
+  const bits = word === topWord(next) ? top : words[base + (word & WORD_MASK)]!;
+  return (bits & (1 << (counter & 31))) === 0;
+}
+
+/**
+ * Marks a counter that passed `replayCheck` as seen; returns the new `top`. The new `next` is
+ * the larger of `next` and counter + 1.
+ */
+export function replayMark(words: Uint32Array, base: number, next: number, top: number, counter: number): number {
+  const word = Math.floor(counter / WORD_BITS);
+  const bit = 1 << (counter & 31);
+  const current = topWord(next);
+  if (word === current) return top | bit;
+  if (counter < next) {
+    words[base + (word & WORD_MASK)]! |= bit;
+    return top;
   }
-  words[base + (Math.floor(counter / WORD_BITS) & WORD_MASK)]! |= 1 << (counter & 31);
-  return next;
+  // The window moves to a later word: the old top goes into its slot, the words in between are
+  // cleared, and the new top word starts empty (its own slot is stale from now on).
+  if (current >= 0) words[base + (current & WORD_MASK)] = top;
+  const advance = Math.min(word - current, REPLAY_WORDS);
+  for (let i = 1; i < advance; i++) words[base + ((word - advance + i) & WORD_MASK)] = 0;
+  return bit;
 }
 
 /**
@@ -79,15 +97,17 @@ export class ReplayRings {
 export class ReplayWindow {
   readonly #words = new Uint32Array(REPLAY_WORDS);
   #next = 0;
+  #top = 0;
 
   check(counter: number): boolean {
-    return replayCheck(this.#words, 0, this.#next, counter);
+    return replayCheck(this.#words, 0, this.#next, this.#top, counter);
   }
 
   /** Marks `counter` as seen; returns false if it was a replay or too old. */
   update(counter: number): boolean {
-    if (!replayCheck(this.#words, 0, this.#next, counter)) return false;
-    this.#next = replayMark(this.#words, 0, this.#next, counter);
+    if (!replayCheck(this.#words, 0, this.#next, this.#top, counter)) return false;
+    this.#top = replayMark(this.#words, 0, this.#next, this.#top, counter);
+    if (counter >= this.#next) this.#next = counter + 1;
     return true;
   }
 }

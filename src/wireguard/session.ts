@@ -27,34 +27,37 @@ const SINGLE_JOB = new Uint32Array(AEAD_JOB_WORDS);
 /**
  * One set of transport keys (whitepaper §5.4.6): a send counter and a receive replay window.
  * The keys themselves live in the transport cipher from construction until `release()`; the
- * copies the handshake produced are wiped here.
+ * copies the handshake produced are wiped here. The cipher and the replay rings are the tunnel's
+ * (passed in), so that a session is a handful of numbers.
  */
 export class Session {
+  // What a data message reads comes first, so that it shares the object's first cache line.
   readonly localIndex: number;
-  readonly remoteIndex: number;
-  readonly createdAt: number;
-  readonly isInitiator: boolean;
-  /** Key ids in `cipher`. */
-  readonly sendKey: number;
+  /** Key id in the cipher. */
   readonly receiveKey: number;
-  readonly #cipher: TransportCipher;
-  /** The receive replay window: a ring at `#replayBase` of the tunnel's shared rings, and its next counter. */
-  readonly #replayRings: ReplayRings;
-  readonly #replayBase: number;
+  /**
+   * The receive replay window: a ring at `#replayBase` of the tunnel's rings (-1 once released),
+   * its next counter and its top word (see replay.ts).
+   */
+  #replayBase: number;
   #replayNext = 0;
+  #replayTop = 0;
+  readonly createdAt: number;
+  // The rest is for sending.
+  readonly remoteIndex: number;
+  readonly isInitiator: boolean;
+  /** Key id in the cipher. */
+  readonly sendKey: number;
   #sendCounter = 0;
-  #released = false;
 
   constructor(keys: SessionKeys, isInitiator: boolean, now: number, cipher: TransportCipher, replayRings: ReplayRings) {
     this.localIndex = keys.localIndex;
+    this.receiveKey = cipher.addKey(keys.receiveKey, false);
+    this.#replayBase = replayRings.acquire();
+    this.createdAt = now;
     this.remoteIndex = keys.remoteIndex;
     this.isInitiator = isInitiator;
-    this.createdAt = now;
-    this.#cipher = cipher;
-    this.#replayRings = replayRings;
-    this.#replayBase = replayRings.acquire();
     this.sendKey = cipher.addKey(keys.sendKey, true);
-    this.receiveKey = cipher.addKey(keys.receiveKey, false);
     keys.sendKey.fill(0);
     keys.receiveKey.fill(0);
   }
@@ -63,9 +66,14 @@ export class Session {
     return now - this.createdAt >= REJECT_AFTER_TIME;
   }
 
+  /** Released: its keys are gone from the cipher and its ring may be another session's. */
+  get released(): boolean {
+    return this.#replayBase < 0;
+  }
+
   canSend(now: number): boolean {
     const limit = this.isInitiator ? INITIATOR_SEND_LIMIT : REJECT_AFTER_TIME;
-    return !this.#released && now - this.createdAt < limit && this.#sendCounter < REJECT_AFTER_MESSAGES;
+    return this.#replayBase >= 0 && now - this.createdAt < limit && this.#sendCounter < REJECT_AFTER_MESSAGES;
   }
 
   get sendCounter(): number {
@@ -73,12 +81,13 @@ export class Session {
   }
 
   /** Removes both keys from the cipher and returns the replay ring (idempotent); the session can no longer seal or open. */
-  release(): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.#cipher.removeKey(this.sendKey);
-    this.#cipher.removeKey(this.receiveKey);
-    this.#replayRings.release(this.#replayBase);
+  release(cipher: TransportCipher, replayRings: ReplayRings): void {
+    const base = this.#replayBase;
+    if (base < 0) return;
+    this.#replayBase = -1;
+    cipher.removeKey(this.sendKey);
+    cipher.removeKey(this.receiveKey);
+    replayRings.release(base);
   }
 
   /**
@@ -98,22 +107,24 @@ export class Session {
    * Writes a transport message carrying `plaintext` into `out` at `offset` (which needs room for
    * plaintext.length + 32 bytes) and returns its length.
    */
-  seal(plaintext: Uint8Array, out: Uint8Array, offset: number): number {
+  seal(plaintext: Uint8Array, out: Uint8Array, offset: number, cipher: TransportCipher): number {
     const counter = this.writeHeader(out, offset);
     writeAeadJob(SINGLE_JOB, 0, this.sendKey, counter, 0, plaintext.length, offset + TRANSPORT_OFFSET_DATA);
-    this.#cipher.run(false, plaintext, out, SINGLE_JOB, 1);
+    cipher.run(false, plaintext, out, SINGLE_JOB, 1);
     return TRANSPORT_HEADER_SIZE + plaintext.length + AEAD_TAG_SIZE;
   }
 
   /**
    * The counter of a transport message addressed to this session, if the replay window could
-   * still accept it (nothing is recorded until `acceptCounter`).
+   * still accept it (nothing is recorded until `acceptCounter`; a released session accepts
+   * nothing). `words` are the tunnel's rings'.
    */
-  receivableCounter(message: Uint8Array): number | 'replayed' {
+  receivableCounter(message: Uint8Array, words: Uint32Array): number | 'replayed' {
     const high = readU32(message, TRANSPORT_OFFSET_COUNTER + 4);
     if (high > MAX_COUNTER_HIGH_WORD) return 'replayed';
     const counter = high * TWO_POW_32 + readU32(message, TRANSPORT_OFFSET_COUNTER);
-    if (counter >= REJECT_AFTER_MESSAGES || !replayCheck(this.#replayRings.words, this.#replayBase, this.#replayNext, counter)) return 'replayed';
+    const base = this.#replayBase;
+    if (counter >= REJECT_AFTER_MESSAGES || base < 0 || !replayCheck(words, base, this.#replayNext, this.#replayTop, counter)) return 'replayed';
     return counter;
   }
 
@@ -121,22 +132,24 @@ export class Session {
    * Records an authenticated counter; false when it was a replay after all (a duplicate in one
    * batch), or the session was released (its ring may be another session's now).
    */
-  acceptCounter(counter: number): boolean {
-    const words = this.#replayRings.words;
-    if (this.#released || !replayCheck(words, this.#replayBase, this.#replayNext, counter)) return false;
-    this.#replayNext = replayMark(words, this.#replayBase, this.#replayNext, counter);
+  acceptCounter(counter: number, words: Uint32Array): boolean {
+    const base = this.#replayBase;
+    const next = this.#replayNext;
+    if (base < 0 || !replayCheck(words, base, next, this.#replayTop, counter)) return false;
+    this.#replayTop = replayMark(words, base, next, this.#replayTop, counter);
+    if (counter >= next) this.#replayNext = counter + 1;
     return true;
   }
 
   /** Opens a transport message already known to be addressed to this session, into a new array. */
-  open(message: Uint8Array): OpenResult {
+  open(message: Uint8Array, cipher: TransportCipher, replayRings: ReplayRings): OpenResult {
     if (message.length < TRANSPORT_MIN_SIZE) return 'decryptFailed';
-    const counter = this.receivableCounter(message);
+    const counter = this.receivableCounter(message, replayRings.words);
     if (counter === 'replayed') return counter;
     const plaintext = new Uint8Array(message.length - TRANSPORT_MIN_SIZE);
     writeAeadJob(SINGLE_JOB, 0, this.receiveKey, counter, TRANSPORT_OFFSET_DATA, message.length - TRANSPORT_HEADER_SIZE, 0);
-    if (this.#cipher.run(true, message, plaintext, SINGLE_JOB, 1) !== 1) return 'decryptFailed';
-    if (!this.acceptCounter(counter)) return 'replayed';
+    if (cipher.run(true, message, plaintext, SINGLE_JOB, 1) !== 1) return 'decryptFailed';
+    if (!this.acceptCounter(counter, replayRings.words)) return 'replayed';
     return plaintext;
   }
 }

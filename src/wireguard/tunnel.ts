@@ -210,42 +210,41 @@ function sameContext(a: TunnelContext, b: TunnelContext): boolean {
 }
 
 export class Tunnel {
+  // Declared in the order a data message reads them (receive, timers, then the poll of the
+  // deadline), so that it touches as few of the tunnel's cache lines as it can.
+  /** The session used for sending. */
+  #current: Session | undefined;
+  readonly #context: TunnelContext;
+  /** A responder session waiting for the initiator's first transport message. */
+  #unconfirmed: Session | undefined;
+  #firstDataSentWithoutReply: number | undefined;
+  #lastDataReceivedAt: number;
+  #lastDataReceivedWithoutReply: number | undefined;
+  // Allocated while they hold something: an idle tunnel has nothing queued.
+  #transmits: RingQueue<Uint8Array> | undefined;
+  #events: RingQueue<TunnelEvent> | undefined;
+  #sessionEstablishedAt: number;
+  /** When the oldest session in the ring expires (Infinity with none): polls do not scan the ring. */
+  #sessionsExpireAt = Infinity;
+  #handshakeScheduledAt: number | undefined;
+  #pending: PendingHandshake | undefined;
+  #isInitiator = false;
+  #lastDataSentAt: number;
+
+  readonly #sessions: (Session | undefined)[] = new Array<Session | undefined>(SESSION_RING_SIZE).fill(undefined);
+  #queue: Uint8Array[] | undefined;
   /** The peer's key, the preshared key, DH(static, static), last MAC1 sent, cookie, last timestamp. */
   readonly #bytes = new Uint8Array(TUNNEL_BYTES);
   /** False when the peer's static key made the DH fail: no handshake can succeed. */
   readonly #hasStaticStatic: boolean;
   readonly #index: number;
-  readonly #context: TunnelContext;
-
-  readonly #sessions: (Session | undefined)[] = new Array<Session | undefined>(SESSION_RING_SIZE).fill(undefined);
-  /** When the oldest session in the ring expires (Infinity with none): polls do not scan the ring. */
-  #sessionsExpireAt = Infinity;
-  /** The session used for sending. */
-  #current: Session | undefined;
-  /** A responder session waiting for the initiator's first transport message. */
-  #unconfirmed: Session | undefined;
   #handshakeCounter = 0;
-
-  #pending: PendingHandshake | undefined;
-  #handshakeScheduledAt: number | undefined;
   #hasReceivedTimestamp = false;
   /** Sender index of the last handshake message we sent (its MAC1 is at LAST_SENT_MAC1), to match cookie replies. */
   #lastSentIndex: number | undefined;
   /** When the cookie at COOKIE arrived; undefined without one. */
   #cookieReceivedAt: number | undefined;
   #lastTimestampMs = 0;
-
-  #sessionEstablishedAt: number;
-  #isInitiator = false;
-  #lastDataSentAt: number;
-  #lastDataReceivedAt: number;
-  #firstDataSentWithoutReply: number | undefined;
-  #lastDataReceivedWithoutReply: number | undefined;
-
-  // Allocated while they hold something: an idle tunnel has nothing queued.
-  #queue: Uint8Array[] | undefined;
-  #transmits: RingQueue<Uint8Array> | undefined;
-  #events: RingQueue<TunnelEvent> | undefined;
 
   constructor(config: TunnelConfig) {
     this.#context = contextFor(config);
@@ -335,14 +334,14 @@ export class Tunnel {
    */
   completeOpen(session: Session, counter: number, status: number, buffer: Uint8Array, offset: number, length: number, now: number): OpenOutcome {
     if (status !== AEAD_OK) return status === AEAD_BAD_KEY ? 'unknownSession' : 'decryptFailed';
-    if (!session.acceptCounter(counter)) return 'replayed';
+    if (!session.acceptCounter(counter, this.#context.replayRings.words)) return 'replayed';
     return this.#received(session, buffer, offset, length, now);
   }
 
   /** Drops every session and releases its keys from the cipher. The tunnel is unusable after. */
   close(): void {
     for (let i = 0; i < SESSION_RING_SIZE; i++) {
-      this.#sessions[i]?.release();
+      this.#release(this.#sessions[i]);
       this.#sessions[i] = undefined;
     }
     this.#sessionsExpireAt = Infinity;
@@ -462,7 +461,7 @@ export class Tunnel {
   #seal(session: Session, packet: Uint8Array, now: number): Uint8Array {
     const headroom = this.#context.headroom;
     const buffer = new Uint8Array(headroom + packet.length + TRANSPORT_OVERHEAD);
-    session.seal(packet, buffer, headroom);
+    session.seal(packet, buffer, headroom, this.#context.cipher);
     this.#onDataSent(packet.length, now);
     return headroom === 0 ? buffer : buffer.subarray(headroom);
   }
@@ -530,7 +529,7 @@ export class Tunnel {
   #receiveTransport(datagram: Uint8Array, now: number): DecapsulateResult {
     const session = this.#receivingSession(datagram, now);
     if (typeof session === 'string') return session;
-    const plaintext = session.open(datagram);
+    const plaintext = session.open(datagram, this.#context.cipher, this.#context.replayRings);
     if (typeof plaintext === 'string') return plaintext;
     const outcome = this.#received(session, plaintext, 0, plaintext.length, now);
     if (typeof outcome === 'string') return outcome;
@@ -540,7 +539,7 @@ export class Tunnel {
   #queueTransport(datagram: Uint8Array, now: number, batch: OpenBatch): DecapsulateResult {
     const session = this.#receivingSession(datagram, now);
     if (typeof session === 'string') return session;
-    const counter = session.receivableCounter(datagram);
+    const counter = session.receivableCounter(datagram, this.#context.replayRings.words);
     if (counter === 'replayed') return counter;
     batch.queue(this, session, counter, datagram);
     return 'pending';
@@ -550,7 +549,10 @@ export class Tunnel {
     if (datagram.length < TRANSPORT_MIN_SIZE) return 'malformed';
     // As a signed 32-bit value: always a small integer, never a heap number (see receiverTunnelIndex).
     const index = readI32(datagram, TRANSPORT_OFFSET_RECEIVER);
-    const session = this.#sessions[index & (SESSION_RING_SIZE - 1)];
+    // Most data is for the current session: found without reading the ring. A released current
+    // session (its slot taken by a newer one) is left to the ring, which no longer holds it.
+    const current = this.#current;
+    const session = current !== undefined && (current.localIndex | 0) === index && !current.released ? current : this.#sessions[index & (SESSION_RING_SIZE - 1)];
     if (session === undefined || (session.localIndex | 0) !== index) return 'unknownSession';
     if (session.isExpired(now)) return 'expired';
     return session;
@@ -656,7 +658,7 @@ export class Tunnel {
   #installSession(keys: SessionKeys, isInitiator: boolean, now: number): Session {
     const session = new Session(keys, isInitiator, now, this.#context.cipher, this.#context.replayRings);
     const slot = keys.localIndex % SESSION_RING_SIZE;
-    this.#sessions[slot]?.release();
+    this.#release(this.#sessions[slot]);
     this.#sessions[slot] = session;
     this.#updateSessionsExpiry();
     this.#sessionEstablishedAt = now;
@@ -664,12 +666,16 @@ export class Tunnel {
     return session;
   }
 
+  #release(session: Session | undefined): void {
+    session?.release(this.#context.cipher, this.#context.replayRings);
+  }
+
   #expireSessions(now: number): void {
     if (now < this.#sessionsExpireAt) return;
     for (let i = 0; i < SESSION_RING_SIZE; i++) {
       const session = this.#sessions[i];
       if (session === undefined || !session.isExpired(now)) continue;
-      session.release();
+      this.#release(session);
       this.#sessions[i] = undefined;
       this.#updateSessionsExpiry();
       if (session === this.#unconfirmed) this.#unconfirmed = undefined;
@@ -708,7 +714,7 @@ export class Tunnel {
   }
 
   #expire(now: number, reason: string): void {
-    for (const session of this.#sessions) session?.release();
+    for (const session of this.#sessions) this.#release(session);
     this.#sessions.fill(undefined);
     this.#sessionsExpireAt = Infinity;
     this.#current = undefined;

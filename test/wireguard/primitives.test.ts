@@ -36,12 +36,49 @@ describe('replay window', () => {
     assert.ok(REPLAY_WINDOW >= 1024);
   });
 
+  test('a jump of a few words clears the words it skips, which held counters of the previous lap of the ring', () => {
+    const window = new ReplayWindow();
+    for (let c = 0; c <= 2100; c++) assert.equal(window.update(c), true);
+    assert.equal(window.update(68 * 32), true);
+    // Words 66 and 67 share their ring slots with words 2 and 3, whose counters were all seen.
+    for (let c = 2101; c < 68 * 32; c++) assert.equal(window.update(c), true, `counter ${c}`);
+    for (let c = 68 * 32 - REPLAY_WINDOW; c <= 68 * 32; c++) assert.equal(window.check(c), false, `counter ${c} again`);
+  });
+
   test('a large jump forgets old bits', () => {
     const window = new ReplayWindow();
     window.update(1);
     window.update(100_000);
     assert.equal(window.check(100_000 - 64), true);
     assert.equal(window.check(100_000), false);
+  });
+
+  test('matches a set-based model on sequences that mostly climb, with stragglers and jumps across words', () => {
+    const step = fc.oneof(
+      { arbitrary: fc.integer({ min: 1, max: 3 }), weight: 8 },
+      { arbitrary: fc.integer({ min: -70, max: -1 }), weight: 3 },
+      { arbitrary: fc.integer({ min: -REPLAY_WINDOW - 40, max: -REPLAY_WINDOW + 40 }), weight: 1 },
+      { arbitrary: fc.integer({ min: 20, max: 4 * REPLAY_WINDOW }), weight: 1 },
+    );
+    fc.assert(
+      fc.property(fc.nat(100), fc.array(step, { maxLength: 600 }), (start, steps) => {
+        const window = new ReplayWindow();
+        const seen = new Set<number>();
+        let max = -1;
+        let c = start;
+        for (const delta of steps) {
+          c = Math.max(0, c + delta);
+          const expected = !seen.has(c) && (max < 0 || c + REPLAY_WINDOW >= max + 1);
+          assert.equal(window.check(c), expected, `check ${c}`);
+          assert.equal(window.update(c), expected, `counter ${c}`);
+          if (expected) {
+            seen.add(c);
+            max = Math.max(max, c);
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 
   test('matches a set-based model on random sequences', () => {
@@ -68,11 +105,13 @@ describe('replay rings', () => {
   function windowOn(rings: ReplayRings) {
     const base = rings.acquire();
     let next = 0;
+    let top = 0;
     return {
       base,
       update(counter: number): boolean {
-        if (!replayCheck(rings.words, base, next, counter)) return false;
-        next = replayMark(rings.words, base, next, counter);
+        if (!replayCheck(rings.words, base, next, top, counter)) return false;
+        top = replayMark(rings.words, base, next, top, counter);
+        next = Math.max(next, counter + 1);
         return true;
       },
     };

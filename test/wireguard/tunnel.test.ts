@@ -245,6 +245,22 @@ describe('transport', () => {
     assert.equal(pair.b.tunnel.decapsulate(d, IP_A, 1), 'unknownSession');
   });
 
+  test('data for the current session is taken until newer handshakes push that session out of the ring', () => {
+    const pair = makePair();
+    handshake(pair, 0);
+    // Initiations from other tunnels of the same peer: each gives the responder a new unconfirmed session.
+    const initiate = (round: number) => {
+      const other = makeSide(pair.a.identity, pair.b.identity.publicKey, PSK, 0x0c0c00 + round, 40 + round, 10 * round);
+      other.tunnel.initiateHandshake(10 * round);
+      assert.deepEqual(deliver(other, pair.b, IP_A, 10 * round), ['handshake']);
+    };
+    for (let round = 1; round < 8; round++) initiate(round);
+    assertPacket(pair.b.tunnel.decapsulate(pair.a.tunnel.encapsulate(ipv4(20, 1), 80) as Uint8Array, IP_A, 80), ipv4(20, 1));
+    // The eighth new session takes the current one's slot: the current session is released.
+    initiate(8);
+    assert.equal(pair.b.tunnel.decapsulate(pair.a.tunnel.encapsulate(ipv4(20, 2), 90) as Uint8Array, IP_A, 90), 'unknownSession');
+  });
+
   test('decrypted packets are cut to their IP length and non-IP payloads are dropped', () => {
     const pair = makePair();
     handshake(pair, 0);
