@@ -69,6 +69,7 @@ import {
   type TunnelConfig,
 } from '../wireguard/index.ts';
 import { CandidateSignals } from './candidate-signals.ts';
+import { IndexTable } from './index-table.ts';
 import {
   CANDIDATE_TIMEOUT,
   CHANNEL_DATA_HEADROOM,
@@ -262,7 +263,7 @@ export class Node {
   private readonly connections = new Map<string, Connection>();
   private readonly deadlines = new DeadlineQueue<Connection>();
   /** WireGuard responses, cookies and data by the tunnel index in their receiver index. */
-  private readonly byIndex = new Map<number, Connection>();
+  private readonly byIndex = new IndexTable<Connection>();
   /** Connectivity checks by USERNAME: the connection, or all of them when credentials collide. */
   private readonly byCheckUsername = new Map<string, IceConnection | IceConnection[]>();
   /** Tags the transaction ids of our connectivity checks with the connection's index, to route responses by `byIndex`. */
