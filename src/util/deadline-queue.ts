@@ -140,9 +140,7 @@ export class DeadlineQueue<K> {
     const last = --this.count;
     if (position === last) return;
     const movedId = this.heapIds[last]!;
-    this.heapIds[position] = movedId;
-    this.heapTimes[position] = this.heapTimes[last]!;
-    this.positionOf[movedId] = position;
+    this.place(position, movedId, this.heapTimes[last]!);
     this.siftDown(position);
     this.siftUp(this.positionOf[movedId]!);
   }
@@ -156,15 +154,10 @@ export class DeadlineQueue<K> {
       const parent = (position - 1) >> 1;
       const parentTime = heapTimes[parent]!;
       if (parentTime <= time) break;
-      const parentId = heapIds[parent]!;
-      heapIds[position] = parentId;
-      heapTimes[position] = parentTime;
-      this.positionOf[parentId] = position;
+      this.place(position, heapIds[parent]!, parentTime);
       position = parent;
     }
-    heapIds[position] = id;
-    heapTimes[position] = time;
-    this.positionOf[id] = position;
+    this.place(position, id, time);
   }
 
   private siftDown(position: number): void {
@@ -180,14 +173,16 @@ export class DeadlineQueue<K> {
       const child = right < size && heapTimes[right]! < heapTimes[left]! ? right : left;
       const childTime = heapTimes[child]!;
       if (childTime >= time) break;
-      const childId = heapIds[child]!;
-      heapIds[position] = childId;
-      heapTimes[position] = childTime;
-      this.positionOf[childId] = position;
+      this.place(position, heapIds[child]!, childTime);
       position = child;
     }
-    heapIds[position] = id;
-    heapTimes[position] = time;
+    this.place(position, id, time);
+  }
+
+  /** Puts entry `id` with deadline `time` at heap `position`. */
+  private place(position: number, id: number, time: number): void {
+    this.heapIds[position] = id;
+    this.heapTimes[position] = time;
     this.positionOf[id] = position;
   }
 }
