@@ -124,6 +124,8 @@ export interface NodeOptions {
  */
 export interface NodeObserver {
   connectionVisited(connection: string): void;
+  /** The connection's next deadline was worked out (its ICE agent and tunnel asked). */
+  deadlineRead?(connection: string): void;
 }
 
 export interface ConnectionParams {
@@ -1455,9 +1457,12 @@ export class Node {
 
   private onDecrypted(connection: Connection, packet: Uint8Array, tag: number, now: number): DecryptedPacket {
     connection.lastActivity = now;
-    if (connection.state === 'idle') this.setState(connection, 'connected', now);
+    const waking = connection.state === 'idle';
+    if (waking) this.setState(connection, 'connected', now);
     this.drainTunnel(connection, now);
-    this.touch(connection, now);
+    // Data moves an ICE connection's deadline earlier only by waking it or by a timer its tunnel
+    // starts; otherwise the deadline (the ICE agent's, cold in memory at scale) is not read.
+    if (waking || connection.kind === 'iceless' || connection.failure !== undefined || connection.tunnel.receiveDeadline < connection.scheduledAt) this.touch(connection, now);
     this.decrypted.connection = connection.id;
     this.decrypted.packet = packet;
     this.decrypted.tag = tag;
@@ -1561,6 +1566,7 @@ export class Node {
 
   /** The earliest instant the connection has work, coarsened (see DEADLINE_GRID). */
   private deadlineOf(connection: Connection, now: number): number {
+    this.observer?.deadlineRead?.(connection.id);
     if (connection.failure !== undefined) return now;
     let at = (connection.kind === 'ice' ? connection.agent.pollTimeout() : connection.paths.pollTimeout()) ?? Infinity;
     if (connection.path !== undefined || connection.kind === 'iceless') {

@@ -220,6 +220,11 @@ export class Tunnel {
   #firstDataSentWithoutReply: number | undefined;
   #lastDataReceivedAt: number;
   #lastDataReceivedWithoutReply: number | undefined;
+  /**
+   * The earliest deadline that data received since the last `pollTimeout()` added (Infinity when
+   * none; -Infinity when it changed more than a timer). Most data adds none: see `receiveDeadline`.
+   */
+  #receiveDeadline = Infinity;
   // Allocated while they hold something: an idle tunnel has nothing queued.
   #transmits: RingQueue<Uint8Array> | undefined;
   #events: RingQueue<TunnelEvent> | undefined;
@@ -401,7 +406,17 @@ export class Tunnel {
     }
   }
 
+  /**
+   * The earliest deadline that data received since the last `pollTimeout()` may have added: it
+   * moved this tunnel's deadline earlier only if it is before the one last polled. Infinity for
+   * most data (a stream only moves its timers later), so a caller can skip the poll.
+   */
+  get receiveDeadline(): number {
+    return this.#receiveDeadline;
+  }
+
   pollTimeout(): number | undefined {
+    this.#receiveDeadline = Infinity;
     let earliest = this.#sessionEstablishedAt + WIPE_AFTER_TIME;
     if (this.#sessionsExpireAt < earliest) earliest = this.#sessionsExpireAt;
     if (this.#handshakeScheduledAt !== undefined) return Math.min(earliest, this.#handshakeScheduledAt);
@@ -566,12 +581,23 @@ export class Tunnel {
       this.#current = session;
       this.#emit(SESSION_ESTABLISHED);
       this.#flushQueue(now);
+      this.#receiveDeadline = -Infinity;
     }
     if (length === 0) return 'keepalive';
     const packetLength = ipPacketLength(plaintext, offset, length);
     if (packetLength === 0) return 'notIp';
+    // Only the first data of a session (the initiator's rekey) and the first since our last
+    // message (the passive keepalive) start a timer; later data moves them later or not at all.
+    const startsRekey = this.#isInitiator && this.#lastDataReceivedAt <= this.#sessionEstablishedAt;
+    const startsKeepalive = this.#lastDataReceivedWithoutReply === undefined;
     this.#lastDataReceivedAt = now;
     this.#lastDataReceivedWithoutReply = now;
+    if (startsKeepalive && now + this.#context.keepaliveTimeout < this.#receiveDeadline) this.#receiveDeadline = now + this.#context.keepaliveTimeout;
+    if (startsRekey) {
+      // Undefined still when the data came in the session's first millisecond.
+      const rekeyAt = this.#rekeyOnReceiveAt();
+      if (rekeyAt !== undefined && rekeyAt < this.#receiveDeadline) this.#receiveDeadline = rekeyAt;
+    }
     return packetLength;
   }
 

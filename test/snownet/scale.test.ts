@@ -3,15 +3,19 @@
 import { strict as assert } from 'node:assert';
 import { before, describe, test } from 'node:test';
 import { configureLogging, LogFilter } from '../../src/log/index.ts';
-import { Fleet, GATEWAY_CONNECTION } from '../support/fleet.ts';
+import { Fleet, FLEET_GATEWAY_IP, GATEWAY_CONNECTION } from '../support/fleet.ts';
 import { ipv4UdpPacket } from './harness.ts';
 
 const CLIENTS = 1_000;
 
 class VisitCounter {
   readonly visits: string[] = [];
+  readonly deadlineReads: string[] = [];
   connectionVisited(connection: string): void {
     this.visits.push(connection);
+  }
+  deadlineRead(connection: string): void {
+    this.deadlineReads.push(connection);
   }
   take(): string[] {
     return this.visits.splice(0);
@@ -91,6 +95,47 @@ describe(`a gateway node with ${CLIENTS} idle connections`, () => {
     assert.deepEqual(counter.take(), [client.id]);
     assert.equal(fleet.gateway.connectionState(client.id), 'connected');
     assert.equal(client.node.connectionState(GATEWAY_CONNECTION), 'connected');
+  });
+
+  test("a stream of data from one client reads that connection's deadline once, and its keepalive still comes on time", () => {
+    const client = fleet.client(CLIENTS / 4);
+    const from = { address: client.ip, port: 52625, family: 4 } as const;
+    const start = fleet.net.now;
+    const reads: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const transmit = client.agent.seal(ipv4UdpPacket(client.tunV4, '10.0.0.1', new TextEncoder().encode(`ping ${i}`)), start + i * 10);
+      assert.ok(transmit !== undefined);
+      counter.deadlineReads.splice(0);
+      assert.notEqual(typeof fleet.gateway.decapsulate(transmit.destination, from, transmit.payload, start + i * 10), 'string');
+      reads.push(counter.deadlineReads.filter((id) => id === client.id).length);
+    }
+    fleet.net.wake(client.name);
+    fleet.net.wake('gateway');
+    // The first packet wakes the idle connection and starts the tunnel's keepalive timer; the
+    // others move no deadline earlier, so the (cold) ICE agent is not asked again.
+    assert.equal(reads[0], 1);
+    assert.deepEqual(reads.slice(1), new Array<number>(49).fill(0));
+    const deadline = fleet.gateway.connectionDeadline(client.id);
+    assert.ok(deadline !== undefined && deadline <= start + 10_000, `queued deadline ${deadline}, keepalive due at ${start + 10_000}`);
+
+    // The gateway answered nothing: 10 s after the last packet it sends the client a keepalive
+    // (the timer wakes the connection early, at the first packet's deadline, and finds the exact one).
+    const received = client.agent.received;
+    const keepalives: number[] = [];
+    const handle = client.agent.handleDatagram.bind(client.agent);
+    client.agent.handleDatagram = (source, destination, payload, now) => {
+      if (source.address === FLEET_GATEWAY_IP && payload.length === 32 && payload[0] === 4) keepalives.push(now);
+      handle(source, destination, payload, now);
+    };
+    try {
+      fleet.net.runUntil(start + 10_800);
+    } finally {
+      client.agent.handleDatagram = handle;
+    }
+    assert.equal(client.agent.received, received, 'no packet reached the client');
+    assert.ok(keepalives.length >= 1, 'no keepalive from the gateway');
+    const due = start + 490 + 10_000;
+    assert.ok(keepalives[0]! >= due && keepalives[0]! <= due + 200, `keepalive ${keepalives[0]! - due} ms after it was due`);
   });
 
   test('asking for the next deadline does no per-connection work', () => {
