@@ -150,6 +150,8 @@ export class GatewayEventLoop {
   private tunBatchCount = 0;
   /** The UDP read being handled (its datagrams' addresses are the flows' outer paths). */
   private datagrams: UdpDatagramBatch | undefined;
+  /** Where `prefetch` leaves what it read, so that the reads are not optimized away. */
+  private prefetched = 0;
   /** With flow logs: each datagram's source and destination, as decoded once for the node. */
   private readonly outerSources: SocketAddr[] = [];
   private readonly outerDestinations: SocketAddr[] = [];
@@ -199,6 +201,7 @@ export class GatewayEventLoop {
     this.resolutionsThisTurn = 0;
     const capacity = this.o.node.transportBatchCapacity;
     this.datagrams = batch;
+    if (batch.count > 1) this.prefetch(batch);
     for (let i = 0; i < batch.count; i++) {
       try {
         this.handleDatagram(batch, i, now);
@@ -211,6 +214,25 @@ export class GatewayEventLoop {
     this.datagrams = undefined;
     this.flush(now);
     this.inputDone('datagrams', now);
+  }
+
+  /**
+   * A first pass over a read: each data message's connection, tunnel, session and client are read
+   * ahead (Node.prefetch), several clients' cache misses at once, so that the pass that handles them
+   * finds them in the cache (README, issue 18: per packet at 10,000 clients in reads of 32).
+   */
+  private prefetch(batch: UdpDatagramBatch): void {
+    const { node, state } = this.o;
+    let read = this.prefetched;
+    try {
+      for (let i = 0; i < batch.count; i++) {
+        const owner = node.prefetch(batch.payload(i));
+        if (owner !== undefined) read = (read + state.prefetch(owner)) | 0;
+      }
+    } catch (error) {
+      this.contain(error);
+    }
+    this.prefetched = read;
   }
 
   private handleDatagram(batch: UdpDatagramBatch, i: number, now: number): void {

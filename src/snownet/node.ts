@@ -52,6 +52,7 @@ import {
   initiationSender,
   mac,
   MESSAGE_INITIATION,
+  MESSAGE_TRANSPORT,
   messageType,
   NodeCryptoTransportCipher,
   OpenBatch,
@@ -296,6 +297,8 @@ export class Node {
   private readonly openLocals: (SocketAddr | undefined)[];
   private readonly openRemotes: (SocketAddr | undefined)[];
   private batchingOpens = false;
+  /** Where `prefetch` leaves what it read, so that the reads are not optimized away. */
+  private prefetched = 0;
   private batchTag = 0;
   private readonly sealBatch: SealBatch;
   private readonly sealConnections: (Connection | undefined)[];
@@ -518,6 +521,21 @@ export class Node {
   setConnectionOwner(id: string, owner: unknown): void {
     const connection = this.connections.get(id);
     if (connection !== undefined) connection.owner = owner;
+  }
+
+  /**
+   * Reads what decapsulating WireGuard data message `datagram` will read first (its connection,
+   * tunnel and current session) and changes nothing; returns the connection's owner, for the
+   * caller to read its own part the same way. The runtime calls it for each datagram of a read
+   * before handling any: the memory accesses of different clients then overlap instead of waiting
+   * one after another, which at thousands of clients is most of a packet's cost. Any bytes are safe.
+   */
+  prefetch(datagram: Uint8Array): unknown {
+    if (messageType(datagram) !== MESSAGE_TRANSPORT) return undefined;
+    const connection = this.byIndex.get(receiverTunnelIndex(datagram)!);
+    if (connection === undefined) return undefined;
+    this.prefetched = (this.prefetched + connection.tunnel.prefetch()) | 0;
+    return connection.owner;
   }
 
   removeConnection(id: string): void {

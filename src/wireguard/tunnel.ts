@@ -406,6 +406,12 @@ export class Tunnel {
     }
   }
 
+  /** Reads the fields a data message reads first (see Node.prefetch); changes nothing. */
+  prefetch(): number {
+    const session = this.#current;
+    return session === undefined ? 0 : session.localIndex | 0;
+  }
+
   /**
    * The earliest deadline that data received since the last `pollTimeout()` may have added: it
    * moved this tunnel's deadline earlier only if it is before the one last polled. Infinity for

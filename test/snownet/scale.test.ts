@@ -2,6 +2,7 @@
 // connections an input concerns. Work is counted through the node's observer hook.
 import { strict as assert } from 'node:assert';
 import { before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { configureLogging, LogFilter } from '../../src/log/index.ts';
 import { Fleet, FLEET_GATEWAY_IP, GATEWAY_CONNECTION } from '../support/fleet.ts';
 import { ipv4UdpPacket } from './harness.ts';
@@ -136,6 +137,34 @@ describe(`a gateway node with ${CLIENTS} idle connections`, () => {
     assert.ok(keepalives.length >= 1, 'no keepalive from the gateway');
     const due = start + 490 + 10_000;
     assert.ok(keepalives[0]! >= due && keepalives[0]! <= due + 200, `keepalive ${keepalives[0]! - due} ms after it was due`);
+  });
+
+  test("prefetching a data message reads its connection's owner and changes nothing", () => {
+    const client = fleet.client(CLIENTS / 8);
+    assert.equal(fleet.gateway.connectionState(client.id), 'idle');
+    const owner = { client: client.id };
+    fleet.gateway.setConnectionOwner(client.id, owner);
+    const transmit = client.agent.seal(ipv4UdpPacket(client.tunV4, '10.0.0.1', new TextEncoder().encode('ahead')), fleet.net.now);
+    fleet.net.wake(client.name);
+    assert.ok(transmit !== undefined);
+    counter.take();
+    assert.equal(fleet.gateway.prefetch(transmit.payload), owner);
+    assert.equal(fleet.gateway.prefetch(transmit.payload), owner);
+    assert.deepEqual(counter.take(), [], 'a prefetch is not work for the connection');
+    assert.equal(fleet.gateway.connectionState(client.id), 'idle', 'a prefetch does not wake the connection');
+    // The message itself is still new to the connection (no counter was spent).
+    const result = fleet.gateway.decapsulate(transmit.destination, { address: client.ip, port: 52625, family: 4 }, transmit.payload, fleet.net.now);
+    fleet.net.wake('gateway');
+    assert.notEqual(typeof result, 'string');
+    assert.equal(fleet.gateway.connectionState(client.id), 'connected');
+    // Anything else (handshakes, STUN, short or random bytes) has no owner to read.
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const read = fleet.gateway.prefetch(bytes);
+        assert.ok(read === undefined || read === owner);
+      }),
+    );
+    assert.equal(fleet.gateway.prefetch(new Uint8Array(148).fill(1, 0, 1)), undefined);
   });
 
   test('asking for the next deadline does no per-connection work', () => {

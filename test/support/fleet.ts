@@ -220,6 +220,15 @@ export class Fleet {
     (this.gatewayAgent as GatewayLoopAgent).socket.deliver([{ payload, source: from, destinationIp: FLEET_GATEWAY_IP }]);
   }
 
+  /**
+   * Hands datagrams to a loop gateway as one socket read (outside the network, no metering). As in a
+   * real read, their payloads should be views of one buffer: the gateway opens a read's WireGuard data
+   * in one cipher call only then.
+   */
+  deliverReadToGateway(datagrams: readonly { readonly from: SocketAddr; readonly payload: Uint8Array }[]): void {
+    (this.gatewayAgent as GatewayLoopAgent).socket.deliver(datagrams.map((d) => ({ payload: d.payload, source: d.from, destinationIp: FLEET_GATEWAY_IP })));
+  }
+
   /** Takes the gateway off the network and lets go of it, so a benchmark can see the heap it held. The fleet is unusable after. */
   dropGateway(): void {
     this.net.removeHost('gateway');
