@@ -258,6 +258,12 @@ function perPacket(fleet: Fleet, seed: number, among: number, read = 1): number 
   for (const event of gcProfiler.stop()?.statistics ?? []) gcInTimedLoops += event.cost / 1_000;
   const written = fleet.gatewayTunWrites() - tunBefore;
   if (written !== PACKETS) throw new Error(`${written} of ${PACKETS} packets reached the TUN device`);
+  // The memory socket keeps its last read, here views of a shared buffer: a single datagram lets it go,
+  // so the heap figures do not count the bench's buffer as the gateway's.
+  if (read > 1) {
+    const single = sealed(0);
+    fleet.deliverToGateway(single.from, single.payload);
+  }
   fleet.net.wake('gateway');
   fleet.meterGateway = true;
   return micros / PACKETS;
