@@ -52,7 +52,6 @@ import {
   initiationSender,
   mac,
   MESSAGE_INITIATION,
-  MESSAGE_TRANSPORT,
   messageType,
   NodeCryptoTransportCipher,
   OpenBatch,
@@ -524,15 +523,17 @@ export class Node {
   }
 
   /**
-   * Reads what decapsulating WireGuard data message `datagram` will read first (its connection,
-   * tunnel and current session) and changes nothing; returns the connection's owner, for the
-   * caller to read its own part the same way. The runtime calls it for each datagram of a read
-   * before handling any: the memory accesses of different clients then overlap instead of waiting
-   * one after another, which at thousands of clients is most of a packet's cost. Any bytes are safe.
+   * Reads what decapsulating `datagram` (a WireGuard message with a receiver index, data above all)
+   * will read first (its connection, tunnel and current session) and changes nothing; returns the
+   * connection's owner, for the caller to read its own part the same way. The runtime calls it for
+   * each datagram of a read before handling any: the memory accesses of different clients then
+   * overlap instead of waiting one after another, which at thousands of clients is most of a
+   * packet's cost. Any bytes are safe.
    */
   prefetch(datagram: Uint8Array): unknown {
-    if (messageType(datagram) !== MESSAGE_TRANSPORT) return undefined;
-    const connection = this.byIndex.get(receiverTunnelIndex(datagram)!);
+    const index = receiverTunnelIndex(datagram);
+    if (index === undefined) return undefined;
+    const connection = this.byIndex.get(index);
     if (connection === undefined) return undefined;
     this.prefetched = (this.prefetched + connection.tunnel.prefetch()) | 0;
     return connection.owner;
