@@ -52,6 +52,7 @@ import {
   initiationSender,
   mac,
   MESSAGE_INITIATION,
+  MESSAGE_TRANSPORT,
   messageType,
   NodeCryptoTransportCipher,
   OpenBatch,
@@ -70,6 +71,7 @@ import {
 } from '../wireguard/index.ts';
 import { CandidateSignals } from './candidate-signals.ts';
 import { IndexTable } from './index-table.ts';
+
 import {
   CANDIDATE_TIMEOUT,
   CHANNEL_DATA_HEADROOM,
@@ -97,6 +99,10 @@ import {
   type PathInbound,
   type PathPair,
 } from './path-agent/index.ts';
+
+/** The hints of a connection's entry in `byIndex` (see IndexTable). */
+const TUNNEL_HINT = 0;
+const SESSION_HINT = 1;
 
 export type NodeRole = 'server' | 'client';
 
@@ -298,6 +304,9 @@ export class Node {
   private batchingOpens = false;
   /** Where `prefetch` leaves what it read, so that the reads are not optimized away. */
   private prefetched = 0;
+  /** The table entry and key `connectionByIndex` found last (see `refreshHints`). */
+  private hintEntry = -1;
+  private hintKey = -1;
   private batchTag = 0;
   private readonly sealBatch: SealBatch;
   private readonly sealConnections: (Connection | undefined)[];
@@ -433,6 +442,7 @@ export class Node {
     const connection = params.useIceless === true ? this.createIcelessConnection(id, index, relay, params, now) : this.createIceConnection(id, index, relay, params, now);
     this.connections.set(id, connection);
     this.byIndex.set(index, connection);
+    this.byIndex.setHint(this.byIndex.find(index), index, TUNNEL_HINT, connection.tunnel);
     relay.members.add(connection);
     if (connection.kind === 'ice') this.startIceConnection(connection, relay, now);
     else this.startIcelessConnection(connection, now);
@@ -441,23 +451,40 @@ export class Node {
   }
 
   private createIceConnection(id: string, index: number, relay: RelayEntry, params: ConnectionParams, now: number): IceConnection {
+    const agent = new IceAgent({
+      role: this.role === 'server' ? 'controlled' : 'controlling',
+      local: params.localCredentials,
+      remote: params.remoteCredentials,
+      rng: this.rng,
+      transactionIds: this.transactionIds,
+      transactionTag: index,
+      timing: this.activeTiming,
+    });
+    const tunnel = this.createTunnel(index, params, now, { rekeyAttemptTime: WG_REKEY_ATTEMPT_TIME });
+    // Every field written here, in the data path's order: fields added later (or by a spread) go to a
+    // separate property store, one more cache line for each packet to wait for (README, issue 18).
     const connection: IceConnection = {
       kind: 'ice',
+      tunnel,
+      state: 'connecting',
+      lastActivity: now,
+      failure: undefined,
+      scheduledAt: Infinity,
+      owner: undefined,
+      dropped: false,
+      path: undefined,
+      pathRelay: undefined,
       id,
       index,
-      agent: new IceAgent({
-        role: this.role === 'server' ? 'controlled' : 'controlling',
-        local: params.localCredentials,
-        remote: params.remoteCredentials,
-        rng: this.rng,
-        transactionIds: this.transactionIds,
-        transactionTag: index,
-        timing: this.activeTiming,
-      }),
-      tunnel: this.createTunnel(index, params, now, { rekeyAttemptTime: WG_REKEY_ATTEMPT_TIME }),
+      established: false,
+      buffered: new RingQueue<Uint8Array>(4),
       params,
+      relay,
+      sources: [],
+      createdAt: now,
+      disconnectedSince: undefined,
+      agent,
       checkUsername: `${params.localCredentials.ufrag}:${params.remoteCredentials.ufrag}`,
-      ...this.initialConnectionState(relay, now),
     };
     return connection;
   }
@@ -494,25 +521,6 @@ export class Node {
     });
   }
 
-  private initialConnectionState(relay: RelayEntry, now: number) {
-    return {
-      state: 'connecting' as ConnectionState,
-      relay: relay as RelayEntry | undefined,
-      path: undefined,
-      pathRelay: undefined,
-      buffered: new RingQueue<Uint8Array>(4),
-      sources: [] as SocketAddr[],
-      createdAt: now,
-      lastActivity: now,
-      disconnectedSince: undefined,
-      failure: undefined,
-      established: false,
-      scheduledAt: Infinity,
-      dropped: false,
-      owner: undefined as unknown,
-    };
-  }
-
   /**
    * Keeps `owner` with connection `id` (nothing if there is none) until replaced or the connection goes: each
    * packet decrypted from it carries it, so the caller finds its own state for the peer without a lookup by id.
@@ -524,19 +532,38 @@ export class Node {
 
   /**
    * Reads what decapsulating `datagram` (a WireGuard message with a receiver index, data above all)
-   * will read first (its connection, tunnel and current session) and changes nothing; returns the
-   * connection's owner, for the caller to read its own part the same way. The runtime calls it for
-   * each datagram of a read before handling any: the memory accesses of different clients then
-   * overlap instead of waiting one after another, which at thousands of clients is most of a
-   * packet's cost. Any bytes are safe.
+   * will read first (its connection, tunnel and last session, side by side: see `connectionByIndex`)
+   * and changes nothing; returns the connection's owner, for the caller to read its own part the
+   * same way. The runtime calls it for each datagram of a read before handling any, so that the
+   * memory accesses of its clients overlap instead of waiting one after another, which at thousands
+   * of clients is most of a packet's cost. Any bytes are safe.
    */
   prefetch(datagram: Uint8Array): unknown {
-    const index = receiverTunnelIndex(datagram);
-    if (index === undefined) return undefined;
-    const connection = this.byIndex.get(index);
-    if (connection === undefined) return undefined;
-    this.prefetched = (this.prefetched + connection.tunnel.prefetch()) | 0;
-    return connection.owner;
+    if (receiverTunnelIndex(datagram) === undefined) return undefined;
+    return this.connectionByIndex(datagram)?.owner;
+  }
+
+  /**
+   * The connection of a message with a receiver index. The table entry's hints (the tunnel, and
+   * the session that carried the connection's last data) are read together with the connection,
+   * so that the three cache misses overlap; `hintEntry` remembers the entry for `refreshHints`.
+   */
+  private connectionByIndex(datagram: Uint8Array): Connection | undefined {
+    const table = this.byIndex;
+    const key = receiverTunnelIndex(datagram)!;
+    const at = table.find(key);
+    if (at === -1) return undefined;
+    const connection = table.valueAt(at);
+    this.hintEntry = at;
+    this.hintKey = key;
+    this.prefetched = (this.prefetched + (connection.dropped ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
+    return connection;
+  }
+
+  /** Keeps the session the tunnel now holds as the hint for its next data (a write only when it changed). */
+  private refreshHints(connection: Connection): void {
+    const session = connection.tunnel.sessionHint;
+    if (this.byIndex.hint(this.hintEntry, SESSION_HINT) !== session) this.byIndex.setHint(this.hintEntry, this.hintKey, SESSION_HINT, session);
   }
 
   removeConnection(id: string): void {
@@ -734,7 +761,7 @@ export class Node {
     }
 
     const type = messageType(payload);
-    let connection = type === MESSAGE_INITIATION ? this.bySource.get(source) : type === 0 ? undefined : this.byIndex.get(receiverTunnelIndex(payload)!);
+    let connection = type === MESSAGE_INITIATION ? this.bySource.get(source) : type === 0 ? undefined : this.connectionByIndex(payload);
     if (connection === undefined && type === MESSAGE_INITIATION) connection = this.icelessBySender(payload, source, destination, now);
     if (connection === undefined) {
       if (type !== 0) {
@@ -747,6 +774,7 @@ export class Node {
     this.visit(connection);
     if (connection.kind === 'iceless') return this.decapsulateIceless(connection, payload, source, destination, now);
     const result = connection.tunnel.decapsulate(payload, source.address, now, this.batchingOpens ? this.openBatch : undefined);
+    if (type === MESSAGE_TRANSPORT) this.refreshHints(connection);
     if (result instanceof Uint8Array) return this.onDecrypted(connection, result, 0, now);
     if (result === 'pending') {
       this.openConnections[this.openBatch.lastSlot] = connection;
@@ -1109,19 +1137,34 @@ export class Node {
   // --- internals: ICE-less connections ---
 
   private createIcelessConnection(id: string, index: number, relay: RelayEntry, params: ConnectionParams, now: number): IcelessConnection {
+    const tunnel = this.createTunnel(index, params, now, {
+      rekeyAttemptTime: ICELESS_REKEY_ATTEMPT_TIME,
+      keepaliveTimeout: ICELESS_KEEPALIVE_TIMEOUT,
+      rekeyTimeout: ICELESS_REKEY_TIMEOUT,
+    });
+    // As an ICE connection's: every field here, in the same order.
     return {
       kind: 'iceless',
+      tunnel,
+      state: 'connecting',
+      lastActivity: now,
+      failure: undefined,
+      scheduledAt: Infinity,
+      owner: undefined,
+      dropped: false,
+      path: undefined,
+      pathRelay: undefined,
       id,
       index,
+      established: false,
+      buffered: new RingQueue<Uint8Array>(4),
+      params,
+      relay,
+      sources: [],
+      createdAt: now,
+      disconnectedSince: undefined,
       paths: new PathAgent(),
       peerKey: keyText(params.remotePublicKey),
-      tunnel: this.createTunnel(index, params, now, {
-        rekeyAttemptTime: ICELESS_REKEY_ATTEMPT_TIME,
-        keepaliveTimeout: ICELESS_KEEPALIVE_TIMEOUT,
-        rekeyTimeout: ICELESS_REKEY_TIMEOUT,
-      }),
-      params,
-      ...this.initialConnectionState(relay, now),
     };
   }
 

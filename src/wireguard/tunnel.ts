@@ -406,10 +406,20 @@ export class Tunnel {
     }
   }
 
-  /** Reads the fields a data message reads first (see Node.prefetch); changes nothing. */
-  prefetch(): number {
-    const session = this.#current;
-    return session === undefined ? 0 : session.localIndex | 0;
+  /**
+   * Reads the first line of a tunnel and of a session, as hints kept for the next data message
+   * (see IndexTable): both are then in the cache, fetched side by side, when the message reads
+   * them. Anything else, or a stale session, is only a wasted read. Changes nothing.
+   */
+  static readAhead(tunnel: unknown, session: unknown): number {
+    const fromTunnel = tunnel instanceof Tunnel && tunnel.#current === undefined ? 1 : 0;
+    const fromSession = session instanceof Session ? session.localIndex : 0;
+    return (fromTunnel + fromSession) | 0;
+  }
+
+  /** The session the next data message most likely comes in on: the current one. */
+  get sessionHint(): Session | undefined {
+    return this.#current;
   }
 
   /**

@@ -2,7 +2,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { IndexTable } from '../../src/snownet/index-table.ts';
+import { IndexTable, READ_AHEAD_HINTS } from '../../src/snownet/index-table.ts';
 
 type Operation = { readonly kind: 'set' | 'delete' | 'get'; readonly key: number };
 
@@ -30,6 +30,53 @@ describe('IndexTable', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  test("an entry's hints move with it through growth and deletes, and a new value starts without any", () => {
+    type Step = { readonly kind: 'set' | 'delete' | 'hint'; readonly key: number; readonly which: number };
+    const key = fc.oneof(fc.nat({ max: 40 }), fc.nat({ max: 0xff_ffff }));
+    const step = fc.record({ kind: fc.constantFrom<Step['kind']>('set', 'delete', 'hint', 'hint'), key, which: fc.nat({ max: READ_AHEAD_HINTS - 1 }) });
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 300 }), (steps) => {
+        const table = new IndexTable<number>();
+        const hints = new Map<number, unknown[]>();
+        steps.forEach(({ kind, key, which }, version) => {
+          if (kind === 'set') {
+            table.set(key, version);
+            hints.set(key, new Array<unknown>(READ_AHEAD_HINTS).fill(undefined));
+          } else if (kind === 'delete') {
+            table.delete(key);
+            hints.delete(key);
+          } else {
+            const at = table.find(key);
+            assert.equal(at === -1, !hints.has(key));
+            if (at === -1) return;
+            const hint = { version };
+            table.setHint(at, key, which, hint);
+            hints.get(key)![which] = hint;
+          }
+        });
+        for (const [key, expected] of hints) {
+          const at = table.find(key);
+          assert.notEqual(at, -1);
+          assert.equal(table.valueAt(at), table.get(key));
+          for (let which = 0; which < READ_AHEAD_HINTS; which++) assert.equal(table.hint(at, which), expected[which]);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a hint set through a stale position lands nowhere', () => {
+    const table = new IndexTable<string>();
+    table.set(7, 'seven');
+    const at = table.find(7);
+    table.delete(7);
+    table.set(8, 'eight');
+    table.setHint(at, 7, 0, 'stale');
+    const eight = table.find(8);
+    assert.equal(table.hint(eight, 0), undefined);
+    assert.equal(table.get(7), undefined);
   });
 
   test('holds ten thousand tunnel indices and forgets each one deleted', () => {
