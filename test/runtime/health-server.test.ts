@@ -57,6 +57,10 @@ describe('HealthServer', () => {
       const silent = await open(port);
       const partial = await open(port);
       partial.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+      // Read what the server sends: a socket nobody reads never consumes the server's FIN, so it would
+      // look open however long after the server closed it.
+      silent.resume();
+      partial.resume();
       // Poll the sockets' state rather than wait for their 'close' events (a run here once waited forever).
       const closedBy = Date.now() + 10_000;
       const ended = (socket: typeof silent) => socket.destroyed || socket.readyState === 'closed' || socket.readableEnded;
