@@ -152,6 +152,8 @@ export class GatewayEventLoop {
   private datagrams: UdpDatagramBatch | undefined;
   /** Where `prefetch` leaves what it read, so that the reads are not optimized away. */
   private prefetched = 0;
+  /** The owners `Node.readAhead` found in a read (cleared after each). */
+  private readonly readAheadOwners: unknown[] = [];
   /** With flow logs: each datagram's source and destination, as decoded once for the node. */
   private readonly outerSources: SocketAddr[] = [];
   private readonly outerDestinations: SocketAddr[] = [];
@@ -218,17 +220,19 @@ export class GatewayEventLoop {
 
   /**
    * A first pass over a read: each data message's connection, tunnel, session and client are read
-   * ahead (Node.prefetch), several clients' cache misses at once, so that the pass that handles them
-   * finds them in the cache (README, issue 18: per packet at 10,000 clients in reads of 32).
+   * ahead (Node.readAhead, then GatewayState.prefetch for the clients), several clients' cache misses
+   * at once, so that the pass that handles them finds them in the cache (README, issue 18: per packet
+   * at 10,000 clients in reads of 32).
    */
   private prefetch(batch: UdpDatagramBatch): void {
     const { node, state } = this.o;
+    const owners = this.readAheadOwners;
     let read = this.prefetched;
     try {
-      for (let i = 0; i < batch.count; i++) {
-        const owner = node.prefetch(batch.payload(i));
-        if (owner !== undefined) read = (read + state.prefetch(owner)) | 0;
-      }
+      const found = node.readAhead(batch, owners);
+      for (let i = 0; i < found; i++) read = (read + state.prefetch(owners[i])) | 0;
+      // Not kept until the next read: a client removed meanwhile is let go.
+      owners.fill(undefined, 0, found);
     } catch (error) {
       this.contain(error);
     }

@@ -171,6 +171,12 @@ export interface DecryptedPacket {
   readonly owner: unknown;
 }
 
+/** The datagrams of one socket read, as `readAhead` sees them. */
+export interface DatagramRead {
+  readonly count: number;
+  payload(index: number): Uint8Array;
+}
+
 /**
  * What `decapsulate` did with a datagram other than yielding a packet: control traffic handled,
  * dropped (oversize, unusable local address, unknown WireGuard sender, failed decryption), or
@@ -302,8 +308,10 @@ export class Node {
   private readonly openLocals: (SocketAddr | undefined)[];
   private readonly openRemotes: (SocketAddr | undefined)[];
   private batchingOpens = false;
-  /** Where `prefetch` leaves what it read, so that the reads are not optimized away. */
+  /** Where the read-ahead leaves what it read, so that the reads are not optimized away. */
   private prefetched = 0;
+  /** `readAhead`'s table entries, by datagram of the read (grown to the largest read). */
+  private readAheadEntries = new Int32Array(64);
   /** The table entry and key `connectionByIndex` found last (see `refreshHints`). */
   private hintEntry = -1;
   private hintKey = -1;
@@ -531,16 +539,34 @@ export class Node {
   }
 
   /**
-   * Reads what decapsulating `datagram` (a WireGuard message with a receiver index, data above all)
-   * will read first (its connection, tunnel and last session, side by side: see `connectionByIndex`)
-   * and changes nothing; returns the connection's owner, for the caller to read its own part the
-   * same way. The runtime calls it for each datagram of a read before handling any, so that the
-   * memory accesses of its clients overlap instead of waiting one after another, which at thousands
-   * of clients is most of a packet's cost. Any bytes are safe.
+   * Reads ahead, for the datagrams of one socket read, what handling them will read first, and
+   * changes nothing. In two passes over the read, so that the cache misses of all its clients are
+   * in flight together instead of one client's after another's: first each WireGuard message's
+   * table entry, then each entry's connection, tunnel and last session (see `connectionByIndex`).
+   * Writes the connections' owners to `owners` (from index 0, for the caller to read its own part
+   * the same way) and returns how many. At thousands of clients these waits are most of a packet's
+   * cost (README, issue 18). Any bytes are safe.
    */
-  prefetch(datagram: Uint8Array): unknown {
-    if (receiverTunnelIndex(datagram) === undefined) return undefined;
-    return this.connectionByIndex(datagram)?.owner;
+  readAhead(read: DatagramRead, owners: unknown[]): number {
+    const table = this.byIndex;
+    const count = read.count;
+    let entries = this.readAheadEntries;
+    if (entries.length < count) entries = this.readAheadEntries = new Int32Array(count);
+    for (let i = 0; i < count; i++) {
+      const key = receiverTunnelIndex(read.payload(i));
+      entries[i] = key === undefined ? -1 : table.find(key);
+    }
+    let touched = this.prefetched;
+    let found = 0;
+    for (let i = 0; i < count; i++) {
+      const at = entries[i]!;
+      if (at === -1) continue;
+      const connection = table.valueAt(at);
+      touched = (touched + (connection.dropped ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
+      if (connection.owner !== undefined) owners[found++] = connection.owner;
+    }
+    this.prefetched = touched;
+    return found;
   }
 
   /**
