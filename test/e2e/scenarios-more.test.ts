@@ -24,6 +24,7 @@ const skip =
 const PREFIX = process.env['FZ_E2E_MORE_PREFIX'] ?? 'fzm';
 // Tagged like the lab's own namespaces: parallel checkouts must not share (and kill -9) it.
 const SECOND_CLIENT_NS = `${labPrefix(PREFIX)}-c2`;
+const SHARED_SOURCE_PORT = 20_007;
 const SECOND_CLIENT_ADDRESS = '10.77.0.5';
 const WEB = '10.78.0.2';
 const ECHO = '10.78.0.3';
@@ -172,10 +173,12 @@ describe('one gateway, many portal events: DNS with two clients, resource_update
     await waitFor(() => udpEcho(lab, proxyA, 'one').reply === 'one', 15_000, 'UDP echo from client 1');
     await waitFor(() => udpEcho(lab, proxyA, 'two', SECOND_CLIENT_NS).reply === 'two', 15_000, 'UDP echo from client 2');
 
-    // Same proxy IP, same destination port and the same source port on both clients, at the same time.
+    // Same proxy IP, same destination port and the same source port on both clients, at the same time. The
+    // port is below the kernel's ephemeral range (32768-60999), where a socket of the client itself may sit
+    // (40007 once failed with EADDRINUSE in CI).
     const [repliesA, repliesB] = await Promise.all([
-      udpBurst(lab.ns.client, proxyA, 'alpha', 30, 40007),
-      udpBurst(SECOND_CLIENT_NS, proxyA, 'bravo', 30, 40007),
+      udpBurst(lab.ns.client, proxyA, 'alpha', 30, SHARED_SOURCE_PORT),
+      udpBurst(SECOND_CLIENT_NS, proxyA, 'bravo', 30, SHARED_SOURCE_PORT),
     ]);
     for (const [name, tag, replies] of [['client 1', 'alpha', repliesA], ['client 2', 'bravo', repliesB]] as const) {
       assert.ok(replies.length >= 25, `${name} got its echoes back (${replies.length}/30)`);

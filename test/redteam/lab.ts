@@ -157,12 +157,28 @@ async function startOnce(prefix: string, logDir: string): Promise<RedteamLab> {
     const victimLoop = new RequestLoop(lab.spawn(lab.ns.client, ['node', '--import', 'tsx', `${REPO_ROOT}tools/attacker/request-loop.ts`, ECHO, '7', '--interval-ms', '50', '--timeout-ms', String(VICTIM_TIMEOUT_MS)], { interactive: true, log: `${logDir}/${lab.prefix}-victim-loop.log` }), 50);
     await waitFor(() => victimLoop.results.some((r) => r.ok), 10_000, 'the victim loop to get its first echo');
 
+    /** Whether the attacker's tunnel carries a ping to the gateway's tunnel address (two tries). */
+    const tunnelWorks = (): boolean => {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          lab.exec(attackerNs, ['ping', '-c', '1', '-W', '1', gateway.ipv4]);
+          return true;
+        } catch {
+          // Next attempt.
+        }
+      }
+      return false;
+    };
     const reconnect = async (): Promise<void> => {
       const state = await attacker.command({ cmd: 'state' });
       const connections = (state['connections'] as { established: boolean }[] | undefined) ?? [];
-      if (connections.length > 0 && connections.every((c) => c.established)) return;
+      // The client's own view lags: a connection the gateway dropped (a goodbye among the hostile control
+      // payloads ends it) still looks established until the client's ICE gives up on it, about 20 s later.
+      if (connections.length > 0 && connections.every((c) => c.established) && tunnelWorks()) return;
+      await attacker.command({ cmd: 'drop_connections' });
       await connectOrThrow(attacker, stack.resourceIds['web']!, { routes: [gateway.ipv4, gateway.ipv6] });
       await connectOrThrow(attacker, stack.resourceIds['app']!, { domain: 'app.lab.test' });
+      await waitFor(tunnelWorks, 30_000, "the attacker's tunnel to carry a ping again");
     };
 
     return {
