@@ -424,7 +424,7 @@ function dig(ns: string, server: string): string {
     return execFileSync('ip', ['netns', 'exec', ns, 'dig', '+short', '+tcp', '+time=3', '+tries=1', '-p', '53535', `@${server}`, 'app.lab.test'], { encoding: 'utf8', timeout: 10_000 }).trim();
   } catch (error) {
     const { stdout, status } = error as { stdout?: string; status?: number };
-    return `dig failed (exit ${status}): ${String(stdout ?? error).trim()}`;
+    return `dig failed (exit ${status}): ${(stdout || String(error)).trim()}`;
   }
 }
 
