@@ -43,11 +43,13 @@ export class ClientOnGateway {
   /**
    * The CIDR networks' table when it holds exactly one network, kept here so that a packet reads no further
    * object: its family (0: not one network, see `filters`), prefix length, address words as the prefix table
-   * keys them (IPv4: the first), its rules and their engine.
+   * keys them (IPv4: the first), its rules and their engine (and whether that allows everything, so that a
+   * resource without filters costs no read of the engine).
    */
   private soleFamily: 0 | 4 | 6 = 0;
   private soleLength = 0;
   private soleW0 = 0;
+  private solePermitsAll = false;
   private soleEngine: FilterEngine | undefined;
   private readonly tunV6w0: number;
   private readonly tunV6w1: number;
@@ -303,7 +305,7 @@ export class ClientOnGateway {
       family === 4
         ? inNetworkV4(this.soleW0, this.soleLength, readU32(packet.bytes, offset))
         : inNetworkV6(this.soleW0, this.soleW1, this.soleW2, this.soleW3, this.soleLength, packet.bytes, offset);
-    return inside && this.soleEngine!.permits(packet, useDestinationPort);
+    return inside && (this.solePermitsAll || this.soleEngine!.permits(packet, useDestinationPort));
   }
 
   /** The resource of what just permitted a packet: the proxy table if it was asked and said yes, else the CIDR networks. */
@@ -318,6 +320,7 @@ export class ClientOnGateway {
     const sole = this.filters?.sole();
     if (sole === undefined) {
       this.soleFamily = 0;
+      this.solePermitsAll = false;
       this.soleEngine = undefined;
       this.soleRules = undefined;
       return;
@@ -334,6 +337,7 @@ export class ClientOnGateway {
       this.soleW3 = readI32(address.bytes, 12);
     }
     this.soleEngine = sole.rules.engine;
+    this.solePermitsAll = sole.rules.engine.permitAll;
     this.soleRules = sole.rules;
     this.soleFamily = address.family;
   }

@@ -1,8 +1,8 @@
 const EMPTY = -1;
 const GOLDEN = 0x9e37_79b1;
 const MIN_BITS = 4;
-/** Words per entry: key, value and two read-ahead hints (16 bytes with compressed pointers, four to a cache line). */
-const STRIDE = 4;
+/** Words per entry: key, value and three read-ahead hints (40 bytes with Node's 8-byte slots). */
+const STRIDE = 5;
 export const READ_AHEAD_HINTS = STRIDE - 2;
 
 /**
@@ -11,14 +11,14 @@ export const READ_AHEAD_HINTS = STRIDE - 2;
  * A lookup of a random key reads one cache line of the table, where a Map reads a bucket and then
  * an entry elsewhere in its store.
  *
- * Each entry also carries two read-ahead hints: objects the caller will read next for this key
- * (the connection's tunnel and last session). With them in the entry's line, those objects are
+ * Each entry also carries three read-ahead hints: objects the caller will read next for this key
+ * (the connection's tunnel, its last session and its owner). With them in the entry's line, those objects are
  * requested at once, side by side with the value, instead of one after another as each pointer
  * is followed; at thousands of clients each such wait is a cache miss. A hint is never trusted:
  * a stale one costs a wasted read, nothing else.
  */
 export class IndexTable<T> {
-  /** Key, value, hint, hint, key, ...; a free entry has the key EMPTY. */
+  /** Key, value, the hints, key, ...; a free entry has the key EMPTY. */
   #slots: unknown[];
   #bits: number;
   #size = 0;

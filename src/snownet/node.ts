@@ -103,6 +103,7 @@ import {
 /** The hints of a connection's entry in `byIndex` (see IndexTable). */
 const TUNNEL_HINT = 0;
 const SESSION_HINT = 1;
+const OWNER_HINT = 2;
 
 export type NodeRole = 'server' | 'client';
 
@@ -535,7 +536,9 @@ export class Node {
    */
   setConnectionOwner(id: string, owner: unknown): void {
     const connection = this.connections.get(id);
-    if (connection !== undefined) connection.owner = owner;
+    if (connection === undefined) return;
+    connection.owner = owner;
+    this.byIndex.setHint(this.byIndex.find(connection.index), connection.index, OWNER_HINT, owner);
   }
 
   /**
@@ -544,7 +547,8 @@ export class Node {
    * in flight together instead of one client's after another's: first each WireGuard message's
    * table entry, then each entry's connection, tunnel and last session (see `connectionByIndex`).
    * Writes the connections' owners to `owners` (from index 0, for the caller to read its own part
-   * the same way) and returns how many. At thousands of clients these waits are most of a packet's
+   * the same way; taken from the entry's hint, so that the caller's reads of them need not wait for
+   * the connection's line) and returns how many. At thousands of clients these waits are most of a packet's
    * cost (README, issue 18). Any bytes are safe.
    */
   readAhead(read: DatagramRead, owners: unknown[]): number {
@@ -563,7 +567,8 @@ export class Node {
       if (at === -1) continue;
       const connection = table.valueAt(at);
       touched = (touched + (connection.dropped ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
-      if (connection.owner !== undefined) owners[found++] = connection.owner;
+      const owner = table.hint(at, OWNER_HINT);
+      if (owner !== undefined) owners[found++] = owner;
     }
     this.prefetched = touched;
     return found;
@@ -1550,7 +1555,9 @@ export class Node {
     this.drainTunnel(connection, now);
     // Data moves an ICE connection's deadline earlier only by waking it or by a timer its tunnel
     // starts; otherwise the deadline (the ICE agent's, cold in memory at scale) is not read.
-    if (waking || connection.kind === 'iceless' || connection.failure !== undefined || connection.tunnel.receiveDeadline < connection.scheduledAt) this.touch(connection, now);
+    if (waking || connection.kind === 'iceless' || connection.failure !== undefined || (connection.tunnel.receiveDeadlineAdded && connection.tunnel.receiveDeadline < connection.scheduledAt)) {
+      this.touch(connection, now);
+    }
     this.decrypted.connection = connection.id;
     this.decrypted.packet = packet;
     this.decrypted.tag = tag;

@@ -225,6 +225,9 @@ export class Tunnel {
    * none; -Infinity when it changed more than a timer). Most data adds none: see `receiveDeadline`.
    */
   #receiveDeadline = Infinity;
+  /** `#receiveDeadline` is not Infinity: a flag in the object, so most data need not load the boxed deadline. */
+  #receiveDeadlineAdded = false;
+  #isInitiator = false;
   // Allocated while they hold something: an idle tunnel has nothing queued.
   #transmits: RingQueue<Uint8Array> | undefined;
   #events: RingQueue<TunnelEvent> | undefined;
@@ -233,7 +236,6 @@ export class Tunnel {
   #sessionsExpireAt = Infinity;
   #handshakeScheduledAt: number | undefined;
   #pending: PendingHandshake | undefined;
-  #isInitiator = false;
   #lastDataSentAt: number;
 
   readonly #sessions: (Session | undefined)[] = new Array<Session | undefined>(SESSION_RING_SIZE).fill(undefined);
@@ -431,8 +433,14 @@ export class Tunnel {
     return this.#receiveDeadline;
   }
 
+  /** Whether data received since the last `pollTimeout()` added a deadline (`receiveDeadline` is then finite or -Infinity). */
+  get receiveDeadlineAdded(): boolean {
+    return this.#receiveDeadlineAdded;
+  }
+
   pollTimeout(): number | undefined {
     this.#receiveDeadline = Infinity;
+    this.#receiveDeadlineAdded = false;
     let earliest = this.#sessionEstablishedAt + WIPE_AFTER_TIME;
     if (this.#sessionsExpireAt < earliest) earliest = this.#sessionsExpireAt;
     if (this.#handshakeScheduledAt !== undefined) return Math.min(earliest, this.#handshakeScheduledAt);
@@ -583,8 +591,8 @@ export class Tunnel {
     // Most data is for the current session: found without reading the ring. A released current
     // session (its slot taken by a newer one) is left to the ring, which no longer holds it.
     const current = this.#current;
-    const session = current !== undefined && (current.localIndex | 0) === index && !current.released ? current : this.#sessions[index & (SESSION_RING_SIZE - 1)];
-    if (session === undefined || (session.localIndex | 0) !== index) return 'unknownSession';
+    const session = current !== undefined && current.localIndex === index && !current.released ? current : this.#sessions[index & (SESSION_RING_SIZE - 1)];
+    if (session === undefined || session.localIndex !== index) return 'unknownSession';
     if (session.isExpired(now)) return 'expired';
     return session;
   }
@@ -598,6 +606,7 @@ export class Tunnel {
       this.#emit(SESSION_ESTABLISHED);
       this.#flushQueue(now);
       this.#receiveDeadline = -Infinity;
+      this.#receiveDeadlineAdded = true;
     }
     if (length === 0) return 'keepalive';
     const packetLength = ipPacketLength(plaintext, offset, length);
@@ -608,11 +617,17 @@ export class Tunnel {
     const startsKeepalive = this.#lastDataReceivedWithoutReply === undefined;
     this.#lastDataReceivedAt = now;
     this.#lastDataReceivedWithoutReply = now;
-    if (startsKeepalive && now + this.#context.keepaliveTimeout < this.#receiveDeadline) this.#receiveDeadline = now + this.#context.keepaliveTimeout;
+    if (startsKeepalive && now + this.#context.keepaliveTimeout < this.#receiveDeadline) {
+      this.#receiveDeadline = now + this.#context.keepaliveTimeout;
+      this.#receiveDeadlineAdded = true;
+    }
     if (startsRekey) {
       // Undefined still when the data came in the session's first millisecond.
       const rekeyAt = this.#rekeyOnReceiveAt();
-      if (rekeyAt !== undefined && rekeyAt < this.#receiveDeadline) this.#receiveDeadline = rekeyAt;
+      if (rekeyAt !== undefined && rekeyAt < this.#receiveDeadline) {
+        this.#receiveDeadline = rekeyAt;
+        this.#receiveDeadlineAdded = true;
+      }
     }
     return packetLength;
   }

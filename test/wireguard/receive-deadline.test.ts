@@ -1,5 +1,5 @@
-// The node re-reads a tunnel's deadline after received data only when `receiveDeadline` says the
-// data may have moved it earlier. Here two tunnels are driven through random traffic, loss and
+// The node re-reads a tunnel's deadline after received data only when `receiveDeadlineAdded` and
+// `receiveDeadline` say the data may have moved it earlier. Here two tunnels are driven through random traffic, loss and
 // timers by a model of that node: it must never hold a deadline later than the tunnel's own, or a
 // keepalive, rekey or retransmission would fire late.
 import { strict as assert } from 'node:assert';
@@ -27,7 +27,9 @@ class ModelNode {
 
   /** After received data: read only when the tunnel says the data may have moved it earlier. */
   receivedData(): void {
-    if (this.tunnel.receiveDeadline < this.scheduledAt) this.touch();
+    // The flag the node reads first must say exactly whether there is a deadline to compare.
+    assert.equal(this.tunnel.receiveDeadlineAdded, this.tunnel.receiveDeadline !== Infinity);
+    if (this.tunnel.receiveDeadlineAdded && this.tunnel.receiveDeadline < this.scheduledAt) this.touch();
   }
 
   /** A timer fire: the exact next deadline. */

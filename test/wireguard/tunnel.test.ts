@@ -33,6 +33,8 @@ import {
   key,
   makePair,
   makeSide,
+  PRIVATE_A,
+  PRIVATE_B,
   PSK,
   assertPacket,
 } from './harness.ts';
@@ -179,6 +181,26 @@ describe('handshake', () => {
     b.tunnel.decapsulate(second!, IP_A, 2);
     const [response] = drainTransmits(b.tunnel);
     assert.equal(sender(response!) >>> 0, ((0x0b0b0b << 8) | 1) >>> 0);
+  });
+
+  test('sessions keep indices with the top bit set as signed 32-bit values, and data flows both ways on them', () => {
+    const idA = staticIdentity(PRIVATE_A);
+    const idB = staticIdentity(PRIVATE_B);
+    const a = makeSide(idA, idB.publicKey, PSK, 0xf0f0f0, 11, 0);
+    const b = makeSide(idB, idA.publicKey, PSK, 0xe0e0e0, 22, 0);
+    handshake({ a, b }, 0);
+    // Signed, so that V8 keeps them in the session object as small integers rather than boxed numbers.
+    assert.equal(a.tunnel.sessionHint!.localIndex, (0xf0f0f0 << 8) | 1);
+    assert.equal(a.tunnel.sessionHint!.remoteIndex, (0xe0e0e0 << 8) | 1);
+    assert.ok(a.tunnel.sessionHint!.localIndex < 0);
+    for (let i = 0; i < 3; i++) {
+      const one = a.tunnel.encapsulate(ipv4(60, i), 1);
+      const two = b.tunnel.encapsulate(ipv4(61, i), 1);
+      assert.ok(one instanceof Uint8Array && two instanceof Uint8Array);
+      assert.equal(new DataView(one.buffer, one.byteOffset).getUint32(4, true), ((0xe0e0e0 << 8) | 1) >>> 0);
+      assertPacket(b.tunnel.decapsulate(one, IP_A, 2), ipv4(60, i));
+      assertPacket(a.tunnel.decapsulate(two, IP_B, 2), ipv4(61, i));
+    }
   });
 });
 
