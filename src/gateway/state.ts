@@ -337,11 +337,12 @@ export class GatewayState {
   // ---- Client -> resource ----------------------------------------------------------------------------------
 
   /**
-   * Reads the first line of `owner` (a connection's owner, see Node.prefetch) if it is a client; changes nothing.
-   * The runtime calls it before a read's packets are handled, so that the clients' memory accesses overlap.
+   * Reads `owner` (a connection's owner, see Node.setConnectionOwner) ahead if it is a client; changes nothing.
+   * The node calls it as soon as a datagram's connection is found, and the runtime for each owner of a read
+   * before the read's packets are handled, so that the clients' memory accesses overlap the node's.
    */
   prefetch(owner: unknown): number {
-    return owner instanceof ClientOnGateway && owner.removed ? 1 : 0;
+    return owner instanceof ClientOnGateway ? owner.readAhead() : 0;
   }
 
   /**

@@ -167,6 +167,7 @@ export class GatewayEventLoop {
 
   constructor(options: EventLoopOptions) {
     this.o = options;
+    options.node.setOwnerReadAhead((owner) => options.state.prefetch(owner));
     options.flowLogs?.attach(options.state);
     this.setTimer = options.setTimer ?? ((callback, delay) => setTimeout(callback, delay));
     this.clearTimer = options.clearTimer ?? ((handle) => clearTimeout(handle as NodeJS.Timeout));

@@ -314,6 +314,7 @@ export class Node {
   /** `readAhead`'s table entries, by datagram of the read (grown to the largest read). */
   private readAheadEntries = new Int32Array(64);
   /** The table entry and key `connectionByIndex` found last (see `refreshHints`). */
+  private ownerReadAhead: ((owner: unknown) => number) | undefined;
   private hintEntry = -1;
   private hintKey = -1;
   private batchTag = 0;
@@ -531,6 +532,17 @@ export class Node {
   }
 
   /**
+   * Lets the caller read its own state for a datagram's peer ahead: `readAhead` gets the connection's
+   * owner (see `setConnectionOwner`) as soon as the datagram's table entry is found, beside the reads
+   * of the connection, tunnel and session, so that a lone datagram's misses on the caller's side are
+   * in flight with the node's. It must only read (its return value is kept, unused, so that the reads
+   * stay).
+   */
+  setOwnerReadAhead(readAhead: (owner: unknown) => number): void {
+    this.ownerReadAhead = readAhead;
+  }
+
+  /**
    * Keeps `owner` with connection `id` (nothing if there is none) until replaced or the connection goes: each
    * packet decrypted from it carries it, so the caller finds its own state for the peer without a lookup by id.
    */
@@ -566,7 +578,7 @@ export class Node {
       const at = entries[i]!;
       if (at === -1) continue;
       const connection = table.valueAt(at);
-      touched = (touched + (connection.dropped ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
+      touched = (touched + (connection.dropped || connection.kind === 'iceless' ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
       const owner = table.hint(at, OWNER_HINT);
       if (owner !== undefined) owners[found++] = owner;
     }
@@ -575,9 +587,9 @@ export class Node {
   }
 
   /**
-   * The connection of a message with a receiver index. The table entry's hints (the tunnel, and
-   * the session that carried the connection's last data) are read together with the connection,
-   * so that the three cache misses overlap; `hintEntry` remembers the entry for `refreshHints`.
+   * The connection of a message with a receiver index. The table entry's hints (the tunnel, the
+   * session that carried the connection's last data, and the owner, through `setOwnerReadAhead`)
+   * are read together with the connection, so that their cache misses overlap; `hintEntry` remembers the entry for `refreshHints`.
    */
   private connectionByIndex(datagram: Uint8Array): Connection | undefined {
     const table = this.byIndex;
@@ -587,7 +599,10 @@ export class Node {
     const connection = table.valueAt(at);
     this.hintEntry = at;
     this.hintKey = key;
-    this.prefetched = (this.prefetched + (connection.dropped ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
+    let touched = (this.prefetched + (connection.dropped ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
+    const owner = table.hint(at, OWNER_HINT);
+    if (owner !== undefined && this.ownerReadAhead !== undefined) touched = (touched + this.ownerReadAhead(owner)) | 0;
+    this.prefetched = touched;
     return connection;
   }
 

@@ -409,13 +409,14 @@ export class Tunnel {
   }
 
   /**
-   * Reads the first line of a tunnel and of a session, as hints kept for the next data message
-   * (see IndexTable): both are then in the cache, fetched side by side, when the message reads
-   * them. Anything else, or a stale session, is only a wasted read. Changes nothing.
+   * Reads the first and the last of the fields a data message reads of a tunnel and of a session,
+   * as hints kept for the next data message (see IndexTable): every line of them is then in the
+   * cache, fetched side by side, when the message reads them. Anything else, or a stale session, is
+   * only a wasted read. Changes nothing.
    */
   static readAhead(tunnel: unknown, session: unknown): number {
-    const fromTunnel = tunnel instanceof Tunnel && tunnel.#current === undefined ? 1 : 0;
-    const fromSession = session instanceof Session ? session.localIndex : 0;
+    const fromTunnel = tunnel instanceof Tunnel && (tunnel.#current === undefined || tunnel.#events !== undefined) ? 1 : 0;
+    const fromSession = session instanceof Session ? session.localIndex + session.createdAt : 0;
     return (fromTunnel + fromSession) | 0;
   }
 

@@ -186,6 +186,43 @@ describe(`a gateway node with ${CLIENTS} idle connections`, () => {
     );
   });
 
+  test("a datagram's owner goes to the owner read-ahead as soon as its entry is found, and no other owner does", () => {
+    const clients = [fleet.client(CLIENTS / 8 + 1), fleet.client(CLIENTS / 4 + 1), fleet.client(CLIENTS / 2 + 1)];
+    const owners = clients.map((client) => ({ client: client.id }));
+    clients.forEach((client, i) => fleet.gateway.setConnectionOwner(client.id, owners[i]));
+    // The third one's owner is taken back: nothing to read ahead for it.
+    fleet.gateway.setConnectionOwner(clients[2]!.id, undefined);
+    const seen: unknown[] = [];
+    fleet.gateway.setOwnerReadAhead((owner) => {
+      seen.push(owner);
+      return 0;
+    });
+    const deliver = (client: (typeof clients)[number], tamper = false): void => {
+      const transmit = client.agent.seal(ipv4UdpPacket(client.tunV4, '10.0.0.1', new TextEncoder().encode('owner')), fleet.net.now);
+      fleet.net.wake(client.name);
+      assert.ok(transmit !== undefined);
+      const payload = transmit.payload.slice();
+      if (tamper) payload[5] = payload[5]! ^ 0xff;
+      const result = fleet.gateway.decapsulate(transmit.destination, { address: client.ip, port: 52625, family: 4 }, payload, fleet.net.now);
+      assert.equal(typeof result === 'string', tamper);
+    };
+    try {
+      counter.take();
+      deliver(clients[0]!);
+      assert.deepEqual(seen.splice(0), [owners[0]]);
+      deliver(clients[1]!);
+      assert.deepEqual(seen.splice(0), [owners[1]]);
+      deliver(clients[2]!);
+      assert.deepEqual(seen.splice(0), [], 'a connection without an owner reads none ahead');
+      deliver(clients[0]!, true);
+      assert.deepEqual(seen.splice(0), [], 'an index nobody holds finds no owner');
+      assert.deepEqual(new Set(counter.take()), new Set([clients[0]!.id, clients[1]!.id, clients[2]!.id]), 'only the datagrams\' own connections were visited');
+    } finally {
+      fleet.gateway.setOwnerReadAhead(() => 0);
+      fleet.net.wake('gateway');
+    }
+  });
+
   test('asking for the next deadline does no per-connection work', () => {
     counter.take();
     for (let i = 0; i < 1_000; i++) fleet.gateway.pollTimeout();
