@@ -317,6 +317,8 @@ for (const metric of METRICS) {
     return `${fmt(Math.min(...values), metric.digits)} / ${fmt(median(values), metric.digits)} / ${fmt(Math.max(...values), metric.digits)}`.padEnd(26);
   });
   const ratio = byN.get(largest)! / byN.get(smallest)!;
-  console.log(`${metric.label} (${metric.unit})`.padEnd(34) + cells.join('') + `${ratio.toFixed(2)}x`.padEnd(14) + metric.target(ratio, byN));
+  // Idle CPU at N=10 is the meter's noise around zero (its clock reads are subtracted): no ratio to it.
+  const shown = byN.get(smallest)! > 0 ? `${ratio.toFixed(2)}x` : '-';
+  console.log(`${metric.label} (${metric.unit})`.padEnd(34) + cells.join('') + shown.padEnd(14) + metric.target(ratio, byN));
 }
 console.log(`load average (1, 5, 15 min) at the end: ${load()}; garbage collection inside the timed per-packet loops: ${gcInTimedLoops.toFixed(1)} ms in all`);
