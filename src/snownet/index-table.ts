@@ -8,12 +8,12 @@ export const READ_AHEAD_HINTS = STRIDE - 2;
 /**
  * A map from non-negative 31-bit integers (the tunnels' 24-bit indices) to values, for the data
  * path: entries interleaved in one array, open addressing with linear probing, at most half full.
- * A lookup of a random key reads one cache line of the table, where a Map reads a bucket and then
+ * A lookup of a random key reads one entry (one line, or two adjacent ones), where a Map reads a bucket and then
  * an entry elsewhere in its store.
  *
  * Each entry also carries three read-ahead hints: objects the caller will read next for this key
- * (the connection's tunnel, its last session and its owner). With them in the entry's line, those objects are
- * requested at once, side by side with the value, instead of one after another as each pointer
+ * (the connection's tunnel, its last session and its owner). With them beside the value, those
+ * objects are requested at once, side by side with it, instead of one after another as each pointer
  * is followed; at thousands of clients each such wait is a cache miss. A hint is never trusted:
  * a stale one costs a wasted read, nothing else.
  */

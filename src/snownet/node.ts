@@ -313,8 +313,9 @@ export class Node {
   private prefetched = 0;
   /** `readAhead`'s table entries, by datagram of the read (grown to the largest read). */
   private readAheadEntries = new Int32Array(64);
-  /** The table entry and key `connectionByIndex` found last (see `refreshHints`). */
+  /** The caller's read-ahead of a connection's owner (see `setOwnerReadAhead`). */
   private ownerReadAhead: ((owner: unknown) => number) | undefined;
+  /** The table entry and key `connectionByIndex` found last (see `refreshHints`). */
   private hintEntry = -1;
   private hintKey = -1;
   private batchTag = 0;
@@ -560,8 +561,8 @@ export class Node {
    * table entry, then each entry's connection, tunnel and last session (see `connectionByIndex`).
    * Writes the connections' owners to `owners` (from index 0, for the caller to read its own part
    * the same way; taken from the entry's hint, so that the caller's reads of them need not wait for
-   * the connection's line) and returns how many. At thousands of clients these waits are most of a packet's
-   * cost (README, issue 18). Any bytes are safe.
+   * the connection's line) and returns how many. At thousands of clients these waits are most of a
+   * packet's cost (README, issue 18). Any bytes are safe.
    */
   readAhead(read: DatagramRead, owners: unknown[]): number {
     const table = this.byIndex;
@@ -589,7 +590,8 @@ export class Node {
   /**
    * The connection of a message with a receiver index. The table entry's hints (the tunnel, the
    * session that carried the connection's last data, and the owner, through `setOwnerReadAhead`)
-   * are read together with the connection, so that their cache misses overlap; `hintEntry` remembers the entry for `refreshHints`.
+   * are read together with the connection, so that their cache misses overlap; `hintEntry`
+   * remembers the entry for `refreshHints`.
    */
   private connectionByIndex(datagram: Uint8Array): Connection | undefined {
     const table = this.byIndex;
