@@ -578,13 +578,22 @@ export class Node {
     for (let i = 0; i < count; i++) {
       const at = entries[i]!;
       if (at === -1) continue;
-      const connection = table.valueAt(at);
-      touched = (touched + (connection.dropped || connection.kind === 'iceless' ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
+      touched = (touched + this.readAheadEntry(at)) | 0;
       const owner = table.hint(at, OWNER_HINT);
       if (owner !== undefined) owners[found++] = owner;
     }
     this.prefetched = touched;
     return found;
+  }
+
+  /**
+   * Reads, side by side, the connection of the table entry at `at` (the first and the last field a
+   * data message reads of it) and the tunnel and session its hints name; changes nothing.
+   */
+  private readAheadEntry(at: number): number {
+    const table = this.byIndex;
+    const connection = table.valueAt(at);
+    return ((connection.kind === 'iceless' || connection.dropped ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
   }
 
   /**
@@ -601,7 +610,7 @@ export class Node {
     const connection = table.valueAt(at);
     this.hintEntry = at;
     this.hintKey = key;
-    let touched = (this.prefetched + (connection.dropped ? 1 : 0) + Tunnel.readAhead(table.hint(at, TUNNEL_HINT), table.hint(at, SESSION_HINT))) | 0;
+    let touched = (this.prefetched + this.readAheadEntry(at)) | 0;
     const owner = table.hint(at, OWNER_HINT);
     if (owner !== undefined && this.ownerReadAhead !== undefined) touched = (touched + this.ownerReadAhead(owner)) | 0;
     this.prefetched = touched;
