@@ -75,7 +75,7 @@ describe('reference model', () => {
   test('proxy IPs map round-robin per family onto the sorted answers; without an address of its family, unreachable', () => {
     const m = model();
     m.authorize(CLIENT, 'dns', [], undefined, 0);
-    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.2', '100.96.0.1', 'fd00:2021:1111:8000::1'], ['172.16.3.4', '10.1.2.3'], true);
+    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.2', '100.96.0.1', 'fd00:2021:1111:8000::1'], ['172.16.3.4', '10.1.2.3'], true, 0);
     assert.equal(verdict(m, '100.96.0.1', 'tcp', 80), 'allow->10.1.2.3');
     assert.equal(verdict(m, '100.96.0.2', 'tcp', 80), 'allow->172.16.3.4');
     assert.equal(verdict(m, 'fd00:2021:1111:8000::1', 'tcp', 80, TUN.v6), 'unreachable');
@@ -85,7 +85,7 @@ describe('reference model', () => {
     const m = model();
     m.authorize(CLIENT, 'dns', [tcp(8080, 8080)], undefined, 0);
     m.authorize(CLIENT, 'host', [tcp(22, 22)], undefined, 0);
-    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.1'], ['10.1.2.3'], true);
+    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.1'], ['10.1.2.3'], true, 0);
     assert.equal(verdict(m, '10.1.2.3', 'tcp', 8080), 'deny');
     assert.equal(verdict(m, '100.96.0.1', 'tcp', 8080), 'allow->10.1.2.3');
   });
@@ -93,12 +93,12 @@ describe('reference model', () => {
   test("a proxy IP announced for another name resets every translation; a name's proxies are replaced", () => {
     const m = model();
     m.authorize(CLIENT, 'dns', [], undefined, 0);
-    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.1', '100.96.0.2'], ['10.1.2.3'], true);
-    m.dnsSetUp(CLIENT, 'dns', 'b.example.com', ['100.96.0.3'], ['192.168.7.1'], true);
-    m.dnsSetUp(CLIENT, 'dns', 'c.example.com', ['100.96.0.3'], ['10.9.9.9'], false);
+    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.1', '100.96.0.2'], ['10.1.2.3'], true, 0);
+    m.dnsSetUp(CLIENT, 'dns', 'b.example.com', ['100.96.0.3'], ['192.168.7.1'], true, 0);
+    m.dnsSetUp(CLIENT, 'dns', 'c.example.com', ['100.96.0.3'], ['10.9.9.9'], false, 0);
     assert.equal(verdict(m, '100.96.0.1', 'tcp', 80), 'deny', 'reset, even though c.example.com failed');
-    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.1', '100.96.0.2'], ['10.1.2.3'], true);
-    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.4'], ['10.1.2.3'], true);
+    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.1', '100.96.0.2'], ['10.1.2.3'], true, 0);
+    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.4'], ['10.1.2.3'], true, 0);
     assert.equal(verdict(m, '100.96.0.1', 'tcp', 80), 'deny', 'replaced');
     assert.equal(verdict(m, '100.96.0.4', 'tcp', 80), 'allow->10.1.2.3');
   });
@@ -124,10 +124,22 @@ describe('reference model', () => {
   test('re-authorizing past an expiry makes DNS translations uncertain (the gateway may have dropped the client)', () => {
     const m = model();
     m.authorize(CLIENT, 'dns', [], 10_000, 0);
-    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.1'], ['10.1.2.3'], true);
+    m.dnsSetUp(CLIENT, 'dns', 'a.example.com', ['100.96.0.1'], ['10.1.2.3'], true, 0);
     assert.equal(verdict(m, '100.96.0.1', 'tcp', 80), 'allow->10.1.2.3');
     m.authorize(CLIENT, 'dns', [], undefined, 10_000);
     assert.equal(verdict(m, '100.96.0.1', 'tcp', 80), 'unknown');
+  });
+
+  test('an unanswered AssignedIps may still arrive: a later grant or a reset makes its proxies uncertain until it certainly cannot', () => {
+    const m = model();
+    m.dnsMayArrive(CLIENT, 'a.example.com', ['100.96.0.1'], 120_000);
+    m.authorize(CLIENT, 'dns', [], undefined, 1_000);
+    assert.equal(verdict(m, '100.96.0.1', 'tcp', 80), 'unknown', 'the client held it for a handshake');
+    m.dnsSetUp(CLIENT, 'dns', 'b.example.com', ['100.96.0.1'], ['10.9.9.9'], true, 2_000);
+    assert.equal(verdict(m, '100.96.0.1', 'tcp', 80), 'unknown', 'a reset does not outrun it');
+    m.forget(CLIENT);
+    m.authorize(CLIENT, 'dns', [], undefined, 120_000);
+    assert.equal(verdict(m, '100.96.0.1', 'tcp', 80), 'deny', 'too late to arrive');
   });
 
   test('address arithmetic', () => {

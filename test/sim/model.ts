@@ -54,6 +54,11 @@ export class ReferenceModel {
   private readonly dnsUncertain = new Set<string>();
   /** Clients re-authorized after one of their grants was due: until this time a GOODBYE for the old grant may arrive. */
   private readonly goodbyeRaceUntil = new Map<string, number>();
+  /**
+   * Unanswered AssignedIps the client may still deliver (its tunnel holds them for a handshake) until `until`: one
+   * that reaches the gateway after a later authorization sets up NAT the model did not see at the time.
+   */
+  private readonly dnsInFlight = new Map<string, { readonly domain: string; readonly proxies: readonly string[]; readonly until: number }[]>();
 
   constructor(readonly resources: ReadonlyMap<string, ResourceDef>, readonly gatewayTun: { readonly v4: string; readonly v6: string }) {}
 
@@ -68,6 +73,7 @@ export class ReferenceModel {
       this.dnsUncertain.add(clientId);
       this.goodbyeRaceUntil.set(clientId, now + MAX_TRANSIT_MS);
     }
+    this.settleDnsInFlight(clientId, now);
     const existing = held.get(resourceId);
     if (existing !== undefined) {
       existing.filters = filters;
@@ -151,15 +157,18 @@ export class ReferenceModel {
    * the proxies were set up: the i-th proxy of a family (sorted) maps to the (i mod n)-th sorted address of that
    * family, or to nothing; the domain's earlier proxies not listed now go.
    */
-  dnsSetUp(clientId: string, resourceId: string, domain: string, proxies: readonly string[], resolved: readonly string[], active: boolean): void {
+  dnsSetUp(clientId: string, resourceId: string, domain: string, proxies: readonly string[], resolved: readonly string[], active: boolean, now: number): void {
     const table = this.table(clientId);
     const name = domain.toLowerCase();
     const resets = proxies.some((proxy) => {
       const entry = table.get(toBigInt(proxy));
       return entry !== undefined && entry !== 'uncertain' && entry.domain !== name;
     });
-    if (resets) table.clear();
-    else if (proxies.some((proxy) => this.mayReset(table, name, proxy))) for (const key of table.keys()) table.set(key, 'uncertain');
+    if (resets) {
+      table.clear();
+      // A late AssignedIps may still arrive after this reset.
+      this.settleDnsInFlight(clientId, now);
+    } else if (proxies.some((proxy) => this.mayReset(table, name, proxy))) for (const key of table.keys()) table.set(key, 'uncertain');
     if (!active) return;
     const wanted = new Set(proxies.map(toBigInt));
     for (const [key, entry] of table) {
@@ -181,6 +190,23 @@ export class ReferenceModel {
       resources.add(resourceId);
       table.set(key, { domain: name, resources, real });
     }
+  }
+
+  /** An AssignedIps without an answer: until `until` it may still reach the gateway and take effect. */
+  dnsMayArrive(clientId: string, domain: string, proxies: readonly string[], until: number): void {
+    let pending = this.dnsInFlight.get(clientId);
+    if (pending === undefined) this.dnsInFlight.set(clientId, (pending = []));
+    pending.push({ domain, proxies, until });
+  }
+
+  /** A late AssignedIps may take effect under a new grant or after a reset: its proxies become uncertain. */
+  private settleDnsInFlight(clientId: string, now: number): void {
+    const pending = this.dnsInFlight.get(clientId);
+    if (pending === undefined) return;
+    const live = pending.filter((request) => now < request.until);
+    for (const request of live) this.dnsMaybe(clientId, request.domain, request.proxies);
+    if (live.length === 0) this.dnsInFlight.delete(clientId);
+    else this.dnsInFlight.set(clientId, live);
   }
 
   private table(clientId: string): Map<bigint, Translation | 'uncertain'> {

@@ -3,6 +3,7 @@
  * from a departing relay: its server-reflexive candidate was withdrawn, and a peer without NAT had signalled that
  * same address as its host candidate, so the ICE agent dropped the working host pair. The third and fourth are
  * races of 1.6.0's GOODBYE with a new authorization, which the simulated client must survive as the real one does.
+ * Later ones are named by what they found.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -125,6 +126,40 @@ describe('regressions found by the simulation', () => {
     assert.equal(world.gateway.node.hasConnection(world.clients[0]!.id), false, 'the gateway keeps no connection for an expired grant');
     world.apply({ kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null });
     world.apply({ kind: 'send', client: 0, packets: [packet] });
+    assert.deepEqual(world.violations, [], world.describeClients());
+  });
+
+  test('an AssignedIps the client held for a handshake reaches the gateway after the client is authorized, and takes effect', () => {
+    // Sent while the gateway did not know the client; delivered ten seconds later, after the authorizations
+    // (CI, SIM_SEED=-359469622). Loss is what makes the client's first datagrams fail.
+    const resources = [
+      { id: 'c7793628-8579-465b-83e3-1a5d4af4db30', type: 'internet' as const, address: '', filters: [] },
+      { id: 'c7793628-8579-465b-83e3-1a5d4af4db31', type: 'dns' as const, address: '*.example.com', filters: [] },
+    ];
+    const world = new World({ seed: 1, clientNats: ['none'], relays: 1, latencyMs: 2, jitterMs: 1, loss: 0.05, resources });
+    const toProxy = { kind: 'send', client: 0, packets: [{ ...packet, proxy: true }] } as const;
+    const history: SimCommand[] = [
+      { kind: 'step', ms: 11_007 },
+      { kind: 'step', ms: 15 },
+      { kind: 'relayUp', relay: 1 },
+      { kind: 'portalOutage', ms: 26_608 },
+      { kind: 'step', ms: 10 },
+      toProxy,
+      { kind: 'internet', client: 0, probes: [{ target: 0, protocol: 'tcp', port: 22 }] },
+      { kind: 'resolve', client: 0, resource: 0, domain: 0, renumber: false },
+      { kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null },
+      { kind: 'authorize', client: 0, resource: 0, expiresInSeconds: null },
+      { kind: 'authorize', client: 0, resource: 1, expiresInSeconds: null },
+      { kind: 'step', ms: 9_769 },
+      { kind: 'step', ms: 144 },
+      { kind: 'step', ms: 56 },
+      { kind: 'step', ms: 2 },
+      toProxy,
+    ];
+    for (const command of history) {
+      world.apply(command);
+      world.assertInvariants();
+    }
     assert.deepEqual(world.violations, [], world.describeClients());
   });
 

@@ -759,6 +759,7 @@ export class World {
     const live = connected && client.goodbyes === goodbyesBefore;
     const status = request.answers[0];
     if (status === 'Active') this.stats.dnsActive++;
+    if (status === undefined) this.model.dnsMayArrive(client.id, domain, proxies, now + RESOLVE_REQUEST_MEMORY_MS);
     if (ambiguous) {
       if (expected !== 'none') this.model.dnsMaybe(client.id, domain, proxies);
       return;
@@ -769,8 +770,8 @@ export class World {
     }
     // The gateway set up NAT (and reset it on renumbering) whenever the client held the resource and the name resolved.
     const setUp = this.model.grants.get(client.id)?.has(resource.def.id) === true && resolved !== undefined;
-    if (status === 'Active') this.model.dnsSetUp(client.id, resource.def.id, domain, proxies, resolved ?? [], true);
-    else if (status === 'Inactive' && expected === 'Inactive' && setUp) this.model.dnsSetUp(client.id, resource.def.id, domain, proxies, [], false);
+    if (status === 'Active') this.model.dnsSetUp(client.id, resource.def.id, domain, proxies, resolved ?? [], true, now);
+    else if (status === 'Inactive' && expected === 'Inactive' && setUp) this.model.dnsSetUp(client.id, resource.def.id, domain, proxies, [], false, now);
     else if (status === undefined && expected !== 'none' && expected !== 'Inactive') this.model.dnsMaybe(client.id, domain, proxies);
     else if (status === undefined && expected === 'Inactive' && setUp) this.model.dnsMaybe(client.id, domain, proxies);
   }
