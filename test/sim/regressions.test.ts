@@ -7,6 +7,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { parseIp } from '../../src/ip/index.ts';
 import { Scenario } from '../snownet/harness.ts';
 import { SIM_MAX_PARTITION_MS, World, type SimCommand } from './world.ts';
 
@@ -161,6 +162,7 @@ describe('regressions found by the simulation', () => {
       world.assertInvariants();
     }
     assert.deepEqual(world.violations, [], world.describeClients());
+    assert.ok(world.gateway.state.translationOf(world.clients[0]!.id, parseIp('100.96.0.1')!) !== undefined, 'the late AssignedIps set up the proxy IP');
   });
 
   test('a portal outage shorter than the partition budget: candidates held, the gateway joins again, traffic flows before, during and after', () => {
